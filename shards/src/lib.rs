@@ -1,1 +1,464 @@
+//! The thread-per-core substrate of Sluice. It knows nothing of Kafka.
+//!
+//! What it owns:
+//! - [`ShardPool`]: one glommio `LocalExecutor` per shard, pinned to a core
+//!   (`Placement::Fixed`), with a small `io_memory` because io_uring buffers
+//!   are locked memory and our machines allow only 8 MiB of it per process.
+//! - [`Mesh`]: the bounded full mesh of channels between shards. Work for
+//!   another shard travels as a `Send` closure ([`Mesh::submit_to`]); it runs
+//!   on the target shard, where it may touch that shard's `Rc` state, and its
+//!   `Send` result travels back. This is Seastar's `submit_to`, and the only
+//!   way shards talk: they share no mutable state.
+//! - [`shard_for_hash`]: the one pure function that maps a key to its owner.
+//!
+//! Decisions, each with its reason:
+//! - The shard id *is* the mesh peer id. glommio orders mesh peers by
+//!   executor id, which follows creation order; taking the peer id as the
+//!   shard id makes the mapping true by construction rather than by hope.
+//! - A full cross-shard queue is backpressure: the sender awaits (the reactor
+//!   keeps running other tasks) and the event is counted in
+//!   [`MeshStats::queue_full`], so an operator can see it.
+//! - Work sent to the local shard runs inline, without a channel hop.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::{LocalExecutorBuilder, Placement};
+
+/// Index of a shard inside one broker process, `0..nr_shards`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId(pub usize);
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "shard-{}", self.0)
+    }
+}
+
+/// The owner of a key among `nr_shards`: a pure function, the same on every
+/// shard, so no table needs to be kept in sync.
+pub fn shard_for_hash(hash: u64, nr_shards: usize) -> ShardId {
+    assert!(nr_shards > 0, "a pool has at least one shard");
+    ShardId((hash % nr_shards as u64) as usize)
+}
+
+/// A unit of work sent to another shard: built on the sender, run on the
+/// receiver, where it produces a shard-local future.
+type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("shard {0} is not part of this pool")]
+    NoSuchShard(usize),
+    #[error("shard {0} is shutting down")]
+    Closed(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(
+        "locked-memory limit too low: {shards} shard(s) x io.memory.bytes={io_memory_bytes} \
+         need about {needed_bytes} bytes, but `ulimit -l` allows {limit_bytes} bytes. \
+         Lower `--shards` or `io.memory.bytes` (minimum 524288), or raise the memlock limit \
+         (`ulimit -l`, or LimitMEMLOCK= in a systemd unit)"
+    )]
+    MemlockTooLow {
+        shards: usize,
+        io_memory_bytes: usize,
+        needed_bytes: u64,
+        limit_bytes: u64,
+    },
+    #[error("io.memory.bytes={0} is below glommio's minimum of 524288 bytes")]
+    IoMemoryTooSmall(usize),
+    #[error("could not start shard {shard}: {message}")]
+    Spawn { shard: usize, message: String },
+    #[error("shard {shard} failed: {message}")]
+    Failed { shard: usize, message: String },
+}
+
+/// Counters of one shard's mesh use. Shard-local (`Cell`), read by metrics.
+#[derive(Default, Debug)]
+pub struct MeshStats {
+    pub sent: Cell<u64>,
+    pub received: Cell<u64>,
+    pub queue_full: Cell<u64>,
+}
+
+/// A shard's handle on the mesh. Lives on one shard; cheap to clone (`Rc`).
+#[derive(Clone)]
+pub struct Mesh {
+    inner: Rc<MeshInner>,
+}
+
+struct MeshInner {
+    me: ShardId,
+    nr_shards: usize,
+    senders: Senders<Job>,
+    stats: MeshStats,
+}
+
+impl Mesh {
+    pub fn shard_id(&self) -> ShardId {
+        self.inner.me
+    }
+
+    pub fn nr_shards(&self) -> usize {
+        self.inner.nr_shards
+    }
+
+    pub fn stats(&self) -> &MeshStats {
+        &self.inner.stats
+    }
+
+    /// Runs `work` on `shard` and returns its result here. The closure is
+    /// `Send`; the future it makes is not, so it may use the target shard's
+    /// local state. Local work runs inline.
+    pub async fn submit_to<F, Fut, T>(&self, shard: ShardId, work: F) -> Result<T, MeshError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        if shard.0 >= self.inner.nr_shards {
+            return Err(MeshError::NoSuchShard(shard.0));
+        }
+        if shard == self.inner.me {
+            return Ok(work().await);
+        }
+        let (reply_tx, reply_rx) = futures_channel::oneshot::channel();
+        let job: Job = Box::new(move || {
+            Box::pin(async move {
+                let result = work().await;
+                // The asker may have gone (connection closed): nothing to do.
+                let _ = reply_tx.send(result);
+            })
+        });
+        self.send_job(shard, job).await?;
+        reply_rx.await.map_err(|_| MeshError::Closed(shard.0))
+    }
+
+    /// Runs `work` on every shard (this one included) and collects the
+    /// results in shard order.
+    pub async fn submit_to_all<F, Fut, T>(&self, work: F) -> Result<Vec<T>, MeshError>
+    where
+        F: Fn() -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let mut results = Vec::with_capacity(self.inner.nr_shards);
+        for shard in 0..self.inner.nr_shards {
+            results.push(self.submit_to(ShardId(shard), work.clone()).await?);
+        }
+        Ok(results)
+    }
+
+    async fn send_job(&self, shard: ShardId, job: Job) -> Result<(), MeshError> {
+        use glommio::{GlommioError, ResourceType};
+        let stats = &self.inner.stats;
+        stats.sent.set(stats.sent.get() + 1);
+        match self.inner.senders.try_send_to(shard.0, job) {
+            Ok(()) => Ok(()),
+            Err(GlommioError::WouldBlock(ResourceType::Channel(job))) => {
+                stats.queue_full.set(stats.queue_full.get() + 1);
+                self.inner
+                    .senders
+                    .send_to(shard.0, job)
+                    .await
+                    .map_err(|_| MeshError::Closed(shard.0))
+            }
+            Err(_) => Err(MeshError::Closed(shard.0)),
+        }
+    }
+}
+
+/// How to build the pool.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub nr_shards: usize,
+    /// glommio's registered I/O buffer area per executor (locked memory).
+    pub io_memory_bytes: usize,
+    pub ring_depth: usize,
+    /// Bound of each shard-to-shard queue, in jobs.
+    pub mesh_channel_capacity: usize,
+    /// Thread name prefix; threads are named `{name}-{shard}`.
+    pub name: String,
+}
+
+/// glommio refuses less than this for `io_memory`.
+pub const IO_MEMORY_BYTES_MIN: usize = 512 * 1024;
+
+/// Starts `config.nr_shards` pinned executors joined by a mesh, runs
+/// `shard_main` on each, and waits for all of them to return.
+pub struct ShardPool;
+
+impl ShardPool {
+    pub fn run<G, Fut>(config: &PoolConfig, shard_main: G) -> Result<(), PoolError>
+    where
+        G: Fn(Mesh) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = Result<(), String>> + 'static,
+    {
+        check_memlock(config)?;
+        let cpus = available_cpus();
+        let mesh_builder =
+            MeshBuilder::<Job, _>::full(config.nr_shards, config.mesh_channel_capacity);
+        let mut handles = Vec::with_capacity(config.nr_shards);
+        for index in 0..config.nr_shards {
+            let cpu = cpus[index % cpus.len()];
+            let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+                .name(&format!("{}-{}", config.name, index))
+                .io_memory(config.io_memory_bytes)
+                .ring_depth(config.ring_depth)
+                .preempt_timer(Duration::from_millis(100));
+            let mesh_builder = mesh_builder.clone();
+            let shard_main = shard_main.clone();
+            let nr_shards = config.nr_shards;
+            let handle = builder
+                .spawn(move || async move {
+                    let mesh = join_mesh(mesh_builder, nr_shards).await?;
+                    shard_main(mesh).await
+                })
+                .map_err(|error| PoolError::Spawn {
+                    shard: index,
+                    message: explain_spawn_error(&error.to_string()),
+                })?;
+            handles.push(handle);
+        }
+        let mut first_error = None;
+        for (index, handle) in handles.into_iter().enumerate() {
+            let outcome = match handle.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(message)) => PoolError::Failed {
+                    shard: index,
+                    message,
+                },
+                Err(error) => PoolError::Failed {
+                    shard: index,
+                    message: explain_spawn_error(&error.to_string()),
+                },
+            };
+            first_error.get_or_insert(outcome);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+async fn join_mesh(
+    builder: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
+    nr_shards: usize,
+) -> Result<Mesh, String> {
+    let (senders, mut receivers) = builder
+        .join()
+        .await
+        .map_err(|_| "could not join the shard mesh".to_string())?;
+    let me = ShardId(senders.peer_id());
+    let mesh = Mesh {
+        inner: Rc::new(MeshInner {
+            me,
+            nr_shards,
+            senders,
+            stats: MeshStats::default(),
+        }),
+    };
+    for (_peer, receiver) in receivers.streams() {
+        let mesh = mesh.clone();
+        glommio::spawn_local(async move {
+            while let Some(job) = receiver.recv().await {
+                let stats = mesh.stats();
+                stats.received.set(stats.received.get() + 1);
+                glommio::spawn_local(job()).detach();
+            }
+        })
+        .detach();
+    }
+    Ok(mesh)
+}
+
+fn available_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity writes into the zeroed set we own.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let mut cpus = Vec::new();
+    if rc == 0 {
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            // SAFETY: cpu < CPU_SETSIZE.
+            if unsafe { libc::CPU_ISSET(cpu, &set) } {
+                cpus.push(cpu);
+            }
+        }
+    }
+    if cpus.is_empty() {
+        cpus.push(0);
+    }
+    cpus
+}
+
+/// The soft `RLIMIT_MEMLOCK`, or `None` when unlimited or unknown.
+pub fn memlock_limit_bytes() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(limit.rlim_cur)
+}
+
+/// io_uring rings and glommio's buffers are locked memory: check before
+/// starting, so the operator reads a sentence instead of an errno.
+fn check_memlock(config: &PoolConfig) -> Result<(), PoolError> {
+    if config.io_memory_bytes < IO_MEMORY_BYTES_MIN {
+        return Err(PoolError::IoMemoryTooSmall(config.io_memory_bytes));
+    }
+    // Each executor registers its io_memory and three rings; allow 64 KiB
+    // per ring entry page on top as a margin.
+    let per_shard = config.io_memory_bytes as u64 + 3 * 64 * 1024;
+    let needed_bytes = per_shard * config.nr_shards as u64;
+    match memlock_limit_bytes() {
+        Some(limit_bytes) if limit_bytes < needed_bytes => Err(PoolError::MemlockTooLow {
+            shards: config.nr_shards,
+            io_memory_bytes: config.io_memory_bytes,
+            needed_bytes,
+            limit_bytes,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn explain_spawn_error(message: &str) -> String {
+    let lowered = message.to_lowercase();
+    if lowered.contains("cannot allocate memory") || lowered.contains("operation not permitted") {
+        format!(
+            "{message} (io_uring could not lock memory: lower `--shards` or `io.memory.bytes`, \
+             or raise `ulimit -l`)"
+        )
+    } else {
+        message.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Keeps a shard's executor (and so its mesh receivers) alive until every
+    /// shard has finished its part of a test.
+    async fn barrier(done: &AtomicUsize, nr_shards: usize) {
+        done.fetch_add(1, Ordering::SeqCst);
+        while done.load(Ordering::SeqCst) < nr_shards {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn small_pool(nr_shards: usize) -> PoolConfig {
+        PoolConfig {
+            nr_shards,
+            io_memory_bytes: IO_MEMORY_BYTES_MIN,
+            ring_depth: 32,
+            mesh_channel_capacity: 4,
+            name: "test".into(),
+        }
+    }
+
+    #[test]
+    fn shard_for_hash_is_in_range_and_stable() {
+        for hash in [0u64, 1, 7, u64::MAX] {
+            let shard = shard_for_hash(hash, 3);
+            assert!(shard.0 < 3);
+            assert_eq!(shard, shard_for_hash(hash, 3));
+        }
+    }
+
+    #[test]
+    fn submit_to_runs_on_the_target_shard() {
+        let config = small_pool(2);
+        let done = Arc::new(AtomicUsize::new(0));
+        ShardPool::run(&config, move |mesh: Mesh| {
+            let done = done.clone();
+            async move {
+                // Executor threads are named `{name}-{index}` and shard ids
+                // follow creation order: each job reports where it really ran.
+                let seen = mesh
+                    .submit_to_all(|| async { std::thread::current().name().map(str::to_owned) })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                barrier(&done, 2).await;
+                // glommio appends its executor id: `test-0-<id>`.
+                let on = |index: usize, name: &Option<String>| {
+                    name.as_deref()
+                        .is_some_and(|n| n.starts_with(&format!("test-{index}-")))
+                };
+                if seen.len() != 2 || !on(0, &seen[0]) || !on(1, &seen[1]) {
+                    return Err(format!("jobs ran on {seen:?}"));
+                }
+                Ok(())
+            }
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_is_backpressure_not_loss() {
+        let config = small_pool(2);
+        let done = Arc::new(AtomicUsize::new(0));
+        ShardPool::run(&config, move |mesh: Mesh| {
+            let done = done.clone();
+            async move {
+                if mesh.shard_id() != ShardId(0) {
+                    barrier(&done, 2).await;
+                    return Ok(());
+                }
+                // Far more jobs in flight than the queue holds: all must arrive.
+                let mut tasks = Vec::new();
+                for value in 0..64u64 {
+                    let mesh = mesh.clone();
+                    tasks.push(glommio::spawn_local(async move {
+                        mesh.submit_to(ShardId(1), move || async move { value * 2 })
+                            .await
+                    }));
+                }
+                let mut sum = 0;
+                for task in tasks {
+                    sum += task.await.map_err(|e| e.to_string())?;
+                }
+                assert_eq!(sum, (0..64u64).map(|v| v * 2).sum::<u64>());
+                assert!(
+                    mesh.stats().queue_full.get() > 0,
+                    "the bound of 4 was never hit"
+                );
+                barrier(&done, 2).await;
+                Ok(())
+            }
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn unknown_shard_is_an_error() {
+        ShardPool::run(&small_pool(1), |mesh: Mesh| async move {
+            match mesh.submit_to(ShardId(5), || async {}).await {
+                Err(MeshError::NoSuchShard(5)) => Ok(()),
+                other => Err(format!("expected NoSuchShard, got {:?}", other.is_ok())),
+            }
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn too_little_io_memory_is_refused_with_a_reason() {
+        let mut config = small_pool(1);
+        config.io_memory_bytes = 4096;
+        let error = ShardPool::run(&config, |_mesh: Mesh| async { Ok(()) }).unwrap_err();
+        assert!(error.to_string().contains("524288"), "{error}");
+    }
+}
