@@ -2,7 +2,13 @@
 //!
 //! The crate is the broker; the binary in `main.rs` is a thin edge over it.
 //! Flow runs one way: `net` (frames) -> `protocol` (decode) -> `handlers`
-//! (one per Kafka API) -> routed to the owning shard -> `storage`.
-//! See ARCHITECTURE.md at the repository root for the map and invariants.
+//! (one per Kafka API) -> routed to the owning shard -> `partition` ->
+//! `storage`. Topic metadata is owned by shard 0 (`cluster`) and copied
+//! read-only to every shard. See ARCHITECTURE.md for the map and invariants.
 
+pub mod alloc;
+pub mod protocol;
 pub mod storage;
+
+#[global_allocator]
+static ALLOCATOR: alloc::SluiceAllocator = alloc::SluiceAllocator;
