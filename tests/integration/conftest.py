@@ -1,0 +1,251 @@
+"""Fixtures for the integration tests: a real `sluice` broker process.
+
+The broker binary comes from $SLUICE_BIN (tests/run.sh sets it to
+target/debug/sluice). Each broker gets a free 127.0.0.1 port and a temporary
+data directory, and must shut down cleanly (exit status 0) on SIGTERM.
+
+To point the tests at another Kafka-compatible broker while debugging the
+tests themselves, set SLUICE_CMD to a command template; `{bin}`, `{port}`,
+`{data_dir}` and `{node_id}` are substituted, e.g.
+    SLUICE_CMD='{bin} --listen 127.0.0.1:{port} --advertise 127.0.0.1:{port} --data-dir {data_dir}'
+SLUICE_NODE_ID overrides the node id the tests expect (default 1).
+"""
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+DEFAULT_CMD = (
+    "{bin} --listen 127.0.0.1:{port} --advertise 127.0.0.1:{port} "
+    "--data-dir {data_dir} --shards 2 --node-id {node_id}"
+)
+
+
+def free_port():
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
+    """Poll `predicate` until it returns a truthy value; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - reported below
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_exc!r})" if last_exc else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def unique_topic(prefix="t"):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class Broker:
+    """A running broker process with a fixed port and data directory."""
+
+    def __init__(self, binary, data_dir, port=None, node_id=None):
+        self.binary = binary
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.node_id = int(node_id if node_id is not None else os.environ.get("SLUICE_NODE_ID", "1"))
+        self.host = "127.0.0.1"
+        self.proc = None
+        self.log_path = os.path.join(os.path.dirname(data_dir), f"broker-{self.port}.log")
+        self._log_offset = 0  # start of the current run's output in the log file
+        self._log_file = None
+
+    @property
+    def bootstrap(self):
+        return f"{self.host}:{self.port}"
+
+    def command(self):
+        template = os.environ.get("SLUICE_CMD") or DEFAULT_CMD
+        return shlex.split(
+            template.format(
+                bin=shlex.quote(self.binary),
+                port=self.port,
+                data_dir=shlex.quote(self.data_dir),
+                node_id=self.node_id,
+            )
+        )
+
+    def start(self):
+        assert self.proc is None, "broker already running"
+        self._log_file = open(self.log_path, "ab")
+        self._log_offset = self._log_file.tell()
+        header = f"\n=== start: {shlex.join(self.command())}\n".encode()
+        self._log_file.write(header)
+        self._log_file.flush()
+        self._log_offset += len(header)
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                self.proc = None
+                pytest.fail(
+                    f"broker exited with status {code} during startup; log tail:\n{self.log_tail()}",
+                    pytrace=False,
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1.0):
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() >= deadline:
+                self.kill()
+                pytest.fail(
+                    f"broker did not accept connections on {self.bootstrap} within "
+                    f"{START_TIMEOUT_S}s; log tail:\n{self.log_tail()}",
+                    pytrace=False,
+                )
+            time.sleep(0.05)
+
+    def is_running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, check=True):
+        """SIGTERM, wait (SIGKILL after STOP_TIMEOUT_S); assert a clean exit."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        killed = False
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                killed = True
+                proc.kill()
+                proc.wait()
+        self._close_log()
+        if check:
+            assert not killed, (
+                f"broker did not exit within {STOP_TIMEOUT_S}s of SIGTERM (killed); "
+                f"log tail:\n{self.log_tail()}"
+            )
+            assert proc.returncode == 0, (
+                f"broker exited with status {proc.returncode} after SIGTERM "
+                f"(expected a clean shutdown, 0); log tail:\n{self.log_tail()}"
+            )
+        return proc.returncode
+
+    def kill(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        self._close_log()
+
+    def restart(self):
+        """Clean stop, then start again with the same port and data directory."""
+        self.stop()
+        self.start()
+        return self
+
+    def _close_log(self):
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log(self, all_runs=False):
+        """The broker's stderr/stdout for the current (or last) run."""
+        try:
+            with open(self.log_path, "rb") as f:
+                if not all_runs:
+                    f.seek(self._log_offset)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines=40):
+        return "\n".join(self.log(all_runs=True).splitlines()[-lines:])
+
+    def partition_dir(self, topic, partition):
+        return os.path.join(self.data_dir, f"{topic}-{partition}")
+
+
+def _binary():
+    binary = os.environ.get("SLUICE_BIN")
+    if not binary:
+        pytest.fail(
+            "SLUICE_BIN is not set; build the broker (cargo build --bin sluice) and run "
+            "SLUICE_BIN=target/debug/sluice pytest tests/integration (or use bash tests/run.sh)",
+            pytrace=False,
+        )
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        pytest.fail(f"SLUICE_BIN={binary!r} is not an executable file", pytrace=False)
+    return os.path.abspath(binary)
+
+
+def _start_broker(tmp_path_factory):
+    binary = _binary()
+    data_dir = str(tmp_path_factory.mktemp("sluice") / "data")
+    os.mkdir(data_dir)
+    return Broker(binary, data_dir).start()
+
+
+def _finish(broker):
+    try:
+        broker.stop(check=True)
+    finally:
+        broker.kill()
+
+
+@pytest.fixture
+def broker(tmp_path_factory):
+    """A fresh broker for one test (use when the test restarts or stops it)."""
+    b = _start_broker(tmp_path_factory)
+    yield b
+    _finish(b)
+
+
+@pytest.fixture(scope="module")
+def shared_broker(tmp_path_factory):
+    """One broker for all tests of a module; tests use unique topic names."""
+    b = _start_broker(tmp_path_factory)
+    yield b
+    _finish(b)
+
+
+@pytest.fixture
+def topic_name():
+    return unique_topic()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """On failure, attach the broker log of the test's broker(s) to the report."""
+    report = yield
+    if report.failed:
+        for name in ("broker", "shared_broker"):
+            b = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+            if isinstance(b, Broker):
+                report.sections.append((f"{name} log tail ({b.log_path})", b.log_tail(60)))
+    return report

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The Sluice test command: installs what the tests need (idempotently), then
+# runs formatting, lints, unit tests and the integration tests with real
+# Kafka clients. Usage: bash tests/run.sh [extra pytest args]
+#
+# Environment:
+#   SKIP_INSTALL=1   skip the tool installation step
+#   SLUICE_BIN       broker binary for the integration tests
+#                    (default: target/debug/sluice, built here)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+START_TIME=$(date +%s)
+step() {
+    echo
+    echo "==> [$(($(date +%s) - START_TIME))s] $*"
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    else
+        sudo "$@"
+    fi
+}
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
+
+VENV="$ROOT/.venv"
+REQS="$ROOT/tests/requirements.txt"
+JS_DIR="$ROOT/tests/js"
+
+install_python() {
+    local want have=""
+    want="$(sha256sum "$REQS" | cut -d' ' -f1)"
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    [ -f "$VENV/.requirements.sha256" ] && have="$(cat "$VENV/.requirements.sha256")"
+    if [ "$want" = "$have" ]; then
+        echo "python packages up to date (requirements hash $want)"
+    else
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+        "$VENV/bin/python" -m pip install --quiet -r "$REQS"
+        echo "$want" >"$VENV/.requirements.sha256"
+    fi
+    "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest; print("confluent-kafka", confluent_kafka.version()[0], "librdkafka", confluent_kafka.libversion()[0], "| kafka-python", kafka.__version__, "| aiokafka", aiokafka.__version__, "| pytest", pytest.__version__)'
+}
+
+install_kcat() {
+    if command -v kcat >/dev/null 2>&1; then
+        echo "kcat present: $(command -v kcat)"
+        return
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! as_root apt-get install -y -q kcat; then
+        as_root apt-get update -q
+        as_root apt-get install -y -q kcat
+    fi
+    command -v kcat
+}
+
+install_js() {
+    local want have=""
+    want="$(cat "$JS_DIR/package.json" "$JS_DIR/package-lock.json" | sha256sum | cut -d' ' -f1)"
+    [ -f "$JS_DIR/node_modules/.sluice-lock.sha256" ] && have="$(cat "$JS_DIR/node_modules/.sluice-lock.sha256")"
+    if [ "$want" = "$have" ] && [ -d "$JS_DIR/node_modules/kafkajs" ]; then
+        echo "node_modules up to date"
+    else
+        (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$want" >"$JS_DIR/node_modules/.sluice-lock.sha256"
+    fi
+    node -e 'console.log("node", process.version, "| kafkajs", require(process.argv[1] + "/node_modules/kafkajs/package.json").version)' "$JS_DIR"
+}
+
+if [ "${SKIP_INSTALL:-0}" != "1" ]; then
+    step "install: python venv (.venv) with tests/requirements.txt"
+    install_python
+    step "install: kcat"
+    install_kcat
+    step "install: kafkajs (tests/js)"
+    install_js
+fi
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "cargo build --bin sluice"
+cargo build --bin sluice
+
+step "pytest tests/integration"
+export SLUICE_BIN="${SLUICE_BIN:-$ROOT/target/debug/sluice}"
+"$VENV/bin/python" -m pytest tests/integration -q "$@"
+
+step "all tests passed"
