@@ -231,3 +231,91 @@ def test_client_disconnect_mid_frame_is_harmless(shared_broker):
     with connect(shared_broker) as s:
         assert_api_versions_ok(s, correlation_id=5)
     assert shared_broker.is_running()
+
+
+class Reader:
+    def __init__(self, data, off=0):
+        self.data, self.off = data, off
+
+    def unpack(self, fmt):
+        vals = struct.unpack_from(fmt, self.data, self.off)
+        self.off += struct.calcsize(fmt)
+        return vals if len(vals) > 1 else vals[0]
+
+    def string(self):
+        n = self.unpack(">h")
+        if n < 0:
+            return None
+        s = self.data[self.off:self.off + n].decode()
+        self.off += n
+        return s
+
+    def array(self, item):
+        n = self.unpack(">i")
+        return [item() for _ in range(max(n, 0))]
+
+
+def metadata_v4(sock, correlation_id, topics, allow_auto_create):
+    """Metadata v4 for the named topics; returns {name: (error_code, partition count)} and brokers."""
+    body = struct.pack(">i", len(topics))
+    for t in topics:
+        body += struct.pack(">h", len(t)) + t.encode()
+    body += struct.pack(">b", 1 if allow_auto_create else 0)
+    sock.sendall(frame(request_header_v1(METADATA, 4, correlation_id) + body))
+    r = Reader(read_response(sock))
+    assert r.unpack(">i") == correlation_id
+    r.unpack(">i")  # throttle_time_ms
+    brokers = r.array(lambda: (r.unpack(">i"), r.string(), r.unpack(">i"), r.string()))
+    r.string()  # cluster_id
+    r.unpack(">i")  # controller_id
+
+    def partition():
+        err, index, leader = r.unpack(">hii")
+        r.array(lambda: r.unpack(">i"))  # replicas
+        r.array(lambda: r.unpack(">i"))  # isr
+        return err, index, leader
+
+    def topic():
+        err = r.unpack(">h")
+        name = r.string()
+        r.unpack(">b")  # is_internal
+        return name, err, r.array(partition)
+
+    result = {name: (err, parts) for name, err, parts in r.array(topic)}
+    return result, brokers
+
+
+def test_metadata_auto_creation_follows_broker_config(shared_broker):
+    """Metadata for an unknown topic: not created when the request disallows it; created
+    (with num.partitions partitions) when allowed, iff auto.create.topics.enable=true."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    from conftest import unique_topic, wait_until
+
+    admin = AdminClient({"bootstrap.servers": shared_broker.bootstrap})
+    res = ConfigResource(ResourceType.BROKER, str(shared_broker.node_id))
+    configs = admin.describe_configs([res])[res].result(timeout=15)
+    auto_create = configs["auto.create.topics.enable"].value == "true"
+    num_partitions = int(configs["num.partitions"].value)
+
+    topic = unique_topic("auto")
+    with connect(shared_broker) as s:
+        topics, brokers = metadata_v4(s, 1, [topic], allow_auto_create=False)
+        assert [b[:3] for b in brokers] == [(shared_broker.node_id, "127.0.0.1", shared_broker.port)]
+        assert topics[topic] == (3, []), "unknown topic must answer UNKNOWN_TOPIC_OR_PARTITION (3)"
+        cid = [10]
+
+        def lookup():
+            cid[0] += 1
+            return metadata_v4(s, cid[0], [topic], allow_auto_create=True)[0][topic]
+
+        if auto_create:
+            # The first answer may be LEADER_NOT_AVAILABLE (5) while the topic is created.
+            assert lookup()[0] in (0, 5)
+            err, parts = wait_until(lambda: (v := lookup()) and v[0] == 0 and v, what="auto-created topic")
+            assert sorted(p[1] for p in parts) == list(range(num_partitions))
+            assert all(p[0] == 0 and p[2] == shared_broker.node_id for p in parts)
+        else:
+            assert lookup() == (3, [])
+            topics, _ = metadata_v4(s, 99, [topic], allow_auto_create=False)
+            assert topics[topic][0] == 3
