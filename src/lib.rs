@@ -7,7 +7,14 @@
 //! read-only to every shard. See ARCHITECTURE.md for the map and invariants.
 
 pub mod alloc;
+pub mod cluster;
+pub mod config;
+pub mod handlers;
+pub mod net;
+pub mod partition;
 pub mod protocol;
+pub mod server;
+pub mod shard;
 pub mod storage;
 
 #[global_allocator]

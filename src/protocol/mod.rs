@@ -113,9 +113,8 @@ pub fn encode_unsupported_api_versions(
     correlation_id: i32,
     api_versions: ApiVersionsResponse,
 ) -> anyhow::Result<Bytes> {
-    let body = ResponseKind::ApiVersions(
-        api_versions.with_error_code(error_codes::UNSUPPORTED_VERSION),
-    );
+    let body =
+        ResponseKind::ApiVersions(api_versions.with_error_code(error_codes::UNSUPPORTED_VERSION));
     encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
 }
 
@@ -150,9 +149,11 @@ mod tests {
     fn round_trips_an_api_versions_request() {
         let body = RequestKind::ApiVersions(ApiVersionsRequest::default());
         for version in 0..=3 {
-            let decoded =
-                decode_request(request_frame(ApiKey::ApiVersions, version, &body), all_versions)
-                    .unwrap();
+            let decoded = decode_request(
+                request_frame(ApiKey::ApiVersions, version, &body),
+                all_versions,
+            )
+            .unwrap();
             assert_eq!(decoded.api_key, ApiKey::ApiVersions);
             assert_eq!(decoded.api_version, version);
             assert_eq!(decoded.header.correlation_id, 42);
@@ -193,7 +194,10 @@ mod tests {
         let frame = request_frame(ApiKey::CreateTopics, 5, &body);
         assert!(decode_request(frame.clone(), all_versions).is_ok());
         for cut in 0..frame.len() - 1 {
-            assert!(decode_request(frame.slice(..cut), all_versions).is_err(), "cut {cut}");
+            assert!(
+                decode_request(frame.slice(..cut), all_versions).is_err(),
+                "cut {cut}"
+            );
         }
     }
 

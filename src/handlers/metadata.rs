@@ -1,0 +1,175 @@
+//! Metadata (key 3): brokers, cluster id, controller, and topics with their
+//! IDs and partitions. Unknown topics are created here when
+//! `auto.create.topics.enable` and the request allow it.
+//!
+//! Runs on the accepting shard from its read-only image; auto-creation hops
+//! to the controller shard.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use uuid::Uuid;
+
+use super::{str_bytes, ApiSupport, RequestContext};
+use crate::cluster::controller::{validate_topic_name, NewTopic};
+use crate::cluster::metadata::{MetadataImage, TopicMetadata};
+use crate::protocol::error_codes;
+use crate::shard::{self, CONTROLLER_SHARD};
+
+pub const API: ApiSupport = super::api(ApiKey::Metadata, 0, 12);
+
+/// Which topics the request names.
+enum Wanted {
+    All,
+    Some(Vec<(Option<String>, Uuid)>),
+}
+
+pub async fn handle(context: &RequestContext, request: MetadataRequest) -> MetadataResponse {
+    let config = &context.shard.config;
+    let wanted = match request.topics {
+        None => Wanted::All,
+        // Before v1 an empty list meant every topic.
+        Some(topics) if topics.is_empty() && context.api_version == 0 => Wanted::All,
+        Some(topics) => Wanted::Some(
+            topics
+                .into_iter()
+                .map(|topic| (topic.name.map(|name| name.0.to_string()), topic.topic_id))
+                .collect(),
+        ),
+    };
+    let allow_auto_create = config.auto_create_topics_enable
+        && (context.api_version < 4 || request.allow_auto_topic_creation);
+    let mut creation_errors = BTreeMap::new();
+    if let (Wanted::Some(topics), true) = (&wanted, allow_auto_create) {
+        creation_errors = auto_create(context, topics).await;
+    }
+    let image = context.shard.image();
+    let topics = match wanted {
+        Wanted::All => image
+            .topics
+            .values()
+            .map(|topic| topic_metadata(&image, topic))
+            .collect(),
+        Wanted::Some(topics) => topics
+            .into_iter()
+            .map(|(name, topic_id)| describe_one(&image, name, topic_id, &creation_errors))
+            .collect(),
+    };
+    let node_id = config.node_id;
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node_id))
+            .with_host(str_bytes(config.advertise_host.clone()))
+            .with_port(i32::from(config.advertise_port))])
+        .with_cluster_id(Some(str_bytes(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(node_id))
+        .with_topics(topics)
+}
+
+/// Creates the named topics that do not exist; returns the error of each
+/// that could not be created.
+async fn auto_create(
+    context: &RequestContext,
+    topics: &[(Option<String>, Uuid)],
+) -> BTreeMap<String, i16> {
+    let image = context.shard.image();
+    let config = &context.shard.config;
+    let mut errors = BTreeMap::new();
+    let mut to_create = Vec::new();
+    for name in topics.iter().filter_map(|(name, _)| name.as_ref()) {
+        if image.topic(name).is_some() {
+            continue;
+        }
+        match validate_topic_name(name) {
+            Ok(()) => to_create.push(NewTopic {
+                name: name.clone(),
+                partitions: config.num_partitions,
+                replication_factor: config.default_replication_factor,
+                configs: BTreeMap::new(),
+            }),
+            Err(error) => {
+                errors.insert(name.clone(), error.code);
+            }
+        }
+    }
+    if to_create.is_empty() {
+        return errors;
+    }
+    let names: Vec<String> = to_create.iter().map(|topic| topic.name.clone()).collect();
+    let outcome = context
+        .shard
+        .mesh
+        .submit_to(CONTROLLER_SHARD, move || async move {
+            let shard = shard::current();
+            let controller = shard.controller().expect("shard 0 runs the controller");
+            controller.create_topics(to_create, false).await
+        })
+        .await;
+    match outcome {
+        Ok(results) => {
+            for (name, result) in names.into_iter().zip(results) {
+                match result {
+                    // Created concurrently by someone else: fine.
+                    Err(error) if error.code != error_codes::TOPIC_ALREADY_EXISTS => {
+                        errors.insert(name, error.code);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(_) => {
+            for name in names {
+                errors.insert(name, error_codes::LEADER_NOT_AVAILABLE);
+            }
+        }
+    }
+    errors
+}
+
+fn describe_one(
+    image: &MetadataImage,
+    name: Option<String>,
+    topic_id: Uuid,
+    creation_errors: &BTreeMap<String, i16>,
+) -> MetadataResponseTopic {
+    let found = match &name {
+        Some(name) => image.topic(name),
+        None => image.topic_by_id(topic_id),
+    };
+    if let Some(topic) = found {
+        return topic_metadata(image, topic);
+    }
+    let error_code = match &name {
+        Some(name) => creation_errors
+            .get(name)
+            .copied()
+            .unwrap_or(error_codes::UNKNOWN_TOPIC_OR_PARTITION),
+        None => error_codes::UNKNOWN_TOPIC_ID,
+    };
+    MetadataResponseTopic::default()
+        .with_error_code(error_code)
+        .with_name(name.map(|name| TopicName(str_bytes(name))))
+        .with_topic_id(topic_id)
+}
+
+fn topic_metadata(image: &MetadataImage, topic: &TopicMetadata) -> MetadataResponseTopic {
+    let leader = BrokerId(image.node_id);
+    let partitions = (0..topic.partitions)
+        .map(|index| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(leader)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![leader])
+                .with_isr_nodes(vec![leader])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
+        .with_topic_id(topic.topic_id)
+        .with_is_internal(topic.internal)
+        .with_partitions(partitions)
+}

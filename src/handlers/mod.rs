@@ -1,0 +1,118 @@
+//! One file per Kafka API, and the closed table of every API Sluice serves.
+//!
+//! Handlers run on the shard that accepted the connection. A handler that
+//! needs state owned elsewhere (a partition, the controller) finds the owner
+//! and sends the work there with `mesh.submit_to`, so the hop is visible in
+//! the handler. Handlers never see bytes: `protocol` decoded the request and
+//! encodes the response.
+//!
+//! Architecture Invariant: [`SUPPORTED`] is the only source of the versions
+//! ApiVersions advertises and of the versions the decoder accepts, so the
+//! broker never advertises a version it does not serve.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+
+use crate::shard::Shard;
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_configs;
+pub mod metadata;
+
+/// An API and the versions of it this broker serves.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiSupport {
+    pub api_key: ApiKey,
+    pub versions: VersionRange,
+}
+
+const fn api(api_key: ApiKey, min: i16, max: i16) -> ApiSupport {
+    ApiSupport {
+        api_key,
+        versions: VersionRange { min, max },
+    }
+}
+
+/// Every API Sluice serves, with the versions that really work. Each range
+/// lies inside what `kafka-protocol` can decode (checked by a test).
+pub const SUPPORTED: &[ApiSupport] = &[
+    api_versions::API,
+    metadata::API,
+    create_topics::API,
+    delete_topics::API,
+    create_partitions::API,
+    describe_configs::API,
+];
+
+pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
+    SUPPORTED
+        .iter()
+        .find(|support| support.api_key == api_key)
+        .map(|support| support.versions)
+}
+
+/// What a handler knows of the request it serves.
+pub struct RequestContext {
+    pub shard: Rc<Shard>,
+    pub api_version: i16,
+    pub header: RequestHeader,
+}
+
+/// Runs the handler for `body`. The decoder admits only APIs in
+/// [`SUPPORTED`], so every variant reaching here has a handler.
+pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKind {
+    match body {
+        RequestKind::ApiVersions(request) => {
+            ResponseKind::ApiVersions(api_versions::handle(context, request))
+        }
+        RequestKind::Metadata(request) => {
+            ResponseKind::Metadata(metadata::handle(context, request).await)
+        }
+        RequestKind::CreateTopics(request) => {
+            ResponseKind::CreateTopics(create_topics::handle(context, request).await)
+        }
+        RequestKind::DeleteTopics(request) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(context, request).await)
+        }
+        RequestKind::CreatePartitions(request) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(context, request).await)
+        }
+        RequestKind::DescribeConfigs(request) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(context, request))
+        }
+        other => unreachable!("decoder admitted an API without a handler: {other:?}"),
+    }
+}
+
+pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_range_is_decodable_by_kafka_protocol() {
+        for support in SUPPORTED {
+            let codec = support.api_key.valid_versions();
+            assert!(support.versions.min >= codec.min, "{support:?}");
+            assert!(support.versions.max <= codec.max, "{support:?}");
+            assert!(!support.versions.is_empty(), "{support:?}");
+        }
+    }
+
+    #[test]
+    fn each_api_appears_once() {
+        for (index, support) in SUPPORTED.iter().enumerate() {
+            assert!(SUPPORTED[index + 1..]
+                .iter()
+                .all(|other| other.api_key != support.api_key));
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Listeners and connections: size-prefixed frames in, responses out, in
+//! arrival order.
+//!
+//! Every shard binds the listen address itself (glommio sets SO_REUSEPORT),
+//! so the kernel spreads connections over shards; a connection lives on the
+//! shard that accepted it for its whole life.
+//!
+//! Per connection, a reader reads frames and starts one handler task per
+//! request; a writer awaits those tasks in the order the requests arrived
+//! and writes their responses. Pipelined requests thus proceed together yet
+//! are answered in order, as Kafka requires. The queue between them holds at
+//! most [`REQUESTS_IN_FLIGHT_MAX`] requests: past that the reader stops
+//! reading, which is backpressure on the client.
+//!
+//! A frame that is oversized, malformed, or names an unknown API closes this
+//! connection only, with a log line. Nothing here panics on client bytes.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use glommio::channels::local_channel;
+use glommio::net::{TcpListener, TcpStream};
+use glommio::Task;
+use kafka_protocol::messages::ApiKey;
+
+use crate::handlers::{self, api_versions, RequestContext};
+use crate::protocol::{self, DecodeError, Request};
+use crate::shard::Shard;
+
+/// Requests read but not yet answered, per connection.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 64;
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Accepts connections until the task is dropped.
+pub async fn accept_loop(listener: TcpListener, shard: Rc<Shard>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(serve_connection(stream, shard.clone())).detach();
+            }
+            Err(error) => {
+                // Out of descriptors or a transient failure: keep serving
+                // the connections we have, and try again shortly.
+                tracing::warn!(%error, shard = %shard.id(), "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// What the writer does for one request, in arrival order.
+enum Pending {
+    Ready(Bytes),
+    Running(Task<Outcome>),
+}
+
+enum Outcome {
+    Respond(Bytes),
+    /// The request wants no response (Produce with acks=0).
+    #[allow(dead_code)]
+    Silent,
+    Close,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("frame size {0} is negative")]
+    Negative(i32),
+    #[error("frame size {size} exceeds socket.request.max.bytes={max}")]
+    Oversized { size: usize, max: usize },
+    #[error("connection failed mid-frame: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
+    let peer = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = futures_lite::io::split(stream);
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let (queue, pending) = local_channel::new_bounded(REQUESTS_IN_FLIGHT_MAX);
+    let writer_task = glommio::spawn_local(write_responses(pending, writer, peer));
+    let request_bytes_max = shard.config.socket_request_max_bytes;
+    loop {
+        let frame = match read_frame(&mut reader, request_bytes_max).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::warn!(?peer, %error, "closing connection");
+                break;
+            }
+        };
+        let next = match protocol::decode_request(frame, handlers::supported_range) {
+            Ok(request) => Pending::Running(glommio::spawn_local(handle(shard.clone(), request))),
+            Err(DecodeError::UnsupportedVersion {
+                api_key: ApiKey::ApiVersions,
+                correlation_id,
+                ..
+            }) => match protocol::encode_unsupported_api_versions(
+                correlation_id,
+                api_versions::advertised(),
+            ) {
+                Ok(bytes) => Pending::Ready(bytes),
+                Err(_) => break,
+            },
+            Err(error) => {
+                tracing::warn!(?peer, %error, "closing connection");
+                break;
+            }
+        };
+        if queue.send(next).await.is_err() {
+            break; // the writer has gone: the peer closed or failed
+        }
+    }
+    drop(queue);
+    writer_task.await;
+}
+
+/// Reads one frame; `None` at a clean end of stream between frames.
+async fn read_frame<R>(
+    reader: &mut R,
+    request_bytes_max: usize,
+) -> Result<Option<Bytes>, FrameError>
+where
+    R: futures_lite::AsyncRead + Unpin,
+{
+    let mut size_bytes = [0u8; 4];
+    match reader.read_exact(&mut size_bytes).await {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error.into()),
+    }
+    let size = i32::from_be_bytes(size_bytes);
+    let size = usize::try_from(size).map_err(|_| FrameError::Negative(size))?;
+    if size > request_bytes_max {
+        return Err(FrameError::Oversized {
+            size,
+            max: request_bytes_max,
+        });
+    }
+    let mut body = vec![0u8; size];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(Bytes::from(body)))
+}
+
+async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
+    let Request {
+        api_key,
+        api_version,
+        header,
+        body,
+    } = request;
+    let correlation_id = header.correlation_id;
+    let context = RequestContext {
+        shard,
+        api_version,
+        header,
+    };
+    let response = handlers::dispatch(&context, body).await;
+    match protocol::encode_response(api_key, api_version, correlation_id, &response) {
+        Ok(bytes) => Outcome::Respond(bytes),
+        Err(error) => {
+            tracing::error!(?api_key, api_version, %error, "could not encode a response");
+            Outcome::Close
+        }
+    }
+}
+
+async fn write_responses<W>(
+    pending: local_channel::LocalReceiver<Pending>,
+    mut writer: W,
+    peer: Option<SocketAddr>,
+) where
+    W: futures_lite::AsyncWrite + Unpin,
+{
+    while let Some(next) = pending.recv().await {
+        let bytes = match next {
+            Pending::Ready(bytes) => bytes,
+            Pending::Running(task) => match task.await {
+                Outcome::Respond(bytes) => bytes,
+                Outcome::Silent => continue,
+                Outcome::Close => break,
+            },
+        };
+        if let Err(error) = writer.write_all(&bytes).await {
+            tracing::debug!(?peer, %error, "write failed; closing connection");
+            break;
+        }
+    }
+    let _ = writer.close().await;
+}

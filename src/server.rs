@@ -1,0 +1,137 @@
+//! Start-up and shutdown of one broker node.
+//!
+//! Runs on the main thread until the shards start: it prepares the data
+//! directory (lock, metadata image, leftovers of deleted topics), checks the
+//! listen address, then starts one shard per core and waits for them. Each
+//! shard installs its state, opens its partitions, binds the port and serves
+//! until [`request_shutdown`] is called (SIGTERM or SIGINT, from `main`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sluice_shards::{Mesh, PoolConfig, ShardPool};
+
+use crate::cluster::metadata::{self, MetadataImage};
+use crate::config::BrokerConfig;
+use crate::partition;
+use crate::shard::Shard;
+
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// How often shards look for a shutdown request.
+const SHUTDOWN_POLL_MS: u64 = 50;
+
+/// Asks every shard to stop. Safe to call from any thread.
+pub fn request_shutdown() {
+    SHUTDOWN.store(true, Ordering::SeqCst);
+}
+
+/// Runs the broker until shutdown is requested.
+pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let image = load_or_create_image(&config)?;
+    for removed in partition::remove_orphan_dirs(&config.data_dir, &image)? {
+        tracing::info!(dir = %removed.display(), "removed the directory of a deleted topic");
+    }
+    let listen = check_listen_address(config.listen)?;
+    if config.advertise_port == 0 {
+        config.advertise_port = listen.port();
+    }
+    let pool = PoolConfig {
+        nr_shards: config.shards,
+        io_memory_bytes: config.io_memory_bytes,
+        ring_depth: config.ring_depth,
+        mesh_channel_capacity: config.mesh_channel_capacity,
+        name: "sluice".into(),
+    };
+    tracing::info!(
+        %listen,
+        advertise = %format!("{}:{}", config.advertise_host, config.advertise_port),
+        shards = config.shards,
+        node_id = config.node_id,
+        cluster_id = %image.cluster_id,
+        data_dir = %config.data_dir.display(),
+        topics = image.topics.len(),
+        "sluice starting"
+    );
+    let config = Arc::new(config);
+    let image = Arc::new(image);
+    ShardPool::run(&pool, move |mesh: Mesh| {
+        shard_main(mesh, config.clone(), image.clone(), listen)
+    })?;
+    tracing::info!("sluice stopped");
+    Ok(())
+}
+
+async fn shard_main(
+    mesh: Mesh,
+    config: Arc<BrokerConfig>,
+    image: Arc<MetadataImage>,
+    listen: SocketAddr,
+) -> Result<(), String> {
+    let shard = Shard::install(mesh, config, image.clone());
+    shard
+        .install_image(image)
+        .await
+        .map_err(|error| format!("cannot open partitions: {error}"))?;
+    let listener = glommio::net::TcpListener::bind(listen)
+        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+    let accepting = glommio::spawn_local(crate::net::accept_loop(listener, shard.clone()));
+    tracing::debug!(shard = %shard.id(), partitions = shard.partitions.len(), "shard serving");
+    while !SHUTDOWN.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+    }
+    drop(accepting);
+    shard.partitions.close_all().await;
+    Ok(())
+}
+
+/// One broker per data dir: a second one would corrupt the first's logs.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let path = data_dir.join(".lock");
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        bail!(
+            "data dir {} is in use by another Sluice process (cannot lock {})",
+            data_dir.display(),
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+fn load_or_create_image(config: &BrokerConfig) -> anyhow::Result<MetadataImage> {
+    if let Some(image) = metadata::load(&config.data_dir)? {
+        if image.node_id != config.node_id {
+            bail!(
+                "data dir {} belongs to node.id {}, but this broker is node.id {} (key 'node.id')",
+                config.data_dir.display(),
+                image.node_id,
+                config.node_id
+            );
+        }
+        return Ok(image);
+    }
+    let image = MetadataImage::new(metadata::new_cluster_id(), config.node_id);
+    metadata::store(&config.data_dir, &image)?;
+    tracing::info!(cluster_id = %image.cluster_id, "formatted a new data dir");
+    Ok(image)
+}
+
+/// Shards bind with SO_REUSEPORT, which would silently share a port with
+/// another broker. Binding once without it first turns that into an error
+/// naming the address. Port 0 is resolved here, so all shards share one.
+fn check_listen_address(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen} (key 'listen')"))?;
+    Ok(probe.local_addr()?)
+}

@@ -1,0 +1,111 @@
+//! The state one shard owns, and the way to reach it from code running on
+//! that shard.
+//!
+//! Each executor thread holds exactly one [`Shard`] in a thread-local, set
+//! once at start-up. Work that arrives over the mesh finds its shard with
+//! [`current`]; nothing else crosses threads. A shard view: the image is a
+//! read-only copy of node state, the partition table and the controller are
+//! this shard's own.
+
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use sluice_shards::{shard_for_hash, Mesh, ShardId};
+
+use crate::cluster::controller::Controller;
+use crate::cluster::metadata::MetadataImage;
+use crate::config::BrokerConfig;
+use crate::partition::PartitionTable;
+
+/// The shard that owns node metadata (the controller) and its file.
+pub const CONTROLLER_SHARD: ShardId = ShardId(0);
+
+pub struct Shard {
+    pub mesh: Mesh,
+    pub config: Arc<BrokerConfig>,
+    image: RefCell<Arc<MetadataImage>>,
+    pub partitions: PartitionTable,
+    /// Present on [`CONTROLLER_SHARD`] only.
+    controller: Option<Controller>,
+}
+
+thread_local! {
+    static CURRENT: OnceCell<Rc<Shard>> = const { OnceCell::new() };
+}
+
+/// This thread's shard. Calling it off a shard thread is a programmer error.
+pub fn current() -> Rc<Shard> {
+    CURRENT.with(|cell| cell.get().cloned().expect("called on a shard thread"))
+}
+
+impl Shard {
+    /// Builds this thread's shard and makes it [`current`].
+    pub fn install(mesh: Mesh, config: Arc<BrokerConfig>, image: Arc<MetadataImage>) -> Rc<Shard> {
+        let controller = (mesh.shard_id() == CONTROLLER_SHARD)
+            .then(|| Controller::new(config.data_dir.clone(), image.clone()));
+        let shard = Rc::new(Shard {
+            partitions: PartitionTable::new(config.data_dir.clone(), mesh.shard_id()),
+            mesh,
+            config,
+            image: RefCell::new(image),
+            controller,
+        });
+        CURRENT.with(|cell| {
+            assert!(cell.set(shard.clone()).is_ok(), "one shard per thread");
+        });
+        shard
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.mesh.shard_id()
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// The controller, if this is the controller shard.
+    pub fn controller(&self) -> Option<&Controller> {
+        self.controller.as_ref()
+    }
+
+    /// Replaces the image with a newer one and brings this shard's
+    /// partitions in line with it. Older images are ignored, so messages
+    /// that arrive out of order do no harm.
+    pub async fn install_image(&self, image: Arc<MetadataImage>) -> std::io::Result<()> {
+        if image.epoch < self.image.borrow().epoch {
+            return Ok(());
+        }
+        *self.image.borrow_mut() = image.clone();
+        self.partitions
+            .reconcile(&image, self.mesh.nr_shards())
+            .await
+    }
+
+    /// The shard that owns `partition` of `topic`.
+    pub fn partition_owner(&self, topic: &str, partition: i32) -> ShardId {
+        partition_owner(topic, partition, self.mesh.nr_shards())
+    }
+}
+
+/// The one placement function: a topic's partitions go round-robin over the
+/// shards, starting at a shard chosen by the topic name's CRC-32C, so that
+/// small topics do not all start on shard 0.
+pub fn partition_owner(topic: &str, partition: i32, nr_shards: usize) -> ShardId {
+    let start = u64::from(crc32c::crc32c(topic.as_bytes()));
+    shard_for_hash(start + partition.max(0) as u64, nr_shards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_of_a_topic_spread_over_shards() {
+        let owners: Vec<_> = (0..4).map(|p| partition_owner("orders", p, 2)).collect();
+        assert_ne!(owners[0], owners[1]);
+        assert_eq!(owners[0], owners[2]);
+        assert_eq!(partition_owner("orders", 3, 1), ShardId(0));
+    }
+}
