@@ -975,7 +975,7 @@ fn to_milliseconds(amount: i64, factor: i64) -> i64 {
     about = "Sluice: a Kafka-compatible message broker, thread-per-core on io_uring.",
     allow_negative_numbers = true,
     after_help = "Without --config, config/sluice.toml is read if it exists; otherwise built-in \
-        defaults apply. Precedence: default < file < --set < the flags above.\n\
+        defaults apply.\nPrecedence: default < file < --set < the flags above.\n\
         Config keys use Kafka's names (log.retention.ms, num.partitions, ...); see config/README.md."
 )]
 struct Cli {
@@ -1112,7 +1112,8 @@ fn toml_value_text(value: &toml::Value) -> Option<String> {
     match value {
         toml::Value::String(text) => Some(text.clone()),
         toml::Value::Integer(number) => Some(number.to_string()),
-        toml::Value::Float(number) => Some(number.to_string()),
+        // Debug keeps the ".0" so `num.partitions = 1.0` is not taken for 1.
+        toml::Value::Float(number) => Some(format!("{number:?}")),
         toml::Value::Boolean(flag) => Some(flag.to_string()),
         toml::Value::Array(items) => items
             .iter()
@@ -1149,7 +1150,7 @@ impl BrokerConfig {
             None => None,
             Some(path) => Some(std::fs::read_to_string(path).map_err(|error| {
                 let message = format!("cannot read {}: {error}", path.display());
-                ConfigError::invalid("config", "command line", message)
+                ConfigError::invalid("--config", "command line", message)
             })?),
         };
         let file = file.zip(text);
@@ -1664,178 +1665,64 @@ mod tests {
         }
     }
 
+    /// (flags, file, expected): one line per case.
+    #[rustfmt::skip]
+    const CASES: &[(&[&str], Option<&str>, Expect)] = &[
+        (&[], None, Values(&[("listen", "127.0.0.1:9092"), ("node.id", "0")])),
+        (&[], None, Values(&[("advertise", "127.0.0.1:9092"), ("data.dir", "./data")])),
+        // Flattening: dotted, quoted, table header, inline table.
+        (&[], Some("log.retention.ms = 5"), Values(&[("log.retention.ms", "5")])),
+        (&[], Some("\"log.retention.ms\" = 5"), Values(&[("log.retention.ms", "5")])),
+        (&[], Some("[log]\nretention.ms = 5"), Values(&[("log.retention.ms", "5")])),
+        (&[], Some("log = { retention = { ms = 5 } }"), Values(&[("log.retention.ms", "5")])),
+        // Value types: strings for numbers and booleans, arrays for lists, floats for ratios.
+        (&[], Some("log.retention.ms = \"5\""), Values(&[("log.retention.ms", "5")])),
+        (&[], Some("auto.create.topics.enable = \"FALSE\""), Values(&[("auto.create.topics.enable", "false")])),
+        (&[], Some("log.cleanup.policy = [\"compact\", \"delete\"]"), Values(&[("log.cleanup.policy", "compact,delete")])),
+        (&[], Some("log.cleaner.min.cleanable.ratio = 0.25"), Values(&[("log.cleaner.min.cleanable.ratio", "0.25")])),
+        (&[], Some("log.cleaner.min.cleanable.ratio = 1.0"), Values(&[("log.cleaner.min.cleanable.ratio", "1")])),
+        (&[], Some("listen = \"localhost:0\""), Values(&[("listen", "127.0.0.1:0"), ("advertise", "127.0.0.1:0")])),
+        // Precedence: file < --set < dedicated flag.
+        (&["--shards", "3"], Some("shards = 2"), Values(&[("shards", "3")])),
+        (&["--set", "shards=4"], Some("shards = 2"), Values(&[("shards", "4")])),
+        (&["--set", "shards=4", "--shards=5"], None, Values(&[("shards", "5")])),
+        (&["--node-id", "7", "--data-dir", "/tmp/x"], Some("node.id = 1"), Values(&[("node.id", "7"), ("data.dir", "/tmp/x")])),
+        (&["--listen", "0.0.0.0:9093", "--advertise", "broker1:9093"], None, Values(&[("listen", "0.0.0.0:9093"), ("advertise", "broker1:9093")])),
+        (&["--advertise", "[::1]:9092"], None, Values(&[("advertise", "[::1]:9092")])),
+        (&["--set", "log.retention.ms=-1"], None, Values(&[("log.retention.ms", "-1")])),
+        // Errors name the key.
+        (&[], Some("log.retention.ms = \"abc\""), ErrorKey("log.retention.ms")),
+        (&[], Some("log.retention.ms = -2"), ErrorKey("log.retention.ms")),
+        (&[], Some("num.partitions = 0"), ErrorKey("num.partitions")),
+        (&[], Some("num.partitions = 1.0"), ErrorKey("num.partitions")),
+        (&[], Some("segment.bytes = 4096"), ErrorKey("segment.bytes")),
+        (&[], Some("log.segment.bytes = 4294967296"), ErrorKey("log.segment.bytes")),
+        (&[], Some("num.network.threads = 3"), ErrorKey("num.network.threads")),
+        (&[], Some("[log.retention]\nmss = 5"), ErrorKey("log.retention.mss")),
+        (&[], Some("log.retention.ms = 1\n\"log.retention.ms\" = 2"), ErrorKey("log.retention.ms")),
+        (&[], Some("log.retention.ms = 1979-05-27T07:32:00Z"), ErrorKey("log.retention.ms")),
+        (&[], Some("log.cleanup.policy = \"delete,archive\""), ErrorKey("log.cleanup.policy")),
+        (&[], Some("log.level = \"degub\""), ErrorKey("log.level")),
+        (&[], Some("compression.type = \"brotli\""), ErrorKey("compression.type")),
+        (&[], Some("io.memory.bytes = 4096"), ErrorKey("io.memory.bytes")),
+        (&[], Some("group.min.session.timeout.ms = 7000\ngroup.max.session.timeout.ms = 6000"), ErrorKey("group.min.session.timeout.ms")),
+        (&["--shards", "x"], None, ErrorKey("shards")),
+        (&["--shards", "0"], None, ErrorKey("shards")),
+        (&["--node-id", "-1"], None, ErrorKey("node.id")),
+        (&["--listen", "example.com:9092"], None, ErrorKey("listen")),
+        (&["--listen", "0.0.0.0:9092"], None, ErrorKey("advertise")),
+        (&["--advertise", "broker1"], None, ErrorKey("advertise")),
+        (&["--set", "bogus.key=1"], None, ErrorKey("bogus.key")),
+        (&["--set", "shards"], None, ErrorKey("--set")),
+        (&["--bogus"], None, ErrorKey("--bogus")),
+        (&["--shards"], None, ErrorKey("--shards")),
+        (&["extra"], None, ErrorKey("extra")),
+        (&["--config", "/nonexistent/sluice.toml"], None, ErrorKey("--config")),
+    ];
+
     #[test]
     fn files_and_flags() {
-        let cases: &[(&[&str], Option<&str>, Expect)] = &[
-            (
-                &[],
-                None,
-                Values(&[("listen", "127.0.0.1:9092"), ("node.id", "0")]),
-            ),
-            (
-                &[],
-                None,
-                Values(&[("advertise", "127.0.0.1:9092"), ("data.dir", "./data")]),
-            ),
-            // Flattening: dotted, quoted, table header, inline table.
-            (
-                &[],
-                Some("log.retention.ms = 5"),
-                Values(&[("log.retention.ms", "5")]),
-            ),
-            (
-                &[],
-                Some("\"log.retention.ms\" = 5"),
-                Values(&[("log.retention.ms", "5")]),
-            ),
-            (
-                &[],
-                Some("[log]\nretention.ms = 5"),
-                Values(&[("log.retention.ms", "5")]),
-            ),
-            (
-                &[],
-                Some("log = { retention = { ms = 5 } }"),
-                Values(&[("log.retention.ms", "5")]),
-            ),
-            (
-                &[],
-                Some("log.retention.ms = \"5\""),
-                Values(&[("log.retention.ms", "5")]),
-            ),
-            (
-                &[],
-                Some("auto.create.topics.enable = \"FALSE\""),
-                Values(&[("auto.create.topics.enable", "false")]),
-            ),
-            (
-                &[],
-                Some("log.cleanup.policy = [\"compact\", \"delete\"]"),
-                Values(&[("log.cleanup.policy", "compact,delete")]),
-            ),
-            (
-                &[],
-                Some("log.cleaner.min.cleanable.ratio = 0.25"),
-                Values(&[("log.cleaner.min.cleanable.ratio", "0.25")]),
-            ),
-            (
-                &[],
-                Some("listen = \"localhost:0\""),
-                Values(&[("listen", "127.0.0.1:0"), ("advertise", "127.0.0.1:0")]),
-            ),
-            // Precedence: file < --set < dedicated flag.
-            (
-                &["--shards", "3"],
-                Some("shards = 2"),
-                Values(&[("shards", "3")]),
-            ),
-            (
-                &["--set", "shards=4"],
-                Some("shards = 2"),
-                Values(&[("shards", "4")]),
-            ),
-            (
-                &["--set", "shards=4", "--shards=5"],
-                None,
-                Values(&[("shards", "5")]),
-            ),
-            (
-                &["--node-id", "7", "--data-dir", "/tmp/x"],
-                Some("node.id = 1"),
-                Values(&[("node.id", "7"), ("data.dir", "/tmp/x")]),
-            ),
-            (
-                &["--listen", "0.0.0.0:9093", "--advertise", "broker1:9093"],
-                None,
-                Values(&[("listen", "0.0.0.0:9093"), ("advertise", "broker1:9093")]),
-            ),
-            (
-                &["--advertise", "[::1]:9092"],
-                None,
-                Values(&[("advertise", "[::1]:9092")]),
-            ),
-            (
-                &["--set", "log.retention.ms=-1"],
-                None,
-                Values(&[("log.retention.ms", "-1")]),
-            ),
-            // Errors name the key.
-            (
-                &[],
-                Some("log.retention.ms = \"abc\""),
-                ErrorKey("log.retention.ms"),
-            ),
-            (
-                &[],
-                Some("log.retention.ms = -2"),
-                ErrorKey("log.retention.ms"),
-            ),
-            (&[], Some("num.partitions = 0"), ErrorKey("num.partitions")),
-            (&[], Some("segment.bytes = 4096"), ErrorKey("segment.bytes")),
-            (
-                &[],
-                Some("log.segment.bytes = 4294967296"),
-                ErrorKey("log.segment.bytes"),
-            ),
-            (
-                &[],
-                Some("num.network.threads = 3"),
-                ErrorKey("num.network.threads"),
-            ),
-            (
-                &[],
-                Some("[log.retention]\nmss = 5"),
-                ErrorKey("log.retention.mss"),
-            ),
-            (
-                &[],
-                Some("log.retention.ms = 1\n\"log.retention.ms\" = 2"),
-                ErrorKey("log.retention.ms"),
-            ),
-            (
-                &[],
-                Some("log.retention.ms = 1979-05-27T07:32:00Z"),
-                ErrorKey("log.retention.ms"),
-            ),
-            (
-                &[],
-                Some("log.cleanup.policy = \"delete,archive\""),
-                ErrorKey("log.cleanup.policy"),
-            ),
-            (&[], Some("log.level = \"degub\""), ErrorKey("log.level")),
-            (
-                &[],
-                Some("compression.type = \"brotli\""),
-                ErrorKey("compression.type"),
-            ),
-            (
-                &[],
-                Some("io.memory.bytes = 4096"),
-                ErrorKey("io.memory.bytes"),
-            ),
-            (
-                &[],
-                Some("group.min.session.timeout.ms = 7000\ngroup.max.session.timeout.ms = 6000"),
-                ErrorKey("group.min.session.timeout.ms"),
-            ),
-            (&["--shards", "x"], None, ErrorKey("shards")),
-            (&["--shards", "0"], None, ErrorKey("shards")),
-            (&["--node-id", "-1"], None, ErrorKey("node.id")),
-            (&["--listen", "example.com:9092"], None, ErrorKey("listen")),
-            (&["--listen", "0.0.0.0:9092"], None, ErrorKey("advertise")),
-            (&["--advertise", "broker1"], None, ErrorKey("advertise")),
-            (&["--set", "bogus.key=1"], None, ErrorKey("bogus.key")),
-            (&["--set", "shards"], None, ErrorKey("--set")),
-            (&["--bogus"], None, ErrorKey("--bogus")),
-            (&["--shards"], None, ErrorKey("--shards")),
-            (&["extra"], None, ErrorKey("extra")),
-            (
-                &["--config", "/nonexistent/sluice.toml"],
-                None,
-                ErrorKey("config"),
-            ),
-        ];
-        for (args, toml, expect) in cases {
+        for (args, toml, expect) in CASES {
             check(args, *toml, *expect);
         }
     }
