@@ -14,7 +14,7 @@
 //! format. The DescribeConfigs and CreateTopics handlers translate
 //! [`ConfigEntry`] and [`ConfigError`] into Kafka's messages.
 //!
-//! One table, [`DEFINITIONS`], lists every key: scope, type, default,
+//! One table, `DEFINITIONS`, lists every key: scope, type, default,
 //! validator, whether it is read-only, the broker key a topic key inherits
 //! from, and the documentation. Validation, defaults and DescribeConfigs all
 //! read that table, so they cannot disagree.
@@ -464,9 +464,9 @@ static DEFINITIONS: &[ConfigDef] = &[
     broker("log.retention.ms", T::Long, Null, at_least(-1), false,
         "Default retention.ms: keep a segment this long after its last record. -1: forever. \
         Unset: log.retention.minutes, then log.retention.hours, applies."),
-    broker("log.retention.minutes", T::Int, Null, at_least(-1), true,
+    broker("log.retention.minutes", T::Int, Null, at_least(-1), false,
         "Retention in minutes, used when log.retention.ms is unset. -1: forever."),
-    broker("log.retention.hours", T::Int, V("168"), at_least(-1), true,
+    broker("log.retention.hours", T::Int, V("168"), at_least(-1), false,
         "Retention in hours, used when log.retention.ms and log.retention.minutes are unset. -1: forever."),
     broker("log.retention.bytes", T::Long, V("-1"), at_least(-1), false,
         "Default retention.bytes: the most bytes a partition keeps before deleting old segments. -1: no limit."),
@@ -477,7 +477,7 @@ static DEFINITIONS: &[ConfigDef] = &[
     broker("log.roll.ms", T::Long, Null, at_least(1), false,
         "Default segment.ms: a segment is rolled when its first record is this old. \
         Unset: log.roll.hours applies."),
-    broker("log.roll.hours", T::Int, V("168"), at_least(1), true,
+    broker("log.roll.hours", T::Int, V("168"), at_least(1), false,
         "Segment roll time in hours, used when log.roll.ms is unset."),
     broker("log.roll.jitter.ms", T::Long, V("0"), at_least(0), false,
         "Default segment.jitter.ms: random jitter subtracted from the roll time."),
@@ -773,21 +773,14 @@ pub fn validate_topic_config(name: &str, value: Option<&str>) -> Result<(), Conf
 }
 
 fn unknown_key_message(name: &str, scope: Scope) -> String {
-    let mut message = "unknown key".to_string();
-    if scope == Scope::Broker {
-        if let Some(def) = DEFINITIONS
-            .iter()
-            .find(|def| def.scope == Scope::Topic && def.name == name)
-        {
-            let synonym = def.synonym.unwrap_or_default();
-            message = format!("'{name}' is a topic config; the broker-wide default is '{synonym}'");
-            return message;
-        }
+    let topic_key = definition(Scope::Topic, name).filter(|_| scope == Scope::Broker);
+    if let Some(synonym) = topic_key.and_then(|def| def.synonym) {
+        return format!("'{name}' is a topic config; the broker-wide default is '{synonym}'");
     }
-    if let Some(suggestion) = closest_name(name, scope) {
-        message.push_str(&format!(" (did you mean '{suggestion}'?)"));
+    match closest_name(name, scope) {
+        Some(suggestion) => format!("unknown key (did you mean '{suggestion}'?)"),
+        None => "unknown key".to_string(),
     }
-    message
 }
 
 /// The known key nearest to a typo, if it is near enough.
