@@ -116,8 +116,23 @@ impl Mesh {
 
     /// Runs `work` on `shard` and returns its result here. The closure is
     /// `Send`; the future it makes is not, so it may use the target shard's
-    /// local state. Local work runs inline.
+    /// local state.
     pub async fn submit_to<F, Fut, T>(&self, shard: ShardId, work: F) -> Result<T, MeshError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        self.send_to(shard, work).await?.await
+    }
+
+    /// Queues `work` on `shard` and returns once it is queued, with a
+    /// future of its result. Work queued by one shard on another starts
+    /// there in the order it was queued (one FIFO channel per pair, and
+    /// glommio starts spawned tasks in order), so a caller that awaits
+    /// `send_to` before queueing the next piece keeps its order, e.g. the
+    /// appends of one producer. Local work is spawned, likewise in order.
+    pub async fn send_to<F, Fut, T>(&self, shard: ShardId, work: F) -> Result<Reply<T>, MeshError>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
@@ -127,7 +142,11 @@ impl Mesh {
             return Err(MeshError::NoSuchShard(shard.0));
         }
         if shard == self.inner.me {
-            return Ok(work().await);
+            let task = glommio::spawn_local(async move { work().await });
+            return Ok(Reply {
+                state: ReplyState::Local(task),
+                shard,
+            });
         }
         let (reply_tx, reply_rx) = futures_channel::oneshot::channel();
         let job: Job = Box::new(move || {
@@ -138,7 +157,10 @@ impl Mesh {
             })
         });
         self.send_job(shard, job).await?;
-        reply_rx.await.map_err(|_| MeshError::Closed(shard.0))
+        Ok(Reply {
+            state: ReplyState::Remote(reply_rx),
+            shard,
+        })
     }
 
     /// Runs `work` on every shard (this one included) and collects the
@@ -171,6 +193,34 @@ impl Mesh {
                     .map_err(|_| MeshError::Closed(shard.0))
             }
             Err(_) => Err(MeshError::Closed(shard.0)),
+        }
+    }
+}
+
+/// The result of work queued with [`Mesh::send_to`].
+pub struct Reply<T> {
+    state: ReplyState<T>,
+    shard: ShardId,
+}
+
+enum ReplyState<T> {
+    Local(glommio::Task<T>),
+    Remote(futures_channel::oneshot::Receiver<T>),
+}
+
+impl<T> Future for Reply<T> {
+    type Output = Result<T, MeshError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let shard = self.shard.0;
+        match &mut self.state {
+            ReplyState::Local(task) => Pin::new(task).poll(context).map(Ok),
+            ReplyState::Remote(receiver) => Pin::new(receiver)
+                .poll(context)
+                .map(|result| result.map_err(|_| MeshError::Closed(shard))),
         }
     }
 }
@@ -436,6 +486,45 @@ mod tests {
                     mesh.stats().queue_full.get() > 0,
                     "the bound of 4 was never hit"
                 );
+                barrier(&done, 2).await;
+                Ok(())
+            }
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn work_queued_in_order_starts_in_order() {
+        thread_local!(static SEEN: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) });
+        let config = small_pool(2);
+        let done = Arc::new(AtomicUsize::new(0));
+        ShardPool::run(&config, move |mesh: Mesh| {
+            let done = done.clone();
+            async move {
+                if mesh.shard_id() == ShardId(0) {
+                    let mut replies = Vec::new();
+                    for index in 0..100u32 {
+                        for shard in [ShardId(0), ShardId(1)] {
+                            let reply = mesh
+                                .send_to(shard, move || async move {
+                                    SEEN.with(|seen| seen.borrow_mut().push(index));
+                                    glommio::yield_if_needed().await;
+                                })
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            replies.push(reply);
+                        }
+                    }
+                    for reply in replies {
+                        reply.await.map_err(|e| e.to_string())?;
+                    }
+                    let seen = mesh
+                        .submit_to_all(|| async { SEEN.with(|seen| seen.borrow().clone()) })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let expected: Vec<u32> = (0..100).collect();
+                    assert_eq!(seen, vec![expected.clone(), expected]);
+                }
                 barrier(&done, 2).await;
                 Ok(())
             }
