@@ -61,8 +61,10 @@ def unique_topic(prefix="t"):
 class Broker:
     """A running broker process with a fixed port and data directory."""
 
-    def __init__(self, binary, data_dir, port=None, node_id=None):
+    def __init__(self, binary, data_dir, port=None, node_id=None, extra_args=(), template=None):
         self.binary = binary
+        self.extra_args = list(extra_args)
+        self.template = template
         self.data_dir = data_dir
         self.port = port or free_port()
         self.node_id = int(node_id if node_id is not None else os.environ.get("SLUICE_NODE_ID", "1"))
@@ -77,7 +79,7 @@ class Broker:
         return f"{self.host}:{self.port}"
 
     def command(self):
-        template = os.environ.get("SLUICE_CMD") or DEFAULT_CMD
+        template = os.environ.get("SLUICE_CMD") or self.template or DEFAULT_CMD
         return shlex.split(
             template.format(
                 bin=shlex.quote(self.binary),
@@ -85,7 +87,7 @@ class Broker:
                 data_dir=shlex.quote(self.data_dir),
                 node_id=self.node_id,
             )
-        )
+        ) + self.extra_args
 
     def start(self):
         assert self.proc is None, "broker already running"
@@ -204,11 +206,11 @@ def _binary():
     return os.path.abspath(binary)
 
 
-def _start_broker(tmp_path_factory):
+def _start_broker(tmp_path_factory, **kwargs):
     binary = _binary()
     data_dir = str(tmp_path_factory.mktemp("sluice") / "data")
     os.mkdir(data_dir)
-    return Broker(binary, data_dir).start()
+    return Broker(binary, data_dir, **kwargs).start()
 
 
 def _finish(broker):
@@ -226,6 +228,29 @@ def broker(tmp_path_factory):
     _finish(b)
 
 
+@pytest.fixture
+def make_broker(tmp_path_factory):
+    """Factory for brokers with extra command-line arguments, e.g.
+    make_broker(extra_args=["--set", "num.partitions=3"]); all are stopped (and
+    checked for a clean exit) at teardown."""
+    started = []
+
+    def make(**kwargs):
+        b = _start_broker(tmp_path_factory, **kwargs)
+        started.append(b)
+        return b
+
+    make.started = started
+    yield make
+    errors = []
+    for b in started:
+        try:
+            _finish(b)
+        except AssertionError as exc:
+            errors.append(str(exc))
+    assert not errors, "\n".join(errors)
+
+
 @pytest.fixture(scope="module")
 def shared_broker(tmp_path_factory):
     """One broker for all tests of a module; tests use unique topic names."""
@@ -239,13 +264,22 @@ def topic_name():
     return unique_topic()
 
 
+def pytest_configure(config):
+    # kafka-python 3.0 loads its protocol schemas with a deprecated importlib API.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:kafka.protocol.schemas.load_json")
+    config.addinivalue_line("filterwarnings", "ignore:.*is deprecated. Use files\\(\\) instead:DeprecationWarning")
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     """On failure, attach the broker log of the test's broker(s) to the report."""
     report = yield
     if report.failed:
-        for name in ("broker", "shared_broker"):
-            b = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+        funcargs = getattr(item, "funcargs", {})
+        brokers = [(n, funcargs.get(n)) for n in ("broker", "shared_broker")]
+        factory = funcargs.get("make_broker")
+        brokers += [(f"make_broker #{i}", b) for i, b in enumerate(getattr(factory, "started", []))]
+        for name, b in brokers:
             if isinstance(b, Broker):
                 report.sections.append((f"{name} log tail ({b.log_path})", b.log_tail(60)))
     return report
