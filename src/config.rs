@@ -411,7 +411,7 @@ const FLUSH_DOC: &str = "Messages appended to a partition before an fsync is for
 #[rustfmt::skip]
 static DEFINITIONS: &[ConfigDef] = &[
     // Sluice's own keys (the flags) and runtime bounds.
-    broker("node.id", T::Int, V("0"), range(0, INT_MAX), true,
+    broker("node.id", T::Int, V("1"), range(0, INT_MAX), true,
         "The id of this node in the cluster, as Metadata reports it. Flag: --node-id."),
     broker("listen", T::String, V("127.0.0.1:9092"), Validator::ListenAddress, true,
         "IP:PORT the Kafka listener binds (Kafka: listeners). Port 0 picks a free port. Flag: --listen."),
@@ -1527,7 +1527,7 @@ mod tests {
     fn defaults() {
         let config = BrokerConfig::default();
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        assert_eq!(config.node_id, 0);
+        assert_eq!(config.node_id, 1);
         assert_eq!(config.listen, "127.0.0.1:9092".parse().unwrap());
         assert_eq!(
             (config.advertise_host.as_str(), config.advertise_port),
@@ -1661,7 +1661,7 @@ mod tests {
     /// (flags, file, expected): one line per case.
     #[rustfmt::skip]
     const CASES: &[(&[&str], Option<&str>, Expect)] = &[
-        (&[], None, Values(&[("listen", "127.0.0.1:9092"), ("node.id", "0")])),
+        (&[], None, Values(&[("listen", "127.0.0.1:9092"), ("node.id", "1")])),
         (&[], None, Values(&[("advertise", "127.0.0.1:9092"), ("data.dir", "./data")])),
         // Flattening: dotted, quoted, table header, inline table.
         (&[], Some("log.retention.ms = 5"), Values(&[("log.retention.ms", "5")])),
@@ -1981,7 +1981,7 @@ mod tests {
             synonyms(node),
             [
                 ("node.id", Some("3"), StaticBrokerConfig),
-                ("node.id", Some("0"), DefaultConfig)
+                ("node.id", Some("1"), DefaultConfig)
             ]
         );
         let retention = entry(&entries, "log.retention.ms");

@@ -10,6 +10,8 @@
 //! ApiVersions advertises and of the versions the decoder accepts, so the
 //! broker never advertises a version it does not serve.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -61,6 +63,18 @@ pub struct RequestContext {
     pub shard: Rc<Shard>,
     pub api_version: i16,
     pub header: RequestHeader,
+}
+
+/// The rest of a request's work once its ordered part is done; `None` when
+/// the request wants no response (Produce with acks=0).
+pub type Remainder = Pin<Box<dyn Future<Output = Option<ResponseKind>>>>;
+
+/// Starts a request. The connection awaits this before it reads the next
+/// request, so whatever a handler does here happens in arrival order (a
+/// Produce queues its appends on the owning shards); the remainder runs
+/// concurrently with later requests and is answered in order by the writer.
+pub async fn start(context: RequestContext, body: RequestKind) -> Remainder {
+    Box::pin(async move { Some(dispatch(&context, body).await) })
 }
 
 /// Runs the handler for `body`. The decoder admits only APIs in

@@ -60,7 +60,6 @@ enum Pending {
 enum Outcome {
     Respond(Bytes),
     /// The request wants no response (Produce with acks=0).
-    #[allow(dead_code)]
     Silent,
     Close,
 }
@@ -93,7 +92,7 @@ async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
             }
         };
         let next = match protocol::decode_request(frame, handlers::supported_range) {
-            Ok(request) => Pending::Running(glommio::spawn_local(handle(shard.clone(), request))),
+            Ok(request) => Pending::Running(start(shard.clone(), request).await),
             Err(DecodeError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
                 correlation_id,
@@ -145,7 +144,9 @@ where
     Ok(Some(Bytes::from(body)))
 }
 
-async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
+/// Starts `request` (its ordered part runs now) and returns the task that
+/// finishes it and encodes the response.
+async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
     let Request {
         api_key,
         api_version,
@@ -158,14 +159,19 @@ async fn handle(shard: Rc<Shard>, request: Request) -> Outcome {
         api_version,
         header,
     };
-    let response = handlers::dispatch(&context, body).await;
-    match protocol::encode_response(api_key, api_version, correlation_id, &response) {
-        Ok(bytes) => Outcome::Respond(bytes),
-        Err(error) => {
-            tracing::error!(?api_key, api_version, %error, "could not encode a response");
-            Outcome::Close
+    let remainder = handlers::start(context, body).await;
+    glommio::spawn_local(async move {
+        let Some(response) = remainder.await else {
+            return Outcome::Silent;
+        };
+        match protocol::encode_response(api_key, api_version, correlation_id, &response) {
+            Ok(bytes) => Outcome::Respond(bytes),
+            Err(error) => {
+                tracing::error!(?api_key, api_version, %error, "could not encode a response");
+                Outcome::Close
+            }
         }
-    }
+    })
 }
 
 async fn write_responses<W>(
