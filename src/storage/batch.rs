@@ -1,0 +1,442 @@
+//! Kafka v2 record batch headers: parsing, validation and the two rewrites
+//! the broker makes (base offset; max timestamp for LogAppendTime).
+//!
+//! Owns: the byte layout of a batch header and the checks on untrusted
+//! batches (from producers, and from disk during recovery). Pure functions,
+//! no I/O; runs on the shard that owns the log. Must never panic on input
+//! bytes: every malformed input is an error.
+
+use bytes::Bytes;
+
+use super::error::{Result, StorageError};
+
+/// Bytes of the fixed v2 batch header.
+pub const HEADER_BYTES: usize = 61;
+/// Bytes before the part counted by `batchLength` (baseOffset, batchLength).
+pub const LOG_OVERHEAD_BYTES: usize = 12;
+/// Smallest legal `batchLength`.
+pub const BATCH_LENGTH_MIN: i32 = (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32;
+
+const LENGTH_AT: usize = 8;
+const LEADER_EPOCH_AT: usize = 12;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+const ATTRIBUTES_AT: usize = 21;
+const LAST_OFFSET_DELTA_AT: usize = 23;
+const BASE_TIMESTAMP_AT: usize = 27;
+const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+const RECORD_COUNT_AT: usize = 57;
+
+const ATTRIBUTE_CODEC_MASK: i16 = 0x07;
+const ATTRIBUTE_LOG_APPEND_TIME: i16 = 0x08;
+const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
+const ATTRIBUTE_CONTROL: i16 = 0x20;
+
+/// The fields of a v2 batch header the storage engine uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub record_count: i32,
+}
+
+/// Why bytes are not a valid batch. Kept small so that recovery can report
+/// exactly what it cut.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchError {
+    /// Fewer bytes than the header or than `batchLength` announces.
+    Truncated {
+        have_bytes: usize,
+        need_bytes: usize,
+    },
+    BadLength(i32),
+    BadMagic(i8),
+    BadCrc {
+        stored: u32,
+        computed: u32,
+    },
+    BadOffsetDelta(i32),
+}
+
+impl std::fmt::Display for BatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+fn be_i64(buf: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
+}
+fn be_i32(buf: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"))
+}
+fn be_i16(buf: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(buf[at..at + 2].try_into().expect("2 bytes"))
+}
+
+impl BatchHeader {
+    /// Parses the fixed header and checks the length field and magic. Does
+    /// not look at the CRC (see [`check_batch`]).
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        if buf.len() < HEADER_BYTES {
+            return Err(BatchError::Truncated {
+                have_bytes: buf.len(),
+                need_bytes: HEADER_BYTES,
+            });
+        }
+        let batch_length = be_i32(buf, LENGTH_AT);
+        if batch_length < BATCH_LENGTH_MIN {
+            return Err(BatchError::BadLength(batch_length));
+        }
+        let magic = buf[MAGIC_AT] as i8;
+        if magic != 2 {
+            return Err(BatchError::BadMagic(magic));
+        }
+        let header = BatchHeader {
+            base_offset: be_i64(buf, 0),
+            batch_length,
+            partition_leader_epoch: be_i32(buf, LEADER_EPOCH_AT),
+            magic,
+            crc: be_i32(buf, CRC_AT) as u32,
+            attributes: be_i16(buf, ATTRIBUTES_AT),
+            last_offset_delta: be_i32(buf, LAST_OFFSET_DELTA_AT),
+            base_timestamp: be_i64(buf, BASE_TIMESTAMP_AT),
+            max_timestamp: be_i64(buf, MAX_TIMESTAMP_AT),
+            producer_id: be_i64(buf, PRODUCER_ID_AT),
+            record_count: be_i32(buf, RECORD_COUNT_AT),
+        };
+        if header.last_offset_delta < 0 {
+            return Err(BatchError::BadOffsetDelta(header.last_offset_delta));
+        }
+        Ok(header)
+    }
+
+    /// Bytes of the whole batch, header included.
+    pub fn total_bytes(&self) -> usize {
+        LOG_OVERHEAD_BYTES + self.batch_length as usize
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    pub fn codec(&self) -> i16 {
+        self.attributes & ATTRIBUTE_CODEC_MASK
+    }
+
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTRIBUTE_LOG_APPEND_TIME != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTRIBUTE_TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTRIBUTE_CONTROL != 0
+    }
+}
+
+/// Parses the batch at the start of `buf` and verifies its length and
+/// CRC-32C. `buf` may hold more bytes after the batch.
+pub fn check_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf)?;
+    let total = header.total_bytes();
+    if buf.len() < total {
+        return Err(BatchError::Truncated {
+            have_bytes: buf.len(),
+            need_bytes: total,
+        });
+    }
+    let computed = crc32c::crc32c(&buf[ATTRIBUTES_AT..total]);
+    if computed != header.crc {
+        return Err(BatchError::BadCrc {
+            stored: header.crc,
+            computed,
+        });
+    }
+    Ok(header)
+}
+
+/// Rewrites the base offset. The CRC does not cover it.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Marks the batch LogAppendTime with `now_ms` as max timestamp and
+/// recomputes the CRC, which covers both fields.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attributes = be_i16(batch, ATTRIBUTES_AT) | ATTRIBUTE_LOG_APPEND_TIME;
+    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let total = LOG_OVERHEAD_BYTES + be_i32(batch, LENGTH_AT) as usize;
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..total]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// One batch of a produce payload, validated: its byte range and header.
+#[derive(Clone, Copy, Debug)]
+pub struct ValidBatch {
+    pub start: usize,
+    pub header: BatchHeader,
+}
+
+/// Splits a produce payload into batches and validates each one, all before
+/// anything is written: a payload is accepted whole or refused whole.
+pub fn validate_payload(
+    payload: &[u8],
+    max_message_bytes: usize,
+    require_keys: bool,
+) -> Result<Vec<ValidBatch>> {
+    if payload.is_empty() {
+        return Err(StorageError::CorruptMessage("empty records".into()));
+    }
+    let mut batches = Vec::new();
+    let mut start = 0;
+    while start < payload.len() {
+        let rest = &payload[start..];
+        if let Ok(header) = BatchHeader::parse(rest) {
+            if header.total_bytes() > max_message_bytes {
+                return Err(StorageError::MessageTooLarge {
+                    size_bytes: header.total_bytes(),
+                    max_bytes: max_message_bytes,
+                });
+            }
+        }
+        let header = check_batch(rest)
+            .map_err(|e| StorageError::CorruptMessage(format!("batch at byte {start}: {e}")))?;
+        let batch = &rest[..header.total_bytes()];
+        validate_records(batch, &header, require_keys)?;
+        batches.push(ValidBatch { start, header });
+        start += header.total_bytes();
+    }
+    Ok(batches)
+}
+
+fn validate_records(batch: &[u8], header: &BatchHeader, require_keys: bool) -> Result<()> {
+    if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
+        return Err(StorageError::InvalidRecord(format!(
+            "record count {} does not match last offset delta {}",
+            header.record_count, header.last_offset_delta
+        )));
+    }
+    if header.codec() == 0 {
+        let keyless = walk_uncompressed_records(batch, header.record_count)?;
+        if require_keys && keyless {
+            return Err(StorageError::InvalidRecord(
+                "keyless record on a compacted log".into(),
+            ));
+        }
+    } else if require_keys && !header.is_control() && has_keyless_compressed(batch)? {
+        return Err(StorageError::InvalidRecord(
+            "keyless record on a compacted log".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Walks the records of an uncompressed batch: their lengths must tile the
+/// batch body exactly and their count must match. Returns whether any record
+/// has a null key.
+fn walk_uncompressed_records(batch: &[u8], record_count: i32) -> Result<bool> {
+    let invalid = |what: &str| StorageError::InvalidRecord(what.to_string());
+    let mut at = HEADER_BYTES;
+    let mut keyless = false;
+    for _ in 0..record_count {
+        let (length, used) = read_varint(&batch[at..]).ok_or_else(|| invalid("record length"))?;
+        at += used;
+        if length < 0 || batch.len() - at < length as usize {
+            return Err(invalid("record length beyond batch"));
+        }
+        let record = &batch[at..at + length as usize];
+        keyless |= record_key_length(record).ok_or_else(|| invalid("record fields"))? < 0;
+        at += length as usize;
+    }
+    if at != batch.len() {
+        return Err(invalid("records do not fill the batch"));
+    }
+    Ok(keyless)
+}
+
+/// Key length of one record body: attributes i8, timestampDelta varlong,
+/// offsetDelta varint, keyLength varint.
+fn record_key_length(record: &[u8]) -> Option<i64> {
+    let mut at = 1;
+    for _ in 0..2 {
+        let (_, used) = read_varint(record.get(at..)?)?;
+        at += used;
+    }
+    read_varint(record.get(at..)?).map(|(value, _)| value)
+}
+
+fn has_keyless_compressed(batch: &[u8]) -> Result<bool> {
+    let mut bytes = Bytes::copy_from_slice(batch);
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+        .map_err(|e| StorageError::CorruptMessage(format!("cannot decompress: {e}")))?;
+    Ok(set.records.iter().any(|record| record.key.is_none()))
+}
+
+/// Reads a zigzag varint (up to 10 bytes). Returns (value, bytes used).
+pub fn read_varint(buf: &[u8]) -> Option<(i64, usize)> {
+    let mut raw: u64 = 0;
+    for (i, byte) in buf.iter().take(10).enumerate() {
+        raw |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            let value = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// Builders of valid batches, for the storage tests, crash tests and benches.
+#[doc(hidden)]
+pub mod test_batches {
+    use super::*;
+
+    fn put_varint(out: &mut Vec<u8>, value: i64) {
+        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+        loop {
+            let byte = (raw & 0x7f) as u8;
+            raw >>= 7;
+            if raw == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// An uncompressed batch of `count` records with keys `key_prefix-i` (or
+    /// null keys) and values of `value_bytes` bytes, all at `timestamp_ms`.
+    pub fn batch(
+        count: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp_ms: i64,
+    ) -> Vec<u8> {
+        let mut records = Vec::new();
+        for i in 0..count {
+            let mut body = vec![0u8];
+            put_varint(&mut body, 0);
+            put_varint(&mut body, i as i64);
+            match key {
+                Some(k) => {
+                    put_varint(&mut body, k.len() as i64);
+                    body.extend_from_slice(k);
+                }
+                None => put_varint(&mut body, -1),
+            }
+            match value {
+                Some(v) => {
+                    put_varint(&mut body, v.len() as i64);
+                    body.extend_from_slice(v);
+                }
+                None => put_varint(&mut body, -1),
+            }
+            put_varint(&mut body, 0);
+            put_varint(&mut records, body.len() as i64);
+            records.extend_from_slice(&body);
+        }
+        let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
+        out.extend_from_slice(&0i64.to_be_bytes());
+        out.extend_from_slice(&((HEADER_BYTES - 12 + records.len()) as i32).to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes());
+        out.push(2);
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&(count - 1).to_be_bytes());
+        out.extend_from_slice(&timestamp_ms.to_be_bytes());
+        out.extend_from_slice(&timestamp_ms.to_be_bytes());
+        out.extend_from_slice(&(-1i64).to_be_bytes());
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        out.extend_from_slice(&count.to_be_bytes());
+        out.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
+        out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_batches::batch;
+    use super::*;
+
+    #[test]
+    fn valid_batch_round_trips_through_kafka_protocol_decoder() {
+        let bytes = batch(3, Some(b"k"), Some(b"value"), 1000);
+        let batches = validate_payload(&bytes, 1 << 20, true).unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].header.record_count, 3);
+        let mut buf = Bytes::from(bytes);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+        assert_eq!(set.records.len(), 3);
+        assert_eq!(set.records[2].offset, 2);
+    }
+
+    #[test]
+    fn bad_crc_is_corrupt_message() {
+        let mut bytes = batch(1, None, Some(b"v"), 1);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let error = validate_payload(&bytes, 1 << 20, false).unwrap_err();
+        assert_eq!(error.kind(), super::super::ErrorKind::CorruptMessage);
+    }
+
+    #[test]
+    fn too_large_and_keyless_and_bad_count_are_typed() {
+        use super::super::ErrorKind;
+        let big = batch(1, None, Some(&[7u8; 2000]), 1);
+        let kind = validate_payload(&big, 1000, false).unwrap_err().kind();
+        assert_eq!(kind, ErrorKind::MessageTooLarge);
+        let keyless = batch(2, None, Some(b"v"), 1);
+        let kind = validate_payload(&keyless, 1 << 20, true)
+            .unwrap_err()
+            .kind();
+        assert_eq!(kind, ErrorKind::InvalidRecord);
+        let mut wrong_count = batch(2, None, Some(b"v"), 1);
+        wrong_count[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&3i32.to_be_bytes());
+        let crc = crc32c::crc32c(&wrong_count[ATTRIBUTES_AT..]);
+        wrong_count[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        let kind = validate_payload(&wrong_count, 1 << 20, false)
+            .unwrap_err()
+            .kind();
+        assert_eq!(kind, ErrorKind::InvalidRecord);
+    }
+
+    #[test]
+    fn rewrites_keep_crc_valid() {
+        let mut bytes = batch(2, Some(b"k"), Some(b"v"), 5);
+        set_base_offset(&mut bytes, 1234);
+        set_log_append_time(&mut bytes, 99);
+        let header = check_batch(&bytes).unwrap();
+        assert_eq!(header.base_offset, 1234);
+        assert_eq!(header.last_offset(), 1235);
+        assert_eq!(header.max_timestamp, 99);
+        assert!(header.is_log_append_time());
+    }
+
+    #[test]
+    fn truncated_and_garbage_never_panic() {
+        let bytes = batch(2, Some(b"k"), Some(b"v"), 5);
+        for cut in 0..bytes.len() {
+            assert!(validate_payload(&bytes[..cut], 1 << 20, false).is_err());
+        }
+        for flip in 0..bytes.len() {
+            let mut corrupt = bytes.clone();
+            corrupt[flip] ^= 0x55;
+            let _ = validate_payload(&corrupt, 1 << 20, true);
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! The partition log: segments in offset order, the append path, rolls,
+//! durability, truncation and close.
+//!
+//! Owns: [`PartitionLog`] and its state (segments, log start and end
+//! offsets, leader epochs, durability). Runs on the one shard that owns the
+//! partition (`Rc`, not `Send`). Mutations of the segment list and of the
+//! active segment are serialised by an async lock; no `RefCell` borrow is
+//! held across an await. Must not know Kafka APIs beyond the batch format,
+//! and must not serve or keep anything after a failed write: a failed log
+//! refuses work until it is reopened (recovered).
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use glommio::io::DmaFile;
+use glommio::sync::Semaphore;
+
+use super::appender::Appender;
+use super::batch::{self, BatchHeader};
+use super::checkpoint::{self, EpochEntry};
+use super::config::{LogConfig, TimestampType, ALIGN_BYTES};
+use super::error::{Result, StorageError};
+use super::notify::Completion;
+use super::recovery::RecoveryReport;
+use super::segment::{segment_file_name, Segment};
+use super::shard::ShardStorage;
+use super::Offset;
+
+/// What an append assigned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// The timestamp written into the batches when the log uses
+    /// LogAppendTime; `None` for CreateTime.
+    pub log_append_time_ms: Option<i64>,
+    pub log_start_offset: Offset,
+    pub records: u64,
+}
+
+/// A partition's log on this shard. Cloning shares the same log.
+#[derive(Clone)]
+pub struct PartitionLog {
+    pub(crate) inner: Rc<LogInner>,
+}
+
+pub(crate) struct LogInner {
+    pub id: u64,
+    pub dir: PathBuf,
+    pub shard: ShardStorage,
+    pub config: RefCell<LogConfig>,
+    pub state: RefCell<LogState>,
+    /// Serialises appends, rolls, truncation, retention and segment swaps.
+    pub lock: Semaphore,
+    pub durability: RefCell<Durability>,
+    pub force_sync: Cell<bool>,
+}
+
+pub(crate) struct LogState {
+    /// In base-offset order; the last one is active and has the appender.
+    pub segments: Vec<Segment>,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+    pub leader_epochs: Vec<EpochEntry>,
+    pub failed: Option<String>,
+    pub closed: bool,
+    pub unsynced_records: u64,
+    pub first_unsynced: Option<Instant>,
+    pub recovery: RecoveryReport,
+}
+
+pub(crate) struct Durability {
+    /// Every offset below this is on disk.
+    pub durable_end: Offset,
+    pub failed: Option<String>,
+    pub waiters: Vec<Waker>,
+}
+
+/// One log's part of a group-commit round.
+pub(crate) struct SyncJob {
+    pub target: Offset,
+    pub records: u64,
+    pub completions: Vec<Completion>,
+    pub file: Rc<DmaFile>,
+}
+
+impl LogInner {
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().closed
+    }
+
+    pub fn check_usable(&self) -> Result<()> {
+        let state = self.state.borrow();
+        if state.closed {
+            return Err(StorageError::Closed);
+        }
+        match &state.failed {
+            Some(reason) => Err(StorageError::LogFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the log failed and fails every durability waiter.
+    pub fn fail(&self, reason: String) -> StorageError {
+        tracing::error!(dir = ?self.dir, %reason, "partition log failed");
+        self.state.borrow_mut().failed.get_or_insert(reason.clone());
+        let waiters = {
+            let mut durability = self.durability.borrow_mut();
+            durability.failed.get_or_insert(reason.clone());
+            std::mem::take(&mut durability.waiters)
+        };
+        waiters.into_iter().for_each(Waker::wake);
+        StorageError::LogFailed(reason)
+    }
+
+    pub fn advance_durable(&self, end: Offset) {
+        let waiters = {
+            let mut durability = self.durability.borrow_mut();
+            if end <= durability.durable_end {
+                return;
+            }
+            durability.durable_end = end;
+            std::mem::take(&mut durability.waiters)
+        };
+        waiters.into_iter().for_each(Waker::wake);
+    }
+
+    /// `None` if nothing is unsynced; else how long until a sync is due.
+    pub fn sync_due_in(&self, now: Instant) -> Option<Duration> {
+        let state = self.state.borrow();
+        if state.closed || state.failed.is_some() || state.unsynced_records == 0 {
+            return None;
+        }
+        let config = self.config.borrow();
+        if self.force_sync.get() || state.unsynced_records >= config.flush_messages {
+            return Some(Duration::ZERO);
+        }
+        let first = state.first_unsynced.unwrap_or(now);
+        let deadline = config
+            .flush_ms
+            .map(|ms| first + Duration::from_millis(ms as u64));
+        Some(deadline.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(now)
+        }))
+    }
+
+    /// Issues the active segment's tail write and collects what a sync of
+    /// everything appended so far must wait for.
+    pub fn prepare_sync(&self) -> Option<SyncJob> {
+        let mut state = self.state.borrow_mut();
+        if state.closed || state.failed.is_some() {
+            return None;
+        }
+        let target = state.log_end_offset;
+        let records = std::mem::take(&mut state.unsynced_records);
+        state.first_unsynced = None;
+        self.force_sync.set(false);
+        let segment = state
+            .segments
+            .last_mut()
+            .expect("a log has an active segment");
+        let appender = segment.appender.as_mut()?;
+        appender.flush_tail();
+        Some(SyncJob {
+            target,
+            records,
+            completions: appender.pending_writes(),
+            file: segment.file.clone(),
+        })
+    }
+
+    pub fn finish_sync(&self, target: Offset, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => self.advance_durable(target),
+            Err(reason) => {
+                self.fail(reason);
+            }
+        }
+    }
+
+    fn appender_settings(&self) -> (usize, usize, u64) {
+        let config = &self.shard.inner.config;
+        (
+            config.write_buffer_bytes,
+            config.write_buffers_in_flight_max,
+            config.preallocate_bytes,
+        )
+    }
+
+    pub fn new_appender(
+        &self,
+        file: Rc<DmaFile>,
+        path: PathBuf,
+        size_bytes: u64,
+        tail: &[u8],
+    ) -> Appender {
+        let (buffer_bytes, in_flight_max, preallocate_bytes) = self.appender_settings();
+        Appender::new(
+            file,
+            path,
+            size_bytes,
+            tail,
+            buffer_bytes,
+            in_flight_max,
+            preallocate_bytes,
+        )
+    }
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir`, recovering it if it was
+    /// not closed cleanly. Uses blocking `std::fs` calls for listing and
+    /// small files: call it at partition load, not on the request path.
+    pub async fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        shard: &ShardStorage,
+    ) -> Result<PartitionLog> {
+        super::recovery::open(dir.as_ref(), config, shard).await
+    }
+
+    /// The directory of a partition under the shard's data dir, Kafka's
+    /// `<topic>-<partition>` layout.
+    pub fn dir_for(shard: &ShardStorage, topic: &str, partition: i32) -> PathBuf {
+        shard.config().data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.inner.config.borrow().clone()
+    }
+
+    /// Replaces the log's configuration (topic config change).
+    pub fn set_config(&self, config: LogConfig) {
+        *self.inner.config.borrow_mut() = config;
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.inner.state.borrow().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.inner.state.borrow().log_end_offset
+    }
+
+    /// Every offset below this is on disk.
+    pub fn durable_end_offset(&self) -> Offset {
+        self.inner.durability.borrow().durable_end
+    }
+
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.inner.state.borrow().recovery.clone()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.size_bytes)
+            .sum()
+    }
+
+    /// Appends the batches of one produce payload, accepted whole or refused
+    /// whole. Assigns offsets from the log end offset and, for
+    /// LogAppendTime, stamps `now_ms`. Returns once the bytes are in the
+    /// shard's write path; await [`Self::wait_durable`] for disk.
+    pub async fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        let config = self.config();
+        let batches = batch::validate_payload(
+            records,
+            config.max_message_bytes,
+            config.cleanup_policy.compacts(),
+        )?;
+        let _permit = self
+            .inner
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        self.inner.check_usable()?;
+        let base_offset = self.log_end_offset();
+        let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
+        let mut payload = BytesMut::from(records);
+        let mut headers = Vec::with_capacity(batches.len());
+        let mut next = base_offset.0;
+        for valid in &batches {
+            let mut header = valid.header;
+            let bytes = &mut payload[valid.start..valid.start + header.total_bytes()];
+            batch::set_base_offset(bytes, next);
+            header.base_offset = next;
+            if log_append_time {
+                batch::set_log_append_time(bytes, now_ms);
+                header.max_timestamp = now_ms;
+            }
+            next = header.last_offset() + 1;
+            headers.push((valid.start, header));
+        }
+        let payload = payload.freeze();
+        let mut records_count = 0;
+        for (start, header) in headers {
+            if self.needs_roll(&header, now_ms, &config) {
+                self.roll(now_ms).await?;
+            }
+            self.append_batch(
+                payload.slice(start..start + header.total_bytes()),
+                &header,
+                &config,
+            );
+            records_count += header.record_count as u64;
+            self.await_backpressure().await?;
+        }
+        self.note_unsynced(records_count);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: Offset(next - 1),
+            log_append_time_ms: log_append_time.then_some(now_ms),
+            log_start_offset: self.log_start_offset(),
+            records: records_count,
+        })
+    }
+
+    fn needs_roll(&self, header: &BatchHeader, now_ms: i64, config: &LogConfig) -> bool {
+        let state = self.inner.state.borrow();
+        let active = state.segments.last().expect("active segment");
+        active.size_bytes > 0
+            && (active.size_bytes + header.total_bytes() as u64 > config.segment_bytes
+                || now_ms - active.created_ms >= config.segment_ms
+                || !active.fits_offsets(header))
+    }
+
+    fn append_batch(&self, bytes: Bytes, header: &BatchHeader, config: &LogConfig) {
+        let mut state = self.inner.state.borrow_mut();
+        let active = state.segments.last_mut().expect("active segment");
+        let position = active.size_bytes;
+        let appender = active
+            .appender
+            .as_mut()
+            .expect("active segment has an appender");
+        appender.append(&bytes);
+        active.note_batch(header, position, config.index_interval_bytes);
+        assert_eq!(
+            active.size_bytes,
+            active.appender.as_ref().map_or(0, |a| a.size_bytes())
+        );
+        state.log_end_offset = Offset(header.last_offset() + 1);
+        drop(state);
+        let mut cache = self.inner.shard.inner.cache.borrow_mut();
+        cache.insert(
+            self.inner.id,
+            header.base_offset,
+            header.last_offset(),
+            bytes,
+        );
+    }
+
+    async fn await_backpressure(&self) -> Result<()> {
+        let wait = {
+            let mut state = self.inner.state.borrow_mut();
+            let appender = state.segments.last_mut().and_then(|s| s.appender.as_mut());
+            match appender {
+                Some(appender) => match appender.failed() {
+                    Some(reason) => return Err(self.inner.fail(reason.to_string())),
+                    None => appender.backpressure(),
+                },
+                None => None,
+            }
+        };
+        if let Some(completion) = wait {
+            completion
+                .wait()
+                .await
+                .map_err(|reason| self.inner.fail(reason))?;
+        }
+        Ok(())
+    }
+
+    fn note_unsynced(&self, records: u64) {
+        let mut state = self.inner.state.borrow_mut();
+        state.unsynced_records += records;
+        state.first_unsynced.get_or_insert_with(Instant::now);
+        drop(state);
+        self.inner.shard.inner.flusher.mark_dirty(&self.inner);
+    }
+
+    /// Resolves once every offset up to and including `offset` is on disk,
+    /// or with an error if the log failed first.
+    pub fn wait_durable(&self, offset: Offset) -> DurableFuture {
+        DurableFuture {
+            log: self.inner.clone(),
+            offset,
+        }
+    }
+
+    /// Syncs everything appended so far (regardless of the flush policy) and
+    /// waits for it.
+    pub async fn flush(&self) -> Result<()> {
+        let end = self.log_end_offset();
+        if self.durable_end_offset() >= end {
+            return Ok(());
+        }
+        self.inner.force_sync.set(true);
+        self.inner.shard.inner.flusher.mark_dirty(&self.inner);
+        self.wait_durable(Offset(end.0 - 1)).await
+    }
+
+    /// Closes the active segment and opens a new one at the log end offset.
+    pub async fn roll(&self, now_ms: i64) -> Result<()> {
+        let outcome = self.roll_inner(now_ms).await;
+        outcome.map_err(|error| self.inner.fail(error.to_string()))
+    }
+
+    async fn roll_inner(&self, now_ms: i64) -> Result<()> {
+        let sealed_end = self.seal_active(false).await?;
+        self.inner.advance_durable(sealed_end);
+        let base = self.log_end_offset();
+        let path = self.inner.dir.join(segment_file_name(base, "log"));
+        let file = Rc::new(checkpoint::create_dma_file(&path).await?);
+        checkpoint::sync_directory(&self.inner.dir).await?;
+        let mut segment = Segment::new_empty(base, path.clone(), file.clone(), now_ms);
+        segment.appender = Some(self.inner.new_appender(file, path, 0, &[]));
+        self.inner.state.borrow_mut().segments.push(segment);
+        Ok(())
+    }
+
+    /// Writes out and syncs the active segment, trims its preallocation,
+    /// writes its index files, and drops its appender. With `keep_open` the
+    /// appender is recreated (close keeps none). Returns its next offset.
+    pub(crate) async fn seal_active(&self, keep_open: bool) -> Result<Offset> {
+        let (completions, file, size_bytes) = {
+            let mut state = self.inner.state.borrow_mut();
+            let active = state.segments.last_mut().expect("active segment");
+            let Some(appender) = active.appender.as_mut() else {
+                return Ok(active.next_offset);
+            };
+            appender.flush_tail();
+            (
+                appender.pending_writes(),
+                active.file.clone(),
+                active.size_bytes,
+            )
+        };
+        for completion in completions {
+            completion.wait().await.map_err(StorageError::LogFailed)?;
+        }
+        let path = self.active_path();
+        file.truncate(size_bytes)
+            .await
+            .map_err(|e| StorageError::io(&path, e))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| StorageError::io(&path, e))?;
+        let (index_path, index, time_index_path, time_index, next_offset) = {
+            let mut state = self.inner.state.borrow_mut();
+            let active = state.segments.last_mut().expect("active segment");
+            active.seal_time_index();
+            active.appender = None;
+            (
+                active.index_path(),
+                active.index.encode(),
+                active.time_index_path(),
+                active.time_index.encode(),
+                active.next_offset,
+            )
+        };
+        checkpoint::write_file_durably(&index_path, &index).await?;
+        checkpoint::write_file_durably(&time_index_path, &time_index).await?;
+        if keep_open {
+            self.reopen_active().await?;
+        }
+        Ok(next_offset)
+    }
+
+    fn active_path(&self) -> PathBuf {
+        let state = self.inner.state.borrow();
+        state
+            .segments
+            .last()
+            .expect("active segment")
+            .log_path
+            .clone()
+    }
+
+    /// Gives the last segment an appender again, continuing at its size.
+    pub(crate) async fn reopen_active(&self) -> Result<()> {
+        let (file, path, size_bytes) = {
+            let state = self.inner.state.borrow();
+            let active = state.segments.last().expect("active segment");
+            (
+                active.file.clone(),
+                active.log_path.clone(),
+                active.size_bytes,
+            )
+        };
+        let tail = read_tail(&file, &path, size_bytes).await?;
+        let appender = self.inner.new_appender(file, path, size_bytes, &tail);
+        let mut state = self.inner.state.borrow_mut();
+        state.segments.last_mut().expect("active segment").appender = Some(appender);
+        Ok(())
+    }
+
+    /// Syncs everything, writes indexes, checkpoints and the clean-shutdown
+    /// marker, then refuses further work.
+    pub async fn close(&self) -> Result<()> {
+        let _permit = self
+            .inner
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        self.inner.check_usable()?;
+        let end = self
+            .seal_active(false)
+            .await
+            .map_err(|e| self.inner.fail(e.to_string()))?;
+        self.inner.advance_durable(end);
+        checkpoint::write_log_start_offset(&self.inner.dir, self.log_start_offset()).await?;
+        let marker = checkpoint::clean_shutdown_path(&self.inner.dir);
+        checkpoint::write_file_durably(&marker, b"").await?;
+        self.inner.state.borrow_mut().closed = true;
+        self.inner.lock.close();
+        Ok(())
+    }
+
+    /// Closes the log and deletes its directory (partition deleted or moved).
+    pub async fn remove(&self) -> Result<()> {
+        let _permit = self
+            .inner
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        {
+            let mut state = self.inner.state.borrow_mut();
+            state.closed = true;
+            for segment in &mut state.segments {
+                segment.appender = None;
+            }
+        }
+        self.inner.lock.close();
+        let cache = &self.inner.shard.inner.cache;
+        cache
+            .borrow_mut()
+            .invalidate(self.inner.id, i64::MIN, i64::MAX);
+        // Rare, operator-driven path: a blocking directory removal is accepted.
+        std::fs::remove_dir_all(&self.inner.dir).map_err(|e| StorageError::io(&self.inner.dir, e))
+    }
+
+    /// Leader epochs (epoch, first offset written in it), oldest first.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.inner.state.borrow().leader_epochs.clone()
+    }
+
+    /// Records that `epoch` starts at `start_offset` and checkpoints it.
+    pub async fn assign_leader_epoch(&self, epoch: i32, start_offset: Offset) -> Result<()> {
+        let entries = {
+            let mut state = self.inner.state.borrow_mut();
+            if let Some(last) = state.leader_epochs.last() {
+                if last.epoch >= epoch {
+                    return Ok(());
+                }
+            }
+            state.leader_epochs.push(EpochEntry {
+                epoch,
+                start_offset,
+            });
+            state.leader_epochs.clone()
+        };
+        checkpoint::write_leader_epochs(&self.inner.dir, &entries).await
+    }
+
+    /// Removes everything at and after `offset` (the whole batch containing
+    /// it). The new log end offset is that batch's base offset.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
+        let _permit = self
+            .inner
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        self.inner.check_usable()?;
+        let outcome = super::truncate::truncate_to(self, offset).await;
+        outcome.map_err(|error| self.inner.fail(error.to_string()))
+    }
+
+    /// Kafka DeleteRecords: advances the log start offset to `offset` (at
+    /// most the log end offset) and deletes segments wholly below it.
+    pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset> {
+        let _permit = self
+            .inner
+            .lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        self.inner.check_usable()?;
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset > end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        if offset > start {
+            self.inner.state.borrow_mut().log_start_offset = offset;
+            let cache = &self.inner.shard.inner.cache;
+            cache
+                .borrow_mut()
+                .invalidate(self.inner.id, i64::MIN, offset.0);
+            checkpoint::write_log_start_offset(&self.inner.dir, offset).await?;
+        }
+        super::retention::delete_segments_below_start(self).await?;
+        Ok(self.log_start_offset())
+    }
+}
+
+/// Reads the last partial block of a segment, for a new appender.
+pub(crate) async fn read_tail(file: &DmaFile, path: &Path, size_bytes: u64) -> Result<Vec<u8>> {
+    let partial = (size_bytes % ALIGN_BYTES) as usize;
+    if partial == 0 {
+        return Ok(Vec::new());
+    }
+    let start = size_bytes - partial as u64;
+    let read = file
+        .read_at_aligned(start, ALIGN_BYTES as usize)
+        .await
+        .map_err(|e| StorageError::io(path, e))?;
+    if read.len() < partial {
+        return Err(StorageError::CorruptOnDisk {
+            path: path.to_path_buf(),
+            position_bytes: start,
+            reason: "short read of the last block".into(),
+        });
+    }
+    Ok(read[..partial].to_vec())
+}
+
+/// Future of [`PartitionLog::wait_durable`].
+pub struct DurableFuture {
+    log: Rc<LogInner>,
+    offset: Offset,
+}
+
+impl Future for DurableFuture {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut durability = self.log.durability.borrow_mut();
+        if durability.durable_end > self.offset {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(reason) = &durability.failed {
+            return Poll::Ready(Err(StorageError::LogFailed(reason.clone())));
+        }
+        if self.log.state.borrow().closed {
+            return Poll::Ready(Err(StorageError::Closed));
+        }
+        durability.waiters.push(cx.waker().clone());
+        Poll::Pending
+    }
+}

@@ -1,0 +1,462 @@
+//! The read path: by offset (from the shard cache, or as a file region for
+//! zero-copy, or from disk into memory) and by timestamp.
+//!
+//! Owns: [`ReadResult`], [`FileRegion`] and the batch-locating walk (segment
+//! -> index entry -> headers until the batch containing the offset). Runs on
+//! the shard owning the log. Returns whole batches only, starting with the
+//! batch that contains the requested offset. Must not serve bytes it has not
+//! checked: memory reads verify every batch's CRC; file regions cover only
+//! batches whose headers were read and only bytes already written to disk.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::io::DmaFile;
+
+use super::batch::{check_batch, BatchHeader, HEADER_BYTES};
+use super::cache::Limit;
+use super::error::{Result, StorageError};
+use super::log::{LogInner, PartitionLog};
+use super::Offset;
+
+/// Bytes read per header-walk window.
+const WALK_WINDOW_BYTES: u64 = 16 << 10;
+
+/// A byte range of a segment file holding whole batches, for `sendfile` from
+/// a second, buffered file descriptor opened on `path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRegion {
+    pub path: PathBuf,
+    pub position: u64,
+    pub len: u64,
+    /// Base offset of the first batch in the region.
+    pub first_offset: Offset,
+    /// One past the last offset of the last batch in the region.
+    pub next_offset: Offset,
+}
+
+#[derive(Clone, Debug)]
+pub enum ReadData {
+    /// Nothing to return (offset at the log end or bound).
+    Empty,
+    /// Whole batches, in order, in memory (the shard cache or a disk read).
+    Memory(Vec<Bytes>),
+    /// Whole batches to send from the file.
+    File(FileRegion),
+}
+
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    pub data: ReadData,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+impl ReadData {
+    /// Bytes this read returns.
+    pub fn len_bytes(&self) -> u64 {
+        match self {
+            ReadData::Empty => 0,
+            ReadData::Memory(batches) => batches.iter().map(|b| b.len() as u64).sum(),
+            ReadData::File(region) => region.len,
+        }
+    }
+}
+
+/// Options of [`PartitionLog::read_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    pub max_bytes: usize,
+    /// Return the first batch even when it is larger than `max_bytes`.
+    pub min_one_batch: bool,
+    /// Return only batches ending below this (the high watermark).
+    pub upper_offset: Option<Offset>,
+    /// On a cache miss, answer a [`FileRegion`] instead of reading the bytes.
+    pub zero_copy: bool,
+}
+
+/// A snapshot of what a read needs of one segment.
+#[derive(Clone)]
+struct SegmentView {
+    base_offset: Offset,
+    path: PathBuf,
+    file: Rc<DmaFile>,
+    size_bytes: u64,
+}
+
+fn corrupt(view: &SegmentView, position: u64, reason: impl ToString) -> StorageError {
+    StorageError::CorruptOnDisk {
+        path: view.path.clone(),
+        position_bytes: position,
+        reason: reason.to_string(),
+    }
+}
+
+impl LogInner {
+    fn with_segment<R>(
+        &self,
+        base: Offset,
+        f: impl FnOnce(&mut super::segment::Segment) -> R,
+    ) -> Option<R> {
+        let mut state = self.state.borrow_mut();
+        let index = state.segments.iter().position(|s| s.base_offset == base)?;
+        Some(f(&mut state.segments[index]))
+    }
+
+    fn view(&self, index: usize) -> Option<SegmentView> {
+        let state = self.state.borrow();
+        let segment = state.segments.get(index)?;
+        Some(SegmentView {
+            base_offset: segment.base_offset,
+            path: segment.log_path.clone(),
+            file: segment.file.clone(),
+            size_bytes: segment.size_bytes,
+        })
+    }
+
+    fn readable_bytes(&self, view: &SegmentView) -> u64 {
+        self.with_segment(view.base_offset, |s| s.readable_bytes())
+            .unwrap_or(0)
+    }
+
+    /// Reads `[position, position + len)` of a segment: the part already
+    /// written from the file, the rest from the appender's memory.
+    async fn read_range(&self, view: &SegmentView, position: u64, len: usize) -> Result<Bytes> {
+        let end = position + len as u64;
+        let mut out = vec![0u8; len];
+        let readable = self.readable_bytes(view);
+        if end > readable {
+            let from = position.max(readable);
+            let copied = self.with_segment(view.base_offset, |s| {
+                let slot = &mut out[(from - position) as usize..];
+                s.appender
+                    .as_ref()
+                    .is_some_and(|a| a.copy_unwritten(from, slot))
+            });
+            if copied != Some(true) {
+                return Err(corrupt(view, from, "range past the written end"));
+            }
+        }
+        if position < readable {
+            let disk_len = (end.min(readable) - position) as usize;
+            let read = view
+                .file
+                .read_at(position, disk_len)
+                .await
+                .map_err(|e| StorageError::io(&view.path, e))?;
+            if read.len() < disk_len {
+                return Err(corrupt(view, position, "short read"));
+            }
+            out[..disk_len].copy_from_slice(&read[..disk_len]);
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
+/// Walks batch headers of one segment through a window of bytes.
+struct Walker<'a> {
+    log: &'a LogInner,
+    view: SegmentView,
+    window: Bytes,
+    window_position: u64,
+}
+
+impl<'a> Walker<'a> {
+    fn new(log: &'a LogInner, view: SegmentView) -> Self {
+        Walker {
+            log,
+            view,
+            window: Bytes::new(),
+            window_position: 0,
+        }
+    }
+
+    async fn header_at(&mut self, position: u64) -> Result<BatchHeader> {
+        let size = self.view.size_bytes;
+        if position + HEADER_BYTES as u64 > size {
+            return Err(corrupt(
+                &self.view,
+                position,
+                "batch header past segment end",
+            ));
+        }
+        let window_end = self.window_position + self.window.len() as u64;
+        if position < self.window_position || position + HEADER_BYTES as u64 > window_end {
+            let len = WALK_WINDOW_BYTES.min(size - position) as usize;
+            self.window = self.log.read_range(&self.view, position, len).await?;
+            self.window_position = position;
+        }
+        let at = (position - self.window_position) as usize;
+        let header =
+            BatchHeader::parse(&self.window[at..]).map_err(|e| corrupt(&self.view, position, e))?;
+        if header.total_bytes() as u64 > size - position {
+            return Err(corrupt(&self.view, position, "batch past segment end"));
+        }
+        Ok(header)
+    }
+
+    /// The first batch at or after `position` whose last offset is at least
+    /// `target` and that `accept` takes.
+    async fn find(
+        &mut self,
+        mut position: u64,
+        target: i64,
+        accept: impl Fn(&BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        while position < self.view.size_bytes {
+            let header = self.header_at(position).await?;
+            if header.last_offset() >= target && accept(&header) {
+                return Ok(Some((position, header)));
+            }
+            position += header.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+}
+
+impl PartitionLog {
+    /// Reads whole batches from the one containing `offset`: from the shard
+    /// cache if it holds it, else as a [`FileRegion`] for zero-copy.
+    pub async fn read(
+        &self,
+        offset: Offset,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult> {
+        let options = ReadOptions {
+            max_bytes,
+            min_one_batch,
+            upper_offset: None,
+            zero_copy: true,
+        };
+        self.read_with(offset, options).await
+    }
+
+    pub async fn read_with(&self, offset: Offset, options: ReadOptions) -> Result<ReadResult> {
+        self.inner.check_usable()?;
+        let (log_start_offset, log_end_offset) = (self.log_start_offset(), self.log_end_offset());
+        if offset < log_start_offset || offset > log_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                log_end_offset,
+            });
+        }
+        let upper = options
+            .upper_offset
+            .unwrap_or(log_end_offset)
+            .min(log_end_offset);
+        let limit = Limit {
+            max_bytes: options.max_bytes,
+            min_one_batch: options.min_one_batch,
+            upper_offset: upper.0,
+        };
+        let data = if offset >= upper {
+            ReadData::Empty
+        } else {
+            self.read_batches(offset, limit, options.zero_copy).await?
+        };
+        Ok(ReadResult {
+            data,
+            log_start_offset,
+            log_end_offset,
+        })
+    }
+
+    async fn read_batches(
+        &self,
+        offset: Offset,
+        limit: Limit,
+        zero_copy: bool,
+    ) -> Result<ReadData> {
+        let cached = self
+            .inner
+            .shard
+            .inner
+            .cache
+            .borrow_mut()
+            .read(self.inner.id, offset.0, limit);
+        if !cached.is_empty() {
+            return Ok(ReadData::Memory(cached));
+        }
+        let mut segment_index = {
+            let state = self.inner.state.borrow();
+            state
+                .segments
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1)
+        };
+        while let Some(view) = self.inner.view(segment_index) {
+            let start = self.index_start(&view, offset);
+            let mut walker = Walker::new(&self.inner, view.clone());
+            if let Some((position, first)) = walker.find(start, offset.0, |_| true).await? {
+                if !limit.admits(0, 0, first.total_bytes(), first.last_offset()) {
+                    return Ok(ReadData::Empty);
+                }
+                if zero_copy {
+                    if let Some(region) = self.region(&mut walker, position, &first, limit).await? {
+                        return Ok(ReadData::File(region));
+                    }
+                }
+                return self.read_to_memory(&view, position, &first, limit).await;
+            }
+            segment_index += 1;
+        }
+        Ok(ReadData::Empty)
+    }
+
+    /// Position of the index entry at or below `offset` in a segment.
+    fn index_start(&self, view: &SegmentView, offset: Offset) -> u64 {
+        let relative = (offset.0 - view.base_offset.0).clamp(0, u32::MAX as i64) as u32;
+        self.inner
+            .with_segment(view.base_offset, |s| s.index.lookup(relative))
+            .flatten()
+            .map_or(0, |(_, position)| position as u64)
+    }
+
+    /// The file region of whole, written batches from `position`, or `None`
+    /// if even the first batch is not in the file yet.
+    async fn region(
+        &self,
+        walker: &mut Walker<'_>,
+        position: u64,
+        first: &BatchHeader,
+        limit: Limit,
+    ) -> Result<Option<FileRegion>> {
+        let view = walker.view.clone();
+        let readable = self.inner.readable_bytes(&view);
+        let mut end = position + first.total_bytes() as u64;
+        if end > readable {
+            return Ok(None);
+        }
+        let mut next_offset = first.last_offset() + 1;
+        // Jump over whole batches with the sparse index, then walk headers.
+        let bound = (position + limit.max_bytes as u64).min(readable);
+        let jump = self
+            .inner
+            .with_segment(view.base_offset, |s| s.index.lookup_position(bound as u32));
+        if let Some(Some((relative, jump_position))) = jump {
+            let jump_offset = view.base_offset.0 + relative as i64;
+            if jump_position as u64 > end && jump_offset <= limit.upper_offset {
+                end = jump_position as u64;
+                next_offset = jump_offset;
+            }
+        }
+        while end < readable {
+            let header = walker.header_at(end).await?;
+            let len = header.total_bytes();
+            let taken = (end - position) as usize;
+            if !limit.admits(1, taken, len, header.last_offset()) || end + len as u64 > readable {
+                break;
+            }
+            end += len as u64;
+            next_offset = header.last_offset() + 1;
+        }
+        Ok(Some(FileRegion {
+            path: view.path.clone(),
+            position,
+            len: end - position,
+            first_offset: Offset(first.base_offset),
+            next_offset: Offset(next_offset),
+        }))
+    }
+
+    /// Reads whole batches from `position` into memory, verifying each one's
+    /// CRC, and puts them in the shard cache.
+    async fn read_to_memory(
+        &self,
+        view: &SegmentView,
+        position: u64,
+        first: &BatchHeader,
+        limit: Limit,
+    ) -> Result<ReadData> {
+        let want = limit.max_bytes.max(first.total_bytes()) as u64;
+        let len = want.min(view.size_bytes - position) as usize;
+        let bytes = self.inner.read_range(view, position, len).await?;
+        let mut batches = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let header = match check_batch(&bytes[at..]) {
+                Ok(header) => header,
+                Err(error) if batches.is_empty() => return Err(corrupt(view, position, error)),
+                Err(_) => break,
+            };
+            if !limit.admits(
+                batches.len(),
+                at,
+                header.total_bytes(),
+                header.last_offset(),
+            ) {
+                break;
+            }
+            let batch = bytes.slice(at..at + header.total_bytes());
+            let mut cache = self.inner.shard.inner.cache.borrow_mut();
+            cache.insert(
+                self.inner.id,
+                header.base_offset,
+                header.last_offset(),
+                batch.clone(),
+            );
+            batches.push(batch);
+            at += header.total_bytes();
+        }
+        Ok(ReadData::Memory(batches))
+    }
+
+    /// Kafka ListOffsets by timestamp: the earliest offset whose record
+    /// timestamp is at least `timestamp_ms`, with that timestamp; `None` if
+    /// every record is older.
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(Offset, i64)>> {
+        self.inner.check_usable()?;
+        let log_start = self.log_start_offset();
+        let found = {
+            let state = self.inner.state.borrow();
+            state
+                .segments
+                .iter()
+                .position(|s| s.max_timestamp_ms >= timestamp_ms && s.next_offset > log_start)
+        };
+        let Some(segment_index) = found else {
+            return Ok(None);
+        };
+        let Some(view) = self.inner.view(segment_index) else {
+            return Ok(None);
+        };
+        let start_offset = self
+            .inner
+            .with_segment(view.base_offset, |s| {
+                s.time_index.lookup_below(timestamp_ms)
+            })
+            .flatten()
+            .map_or(view.base_offset, |(_, relative)| {
+                Offset(view.base_offset.0 + relative as i64)
+            });
+        let start = self.index_start(&view, start_offset);
+        let target = log_start.0.max(start_offset.0);
+        let mut walker = Walker::new(&self.inner, view.clone());
+        let accept = |h: &BatchHeader| h.max_timestamp >= timestamp_ms;
+        let Some((position, header)) = walker.find(start, target, accept).await? else {
+            return Ok(None);
+        };
+        let floor = header.base_offset.max(log_start.0);
+        if header.is_log_append_time() {
+            return Ok(Some((Offset(floor), header.max_timestamp)));
+        }
+        let mut bytes = self
+            .inner
+            .read_range(&view, position, header.total_bytes())
+            .await?;
+        check_batch(&bytes).map_err(|e| corrupt(&view, position, e))?;
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+            .map_err(|e| corrupt(&view, position, e))?;
+        let record = set
+            .records
+            .iter()
+            .find(|r| r.timestamp >= timestamp_ms && r.offset >= floor);
+        Ok(Some(match record {
+            Some(record) => (Offset(record.offset), record.timestamp),
+            None => (Offset(floor), header.max_timestamp),
+        }))
+    }
+}

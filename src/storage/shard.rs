@@ -1,0 +1,148 @@
+//! The per-shard storage context: read cache, group-commit flusher, the
+//! registry of open logs, and the retention/compaction timer.
+//!
+//! Owns: [`ShardStorage`], created once per shard on that shard's executor
+//! (it spawns the flusher task there). Cheap to clone (`Rc`); never crosses
+//! shards. Must not block the reactor: maintenance work yields between logs.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use super::cache::{CacheStats, ReadCache};
+use super::config::StorageConfig;
+use super::error::{Result, StorageError};
+use super::flusher::{self, FlushStats, Flusher};
+use super::log::{LogInner, PartitionLog};
+use super::MaintenanceReport;
+
+/// glommio decides once per block device whether direct-I/O reads go to its
+/// polled ring, by reading the first block of the first file it opens there.
+/// On an empty file that read succeeds (0 bytes) even when the device cannot
+/// poll (virtio disks), and every later read fails with EOPNOTSUPP. Opening
+/// a non-empty file first makes the probe see the truth. Blocking `std::fs`
+/// here runs once per shard at start.
+///
+/// [`super::PartitionLog::open`] calls it once per thread; a broker that opens
+/// other direct-I/O files should call it first, at start.
+pub async fn prime_direct_io(data_dir: &std::path::Path) -> Result<()> {
+    if PRIMED.with(|primed| primed.get()) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io(data_dir, e))?;
+    let path = data_dir.join(format!(".sluice-iopoll-probe-{}", std::process::id()));
+    std::fs::write(&path, [0u8; 4096]).map_err(|e| StorageError::io(&path, e))?;
+    let opened = glommio::io::DmaFile::open(&path).await;
+    let _ = std::fs::remove_file(&path);
+    let file = opened.map_err(|e| StorageError::io(&path, e))?;
+    file.close().await.map_err(|e| StorageError::io(&path, e))?;
+    PRIMED.with(|primed| primed.set(true));
+    Ok(())
+}
+
+thread_local! {
+    static PRIMED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The storage context of one shard. Create it on the shard's executor.
+#[derive(Clone)]
+pub struct ShardStorage {
+    pub(crate) inner: Rc<ShardInner>,
+}
+
+pub(crate) struct ShardInner {
+    pub config: StorageConfig,
+    pub cache: RefCell<ReadCache>,
+    pub flusher: Flusher,
+    logs: RefCell<Vec<Weak<LogInner>>>,
+    next_log_id: Cell<u64>,
+}
+
+impl ShardStorage {
+    /// Creates the shard's storage and spawns its group-commit flusher on the
+    /// current glommio executor.
+    pub fn new(config: StorageConfig) -> ShardStorage {
+        let inner = Rc::new(ShardInner {
+            cache: RefCell::new(ReadCache::new(config.read_cache_bytes)),
+            config,
+            flusher: Flusher::default(),
+            logs: RefCell::new(Vec::new()),
+            next_log_id: Cell::new(1),
+        });
+        glommio::spawn_local(flusher::run(Rc::downgrade(&inner))).detach();
+        ShardStorage { inner }
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.inner.config
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.borrow().stats()
+    }
+
+    pub fn flush_stats(&self) -> FlushStats {
+        self.inner.flusher.stats()
+    }
+
+    /// Stops the flusher task (after its current round). Close logs first.
+    pub fn stop(&self) {
+        self.inner.flusher.stop();
+    }
+
+    pub(crate) fn register(&self, log: &Rc<LogInner>) {
+        let mut logs = self.inner.logs.borrow_mut();
+        logs.retain(|weak| weak.strong_count() > 0);
+        logs.push(Rc::downgrade(log));
+    }
+
+    pub(crate) fn next_log_id(&self) -> u64 {
+        let id = self.inner.next_log_id.get();
+        self.inner.next_log_id.set(id + 1);
+        id
+    }
+
+    /// Every open log of this shard.
+    pub fn logs(&self) -> Vec<PartitionLog> {
+        self.inner
+            .logs
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|log| !log.is_closed())
+            .map(|inner| PartitionLog { inner })
+            .collect()
+    }
+
+    /// One pass of retention then compaction over every open log.
+    pub async fn run_maintenance(&self, now_ms: i64) -> Vec<MaintenanceReport> {
+        let mut reports = Vec::new();
+        for log in self.logs() {
+            reports.push(log.run_maintenance(now_ms).await);
+            glommio::yield_if_needed().await;
+        }
+        reports
+    }
+
+    /// Spawns the timer task that runs [`Self::run_maintenance`] every
+    /// `log.retention.check.interval.ms`. The broker keeps (or detaches) it.
+    pub fn spawn_maintenance(&self) -> glommio::Task<()> {
+        let shard = Rc::downgrade(&self.inner);
+        let interval = Duration::from_millis(self.inner.config.retention_check_interval_ms);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                let Some(inner) = shard.upgrade() else { return };
+                if inner.flusher.is_stopped() {
+                    return;
+                }
+                let storage = ShardStorage { inner };
+                for report in storage.run_maintenance(super::now_ms()).await {
+                    if let Some(error) = &report.error {
+                        tracing::warn!(dir = ?report.dir, %error, "log maintenance failed");
+                    }
+                }
+            }
+        })
+    }
+}
