@@ -426,6 +426,16 @@ impl PartitionLog {
     }
 
     async fn roll_inner(&self, now_ms: i64) -> Result<()> {
+        let empty = self
+            .inner
+            .state
+            .borrow()
+            .segments
+            .last()
+            .is_some_and(|s| s.size_bytes == 0);
+        if empty {
+            return Ok(());
+        }
         let sealed_end = self.seal_active(false).await?;
         self.inner.advance_durable(sealed_end);
         let base = self.log_end_offset();

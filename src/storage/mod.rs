@@ -125,4 +125,6 @@ impl PartitionLog {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;

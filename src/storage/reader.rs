@@ -410,19 +410,40 @@ impl PartitionLog {
     pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(Offset, i64)>> {
         self.inner.check_usable()?;
         let log_start = self.log_start_offset();
-        let found = {
-            let state = self.inner.state.borrow();
-            state
-                .segments
-                .iter()
-                .position(|s| s.max_timestamp_ms >= timestamp_ms && s.next_offset > log_start)
-        };
-        let Some(segment_index) = found else {
-            return Ok(None);
-        };
-        let Some(view) = self.inner.view(segment_index) else {
-            return Ok(None);
-        };
+        let mut segment_index = 0;
+        loop {
+            let found = {
+                let state = self.inner.state.borrow();
+                state.segments[segment_index.min(state.segments.len())..]
+                    .iter()
+                    .position(|s| s.max_timestamp_ms >= timestamp_ms && s.next_offset > log_start)
+                    .map(|i| i + segment_index)
+            };
+            let Some(index) = found else {
+                return Ok(None);
+            };
+            let Some(view) = self.inner.view(index) else {
+                return Ok(None);
+            };
+            if let Some((position, header)) =
+                self.find_by_time(&view, timestamp_ms, log_start).await?
+            {
+                return self
+                    .refine_by_time(&view, position, &header, timestamp_ms, log_start)
+                    .await;
+            }
+            segment_index = index + 1;
+        }
+    }
+
+    /// The first batch of a segment at or after the log start holding a
+    /// timestamp at or after `timestamp_ms`.
+    async fn find_by_time(
+        &self,
+        view: &SegmentView,
+        timestamp_ms: i64,
+        log_start: Offset,
+    ) -> Result<Option<(u64, BatchHeader)>> {
         let start_offset = self
             .inner
             .with_segment(view.base_offset, |s| {
@@ -432,13 +453,24 @@ impl PartitionLog {
             .map_or(view.base_offset, |(_, relative)| {
                 Offset(view.base_offset.0 + relative as i64)
             });
-        let start = self.index_start(&view, start_offset);
-        let target = log_start.0.max(start_offset.0);
+        let target = log_start.max(start_offset);
+        let start = self.index_start(view, target);
         let mut walker = Walker::new(&self.inner, view.clone());
         let accept = |h: &BatchHeader| h.max_timestamp >= timestamp_ms;
-        let Some((position, header)) = walker.find(start, target, accept).await? else {
-            return Ok(None);
-        };
+        walker.find(start, target.0, accept).await
+    }
+
+    /// The first record of a batch at or after `timestamp_ms` (and the log
+    /// start).
+    async fn refine_by_time(
+        &self,
+        view: &SegmentView,
+        position: u64,
+        header: &BatchHeader,
+        timestamp_ms: i64,
+        log_start: Offset,
+    ) -> Result<Option<(Offset, i64)>> {
+        let view = view.clone();
         let floor = header.base_offset.max(log_start.0);
         if header.is_log_append_time() {
             return Ok(Some((Offset(floor), header.max_timestamp)));

@@ -38,6 +38,7 @@ pub(crate) async fn truncate_to(log: &PartitionLog, offset: Offset) -> Result<Of
     cache.borrow_mut().invalidate(inner.id, i64::MIN, i64::MAX);
     let epochs = log.leader_epochs();
     checkpoint::write_leader_epochs(&inner.dir, &epochs).await?;
+    checkpoint::write_log_start_offset(&inner.dir, log.log_start_offset()).await?;
     Ok(new_end)
 }
 
