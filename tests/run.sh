@@ -52,15 +52,22 @@ install_python() {
     "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest; print("confluent-kafka", confluent_kafka.version()[0], "librdkafka", confluent_kafka.libversion()[0], "| kafka-python", kafka.__version__, "| aiokafka", aiokafka.__version__, "| pytest", pytest.__version__)'
 }
 
+apt_get() {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get "$@"
+}
+
 install_kcat() {
     if command -v kcat >/dev/null 2>&1; then
         echo "kcat present: $(command -v kcat)"
         return
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! as_root apt-get install -y -q kcat; then
-        as_root apt-get update -q
-        as_root apt-get install -y -q kcat
+    # A fresh image has empty package lists: update only when apt knows no kcat.
+    if ! apt-cache show kcat >/dev/null 2>&1; then
+        apt_get update -q
+    fi
+    if ! apt_get install -y -q --no-install-recommends kcat; then
+        apt_get update -q # stale package lists
+        apt_get install -y -q --no-install-recommends kcat
     fi
     command -v kcat
 }
@@ -100,7 +107,7 @@ step "cargo build --bin sluice"
 cargo build --bin sluice
 
 step "pytest tests/integration"
-export SLUICE_BIN="${SLUICE_BIN:-$ROOT/target/debug/sluice}"
+export SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/sluice}"
 "$VENV/bin/python" -m pytest tests/integration -q "$@"
 
 step "all tests passed"

@@ -60,8 +60,10 @@ def test_node_id_flag(make_broker):
     assert broker_configs(admin, 7)["socket.request.max.bytes"].value == str(100 * 1024 * 1024)
 
 
-def test_sigterm_with_open_connections_exits_cleanly(broker):
-    """SIGTERM while clients are connected (idle, mid-frame, admin) still exits 0 promptly."""
+def test_sigterm_with_open_connections_exits_cleanly_and_restarts(broker):
+    """SIGTERM while clients are connected (idle, mid-frame, admin) still exits 0 promptly,
+    and the broker starts again at once on the same port (connections it closed itself
+    leave TIME_WAIT sockets behind, so the listener needs SO_REUSEADDR)."""
     admin = admin_for(broker)
     create_ok(admin, [NewTopic(unique_topic(), num_partitions=4, replication_factor=1)])
     idle = connect(broker)
@@ -74,6 +76,9 @@ def test_sigterm_with_open_connections_exits_cleanly(broker):
     finally:
         idle.close()
         half.close()
+    broker.start()
+    with connect(broker) as s:
+        assert_api_versions_ok(s, 2)
 
 
 def test_restart_after_sigkill_keeps_acknowledged_topics(broker):
