@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod cluster;
 pub mod config;
 pub mod handlers;
+pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod protocol;

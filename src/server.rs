@@ -88,6 +88,7 @@ async fn shard_main(
     }
     drop(accepting);
     shard.partitions.close_all().await;
+    shard.storage.stop();
     Ok(())
 }
 

@@ -16,7 +16,9 @@ use sluice_shards::{shard_for_hash, Mesh, ShardId};
 use crate::cluster::controller::Controller;
 use crate::cluster::metadata::MetadataImage;
 use crate::config::BrokerConfig;
+use crate::metrics::ShardMetrics;
 use crate::partition::PartitionTable;
+use crate::storage::{ShardStorage, StorageConfig};
 
 /// The shard that owns node metadata (the controller) and its file.
 pub const CONTROLLER_SHARD: ShardId = ShardId(0);
@@ -26,6 +28,8 @@ pub struct Shard {
     pub config: Arc<BrokerConfig>,
     image: RefCell<Arc<MetadataImage>>,
     pub partitions: PartitionTable,
+    pub storage: ShardStorage,
+    pub metrics: ShardMetrics,
     /// Present on [`CONTROLLER_SHARD`] only.
     controller: Option<Controller>,
 }
@@ -44,8 +48,13 @@ impl Shard {
     pub fn install(mesh: Mesh, config: Arc<BrokerConfig>, image: Arc<MetadataImage>) -> Rc<Shard> {
         let controller = (mesh.shard_id() == CONTROLLER_SHARD)
             .then(|| Controller::new(config.data_dir.clone(), image.clone()));
+        let mut storage_config = StorageConfig::new(config.data_dir.clone());
+        storage_config.read_cache_bytes = config.cache_bytes;
+        storage_config.retention_check_interval_ms = config.log.retention_check_interval_ms;
         let shard = Rc::new(Shard {
             partitions: PartitionTable::new(config.data_dir.clone(), mesh.shard_id()),
+            storage: ShardStorage::new(storage_config),
+            metrics: ShardMetrics::default(),
             mesh,
             config,
             image: RefCell::new(image),
@@ -73,13 +82,13 @@ impl Shard {
     /// Replaces the image with a newer one and brings this shard's
     /// partitions in line with it. Older images are ignored, so messages
     /// that arrive out of order do no harm.
-    pub async fn install_image(&self, image: Arc<MetadataImage>) -> std::io::Result<()> {
+    pub async fn install_image(&self, image: Arc<MetadataImage>) -> Result<(), String> {
         if image.epoch < self.image.borrow().epoch {
             return Ok(());
         }
         *self.image.borrow_mut() = image.clone();
         self.partitions
-            .reconcile(&image, self.mesh.nr_shards())
+            .reconcile(&image, self.mesh.nr_shards(), &self.storage, &self.config)
             .await
     }
 

@@ -268,6 +268,21 @@ impl Controller {
         results
     }
 
+    /// Reserves `count` producer IDs and returns the first. The reservation
+    /// is on disk before it is answered, so IDs are never reused after a
+    /// restart (a restart skips whatever a shard had not handed out yet).
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, String> {
+        assert!(count > 0);
+        let _permit = self.change_permit.acquire_permit(1).await;
+        let mut next = (**self.image.borrow()).clone();
+        let first = next.next_producer_id;
+        next.next_producer_id = first
+            .checked_add(count)
+            .ok_or_else(|| "producer IDs exhausted".to_string())?;
+        self.commit(next).await?;
+        Ok(first)
+    }
+
     /// Persists `next`, then installs it on every shard. An error leaves the
     /// previous image in force everywhere.
     async fn commit(&self, mut next: MetadataImage) -> Result<(), String> {

@@ -41,6 +41,9 @@ pub struct MetadataImage {
     /// Bumped by every change; a shard ignores an older image.
     pub epoch: u64,
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// The first producer ID not yet handed out (idempotent producers).
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -51,6 +54,7 @@ impl MetadataImage {
             node_id,
             epoch: 0,
             topics: BTreeMap::new(),
+            next_producer_id: 0,
         }
     }
 

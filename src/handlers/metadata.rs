@@ -14,10 +14,8 @@ use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataRespon
 use uuid::Uuid;
 
 use super::{str_bytes, ApiSupport, RequestContext};
-use crate::cluster::controller::{validate_topic_name, NewTopic};
 use crate::cluster::metadata::{MetadataImage, TopicMetadata};
 use crate::protocol::error_codes;
-use crate::shard::{self, CONTROLLER_SHARD};
 
 pub const API: ApiSupport = super::api(ApiKey::Metadata, 0, 12);
 
@@ -44,7 +42,8 @@ pub async fn handle(context: &RequestContext, request: MetadataRequest) -> Metad
         && (context.api_version < 4 || request.allow_auto_topic_creation);
     let mut creation_errors = BTreeMap::new();
     if let (Wanted::Some(topics), true) = (&wanted, allow_auto_create) {
-        creation_errors = auto_create(context, topics).await;
+        let names = topics.iter().filter_map(|(name, _)| name.clone());
+        creation_errors = super::auto_create_topics(context, names).await;
     }
     let image = context.shard.image();
     let topics = match wanted {
@@ -67,66 +66,6 @@ pub async fn handle(context: &RequestContext, request: MetadataRequest) -> Metad
         .with_cluster_id(Some(str_bytes(image.cluster_id.clone())))
         .with_controller_id(BrokerId(node_id))
         .with_topics(topics)
-}
-
-/// Creates the named topics that do not exist; returns the error of each
-/// that could not be created.
-async fn auto_create(
-    context: &RequestContext,
-    topics: &[(Option<String>, Uuid)],
-) -> BTreeMap<String, i16> {
-    let image = context.shard.image();
-    let config = &context.shard.config;
-    let mut errors = BTreeMap::new();
-    let mut to_create = Vec::new();
-    for name in topics.iter().filter_map(|(name, _)| name.as_ref()) {
-        if image.topic(name).is_some() {
-            continue;
-        }
-        match validate_topic_name(name) {
-            Ok(()) => to_create.push(NewTopic {
-                name: name.clone(),
-                partitions: config.num_partitions,
-                replication_factor: config.default_replication_factor,
-                configs: BTreeMap::new(),
-            }),
-            Err(error) => {
-                errors.insert(name.clone(), error.code);
-            }
-        }
-    }
-    if to_create.is_empty() {
-        return errors;
-    }
-    let names: Vec<String> = to_create.iter().map(|topic| topic.name.clone()).collect();
-    let outcome = context
-        .shard
-        .mesh
-        .submit_to(CONTROLLER_SHARD, move || async move {
-            let shard = shard::current();
-            let controller = shard.controller().expect("shard 0 runs the controller");
-            controller.create_topics(to_create, false).await
-        })
-        .await;
-    match outcome {
-        Ok(results) => {
-            for (name, result) in names.into_iter().zip(results) {
-                match result {
-                    // Created concurrently by someone else: fine.
-                    Err(error) if error.code != error_codes::TOPIC_ALREADY_EXISTS => {
-                        errors.insert(name, error.code);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Err(_) => {
-            for name in names {
-                errors.insert(name, error_codes::LEADER_NOT_AVAILABLE);
-            }
-        }
-    }
-    errors
 }
 
 fn describe_one(

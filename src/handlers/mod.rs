@@ -10,6 +10,7 @@
 //! ApiVersions advertises and of the versions the decoder accepts, so the
 //! broker never advertises a version it does not serve.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -17,14 +18,21 @@ use std::rc::Rc;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 
-use crate::shard::Shard;
+use crate::cluster::controller::{validate_topic_name, NewTopic};
+use crate::protocol::error_codes;
+use crate::shard::{self, Shard, CONTROLLER_SHARD};
+use crate::storage::FileRegion;
 
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
 pub mod metadata;
+pub mod produce;
 
 /// An API and the versions of it this broker serves.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +57,10 @@ pub const SUPPORTED: &[ApiSupport] = &[
     delete_topics::API,
     create_partitions::API,
     describe_configs::API,
+    produce::API,
+    fetch::API,
+    list_offsets::API,
+    init_producer_id::API,
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
@@ -65,16 +77,38 @@ pub struct RequestContext {
     pub header: RequestHeader,
 }
 
+/// A handler's answer: the response body, and the file regions its
+/// placeholders stand for (zero-copy Fetch; empty for every other API).
+pub struct Answer {
+    pub body: ResponseKind,
+    pub regions: Vec<FileRegion>,
+}
+
+impl From<ResponseKind> for Answer {
+    fn from(body: ResponseKind) -> Answer {
+        Answer {
+            body,
+            regions: Vec::new(),
+        }
+    }
+}
+
 /// The rest of a request's work once its ordered part is done; `None` when
 /// the request wants no response (Produce with acks=0).
-pub type Remainder = Pin<Box<dyn Future<Output = Option<ResponseKind>>>>;
+pub type Remainder = Pin<Box<dyn Future<Output = Option<Answer>>>>;
 
 /// Starts a request. The connection awaits this before it reads the next
 /// request, so whatever a handler does here happens in arrival order (a
 /// Produce queues its appends on the owning shards); the remainder runs
 /// concurrently with later requests and is answered in order by the writer.
 pub async fn start(context: RequestContext, body: RequestKind) -> Remainder {
-    Box::pin(async move { Some(dispatch(&context, body).await) })
+    match body {
+        RequestKind::Produce(request) => produce::start(context, request).await,
+        RequestKind::Fetch(request) => {
+            Box::pin(async move { Some(fetch::handle(&context, request).await) })
+        }
+        body => Box::pin(async move { Some(dispatch(&context, body).await.into()) }),
+    }
 }
 
 /// Runs the handler for `body`. The decoder admits only APIs in
@@ -99,8 +133,76 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         RequestKind::DescribeConfigs(request) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(context, request))
         }
+        RequestKind::ListOffsets(request) => {
+            ResponseKind::ListOffsets(list_offsets::handle(context, request).await)
+        }
+        RequestKind::InitProducerId(request) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(context, request).await)
+        }
         other => unreachable!("decoder admitted an API without a handler: {other:?}"),
     }
+}
+
+/// Creates the named topics that do not exist, with the broker's defaults
+/// (`num.partitions`, `default.replication.factor`), on the controller
+/// shard; returns the error of each that could not be created. The caller
+/// decides whether auto-creation is allowed.
+pub(crate) async fn auto_create_topics(
+    context: &RequestContext,
+    names: impl Iterator<Item = String>,
+) -> BTreeMap<String, i16> {
+    let image = context.shard.image();
+    let config = &context.shard.config;
+    let mut errors = BTreeMap::new();
+    let mut to_create = Vec::new();
+    for name in names {
+        if image.topic(&name).is_some() || to_create.iter().any(|t: &NewTopic| t.name == name) {
+            continue;
+        }
+        match validate_topic_name(&name) {
+            Ok(()) => to_create.push(NewTopic {
+                name: name.clone(),
+                partitions: config.num_partitions,
+                replication_factor: config.default_replication_factor,
+                configs: BTreeMap::new(),
+            }),
+            Err(error) => {
+                errors.insert(name, error.code);
+            }
+        }
+    }
+    if to_create.is_empty() {
+        return errors;
+    }
+    let names: Vec<String> = to_create.iter().map(|topic| topic.name.clone()).collect();
+    let outcome = context
+        .shard
+        .mesh
+        .submit_to(CONTROLLER_SHARD, move || async move {
+            let shard = shard::current();
+            let controller = shard.controller().expect("shard 0 runs the controller");
+            controller.create_topics(to_create, false).await
+        })
+        .await;
+    match outcome {
+        Ok(results) => {
+            for (name, result) in names.into_iter().zip(results) {
+                match result {
+                    // Created concurrently by someone else: fine.
+                    Err(error) if error.code != error_codes::TOPIC_ALREADY_EXISTS => {
+                        errors.insert(name, error.code);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(_) => {
+            for name in names {
+                errors.insert(name, error_codes::LEADER_NOT_AVAILABLE);
+            }
+        }
+    }
+    errors
 }
 
 pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {

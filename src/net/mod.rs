@@ -16,6 +16,7 @@
 //! connection only, with a log line. Nothing here panics on client bytes.
 
 use std::net::SocketAddr;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -27,8 +28,12 @@ use glommio::Task;
 use kafka_protocol::messages::ApiKey;
 
 use crate::handlers::{self, api_versions, RequestContext};
+use crate::protocol::splice::Part;
 use crate::protocol::{self, DecodeError, Request};
 use crate::shard::Shard;
+use crate::storage::FileRegion;
+
+mod sendfile;
 
 /// Requests read but not yet answered, per connection.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 64;
@@ -58,7 +63,8 @@ enum Pending {
 }
 
 enum Outcome {
-    Respond(Bytes),
+    /// Encoded parts, and the file regions its holes stand for.
+    Respond(Vec<Part>, Vec<FileRegion>),
     /// The request wants no response (Produce with acks=0).
     Silent,
     Close,
@@ -77,10 +83,21 @@ enum FrameError {
 async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
+    let socket = stream.as_raw_fd();
+    if let Err(error) = sendfile::set_nonblocking(socket) {
+        tracing::warn!(?peer, %error, "cannot make the socket non-blocking; closing it");
+        return;
+    }
     let (reader, writer) = futures_lite::io::split(stream);
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let (queue, pending) = local_channel::new_bounded(REQUESTS_IN_FLIGHT_MAX);
-    let writer_task = glommio::spawn_local(write_responses(pending, writer, peer));
+    let writer_task = glommio::spawn_local(write_responses(
+        pending,
+        writer,
+        socket,
+        shard.clone(),
+        peer,
+    ));
     let request_bytes_max = shard.config.socket_request_max_bytes;
     loop {
         let frame = match read_frame(&mut reader, request_bytes_max).await {
@@ -161,11 +178,11 @@ async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
     };
     let remainder = handlers::start(context, body).await;
     glommio::spawn_local(async move {
-        let Some(response) = remainder.await else {
+        let Some(answer) = remainder.await else {
             return Outcome::Silent;
         };
-        match protocol::encode_response(api_key, api_version, correlation_id, &response) {
-            Ok(bytes) => Outcome::Respond(bytes),
+        match protocol::encode_response_parts(api_key, api_version, correlation_id, &answer.body) {
+            Ok(parts) => Outcome::Respond(parts, answer.regions),
             Err(error) => {
                 tracing::error!(?api_key, api_version, %error, "could not encode a response");
                 Outcome::Close
@@ -177,23 +194,54 @@ async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
 async fn write_responses<W>(
     pending: local_channel::LocalReceiver<Pending>,
     mut writer: W,
+    socket: RawFd,
+    shard: Rc<Shard>,
     peer: Option<SocketAddr>,
 ) where
     W: futures_lite::AsyncWrite + Unpin,
 {
     while let Some(next) = pending.recv().await {
-        let bytes = match next {
-            Pending::Ready(bytes) => bytes,
+        let (parts, regions) = match next {
+            Pending::Ready(bytes) => (vec![Part::Bytes(bytes)], Vec::new()),
             Pending::Running(task) => match task.await {
-                Outcome::Respond(bytes) => bytes,
+                Outcome::Respond(parts, regions) => (parts, regions),
                 Outcome::Silent => continue,
                 Outcome::Close => break,
             },
         };
-        if let Err(error) = writer.write_all(&bytes).await {
+        if let Err(error) = write_parts(&mut writer, socket, &shard, parts, &regions).await {
             tracing::debug!(?peer, %error, "write failed; closing connection");
             break;
         }
     }
     let _ = writer.close().await;
+}
+
+async fn write_parts<W>(
+    writer: &mut W,
+    socket: RawFd,
+    shard: &Shard,
+    parts: Vec<Part>,
+    regions: &[FileRegion],
+) -> std::io::Result<()>
+where
+    W: futures_lite::AsyncWrite + Unpin,
+{
+    for part in parts {
+        match part {
+            Part::Bytes(bytes) => writer.write_all(&bytes).await?,
+            Part::Hole { index, len } => {
+                let region = regions
+                    .get(index)
+                    .filter(|region| region.len as usize == len)
+                    .ok_or_else(|| {
+                        std::io::Error::other(format!("response hole {index} has no file region"))
+                    })?;
+                writer.flush().await?;
+                sendfile::send_region(socket, region).await?;
+                shard.metrics.add_sendfile_bytes(region.len);
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
-//! The partitions one shard owns: their directories now, their logs,
-//! offsets and producer state as the storage engine is wired in.
+//! The partitions one shard owns: each a storage log, its idempotent-producer
+//! state, and the watch that wakes long-polling fetches on append.
 //!
 //! Runs on the owning shard only. The table is brought in line with each
 //! new metadata image by [`PartitionTable::reconcile`]: partitions the image
@@ -15,12 +15,22 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use sluice_shards::ShardId;
 use uuid::Uuid;
 
 use crate::cluster::metadata::MetadataImage;
+use crate::config::BrokerConfig;
 use crate::shard::partition_owner;
+use crate::storage::{PartitionLog, ShardStorage};
+
+mod log_config;
+pub mod partition;
+pub mod producer_state;
+
+pub use log_config::log_config;
+pub use partition::{AppendOutcome, Partition};
 
 pub const PARTITION_METADATA_FILE_NAME: &str = "partition.metadata";
 
@@ -36,17 +46,10 @@ impl TopicPartition {
     }
 }
 
-/// One partition replica, owned by this shard.
-#[derive(Debug)]
-pub struct Partition {
-    pub topic_id: Uuid,
-    pub dir: PathBuf,
-}
-
 pub struct PartitionTable {
     data_dir: PathBuf,
     me: ShardId,
-    partitions: RefCell<BTreeMap<TopicPartition, Partition>>,
+    partitions: RefCell<BTreeMap<TopicPartition, Rc<Partition>>>,
 }
 
 impl PartitionTable {
@@ -70,8 +73,27 @@ impl PartitionTable {
         self.partitions.borrow().contains_key(topic_partition)
     }
 
-    /// Opens what the image gives this shard and drops what it does not.
-    pub async fn reconcile(&self, image: &MetadataImage, nr_shards: usize) -> std::io::Result<()> {
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        let key = TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        self.partitions.borrow().get(&key).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Opens what the image gives this shard and drops what it does not;
+    /// applies changed topic configs to open logs.
+    pub async fn reconcile(
+        &self,
+        image: &MetadataImage,
+        nr_shards: usize,
+        storage: &ShardStorage,
+        config: &BrokerConfig,
+    ) -> Result<(), String> {
         let mut wanted = BTreeMap::new();
         for topic in image.topics.values() {
             for partition in 0..topic.partitions {
@@ -94,26 +116,40 @@ impl PartitionTable {
         for key in stale {
             let partition = self.partitions.borrow_mut().remove(&key);
             if let Some(partition) = partition {
-                remove_dir(partition.dir).await?;
+                partition.close_and_remove().await?;
                 tracing::info!(topic = %key.topic, partition = key.partition, "partition removed");
             }
         }
         for (key, topic_id) in wanted {
-            if self.contains(&key) {
+            let topic = image
+                .topic(&key.topic)
+                .expect("wanted comes from the image");
+            let log_config = log_config(&config.topic_config(&topic.configs));
+            if let Some(open) = self.get(&key.topic, key.partition) {
+                open.log.set_config(log_config);
                 continue;
             }
             let dir = self.data_dir.join(key.dir_name());
-            open_dir(dir.clone(), topic_id).await?;
-            self.partitions
-                .borrow_mut()
-                .insert(key, Partition { topic_id, dir });
+            open_dir(dir.clone(), topic_id)
+                .await
+                .map_err(|error| format!("{}: {error}", dir.display()))?;
+            let log = PartitionLog::open(&dir, log_config, storage)
+                .await
+                .map_err(|error| format!("{}: {error}", dir.display()))?;
+            let partition = Partition::open(key.clone(), topic_id, log).await?;
+            self.partitions.borrow_mut().insert(key, Rc::new(partition));
         }
         Ok(())
     }
 
-    /// Closes every partition (clean shutdown).
+    /// Closes every partition (clean shutdown: each log writes its marker).
     pub async fn close_all(&self) {
-        self.partitions.borrow_mut().clear();
+        let partitions = std::mem::take(&mut *self.partitions.borrow_mut());
+        for (key, partition) in partitions {
+            if let Err(error) = partition.log.close().await {
+                tracing::warn!(topic = %key.topic, partition = key.partition, %error, "close failed");
+            }
+        }
     }
 }
 
@@ -136,7 +172,7 @@ async fn open_dir(dir: PathBuf, topic_id: Uuid) -> std::io::Result<()> {
         .await
 }
 
-async fn remove_dir(dir: PathBuf) -> std::io::Result<()> {
+pub(crate) async fn remove_dir(dir: PathBuf) -> std::io::Result<()> {
     glommio::executor()
         .spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
 
 pub mod error_codes;
+pub mod splice;
 
 /// The smallest request: api key, api version and correlation id.
 pub const REQUEST_BYTES_MIN: usize = 8;
@@ -104,6 +105,31 @@ pub fn encode_response(
     let size = i32::try_from(buffer.len() - 4)?;
     buffer[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buffer.freeze())
+}
+
+/// Encodes a response frame as parts: bytes, and holes where the body held
+/// placeholders ([`splice::placeholder`]) for bytes to be sent from files.
+pub fn encode_response_parts(
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> anyhow::Result<Vec<splice::Part>> {
+    use kafka_protocol::protocol::buf::ByteBufMut;
+    // Only Fetch carries placeholders; `ResponseKind::encode` wants a
+    // `BytesMut`, so the other bodies take the plain path.
+    let ResponseKind::Fetch(fetch) = body else {
+        let bytes = encode_response(api_key, api_version, correlation_id, body)?;
+        return Ok(vec![splice::Part::Bytes(bytes)]);
+    };
+    let mut buffer = splice::SpliceBuf::new();
+    buffer.put_i32(0); // size, patched below
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header.encode(&mut buffer, api_key.response_header_version(api_version))?;
+    fetch.encode(&mut buffer, api_version)?;
+    let size = i32::try_from(buffer.len() - 4)?;
+    buffer.range(0..4).copy_from_slice(&size.to_be_bytes());
+    Ok(buffer.into_parts())
 }
 
 /// The answer Kafka gives an ApiVersions request at a version it does not

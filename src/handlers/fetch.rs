@@ -1,0 +1,351 @@
+//! Fetch (key 1): whole record batches from the owning shards, with long
+//! polling and zero-copy.
+//!
+//! Each round reads every requested partition on its owner (one hop per
+//! shard). If fewer than `min_bytes` came back and `max_wait_ms` has not
+//! passed, the handler waits on the owners until an append makes one of the
+//! partitions grow (never by polling), or the time is up, and reads again.
+//! Hot data comes back as bytes from the shard's read cache; cold data as a
+//! file region, which the network layer sends with `sendfile` (the response
+//! holds a placeholder there, see `protocol::splice`).
+//!
+//! Sessions (KIP-227) are not kept: every response says session 0, so
+//! clients send full fetch requests, which Kafka allows.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind, TopicName};
+use sluice_shards::ShardId;
+
+use super::{str_bytes, Answer, ApiSupport, RequestContext};
+use crate::partition::partition::DataWait;
+use crate::protocol::{error_codes, splice};
+use crate::shard;
+use crate::storage::{FileRegion, Offset, ReadData, ReadOptions};
+
+pub const API: ApiSupport = super::api(ApiKey::Fetch, 4, 12);
+
+/// Upper bound on how long one Fetch may wait, whatever the client asks.
+pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+
+#[derive(Clone, Debug)]
+struct Target {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+struct PartitionRead {
+    error_code: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    data: ReadData,
+}
+
+impl PartitionRead {
+    fn error(error_code: i16) -> PartitionRead {
+        PartitionRead {
+            error_code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            data: ReadData::Empty,
+        }
+    }
+}
+
+pub async fn handle(context: &RequestContext, request: FetchRequest) -> Answer {
+    if context.api_version >= 7 && request.session_id != 0 {
+        let response = FetchResponse::default()
+            .with_error_code(FETCH_SESSION_ID_NOT_FOUND)
+            .with_session_id(0);
+        return ResponseKind::Fetch(response).into();
+    }
+    let image = context.shard.image();
+    let mut order: Vec<(String, Vec<i32>)> = Vec::new();
+    let mut targets: BTreeMap<ShardId, Vec<Target>> = BTreeMap::new();
+    let mut known: BTreeMap<(String, i32), PartitionRead> = BTreeMap::new();
+    for topic in &request.topics {
+        let name = topic.topic.0.to_string();
+        let count = image.topic(&name).map_or(0, |t| t.partitions);
+        let mut indexes = Vec::new();
+        for partition in &topic.partitions {
+            indexes.push(partition.partition);
+            if !(0..count).contains(&partition.partition) {
+                let read = PartitionRead::error(error_codes::UNKNOWN_TOPIC_OR_PARTITION);
+                known.insert((name.clone(), partition.partition), read);
+                continue;
+            }
+            let owner = context.shard.partition_owner(&name, partition.partition);
+            targets.entry(owner).or_default().push(Target {
+                topic: name.clone(),
+                partition: partition.partition,
+                offset: partition.fetch_offset,
+                max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
+            });
+        }
+        order.push((name, indexes));
+    }
+    let wait_ms = u64::try_from(request.max_wait_ms)
+        .unwrap_or(0)
+        .min(FETCH_WAIT_MS_MAX);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let min_bytes = u64::try_from(request.min_bytes).unwrap_or(0);
+    let reads = loop {
+        let reads = read_all(context, &targets).await;
+        let total: u64 = reads.values().map(|read| read.data.len_bytes()).sum();
+        let failed = reads
+            .values()
+            .any(|read| read.error_code != error_codes::NONE);
+        if total >= min_bytes.max(1) || failed || Instant::now() >= deadline || targets.is_empty() {
+            break reads;
+        }
+        wait_for_data(context, &targets, deadline).await;
+        if Instant::now() >= deadline {
+            break read_all(context, &targets).await;
+        }
+    };
+    known.extend(reads);
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
+    let answer = build(order, known, max_bytes);
+    let region_bytes: u64 = answer.regions.iter().map(|region| region.len).sum();
+    let ResponseKind::Fetch(response) = &answer.body else {
+        unreachable!("built above")
+    };
+    let records_bytes: u64 = response
+        .responses
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .map(|partition| partition.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum();
+    context
+        .shard
+        .metrics
+        .add_memory_bytes(records_bytes - region_bytes);
+    answer
+}
+
+/// One round: every target read on its owner.
+async fn read_all(
+    context: &RequestContext,
+    targets: &BTreeMap<ShardId, Vec<Target>>,
+) -> BTreeMap<(String, i32), PartitionRead> {
+    let mut replies = Vec::new();
+    for (owner, owned) in targets {
+        let owned = owned.clone();
+        let keys: Vec<(String, i32)> = owned
+            .iter()
+            .map(|t| (t.topic.clone(), t.partition))
+            .collect();
+        let reply = context
+            .shard
+            .mesh
+            .send_to(*owner, move || read_on_owner(owned))
+            .await;
+        replies.push((keys, reply));
+    }
+    let mut reads = BTreeMap::new();
+    for (keys, reply) in replies {
+        let results = match reply {
+            Ok(reply) => reply.await.ok(),
+            Err(_) => None,
+        };
+        let results = results.unwrap_or_else(|| {
+            vec![PartitionRead::error(error_codes::NOT_LEADER_OR_FOLLOWER); keys.len()]
+        });
+        reads.extend(keys.into_iter().zip(results));
+    }
+    reads
+}
+
+async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
+    let shard = shard::current();
+    let mut reads = Vec::with_capacity(targets.len());
+    for target in targets {
+        let Some(partition) = shard.partitions.get(&target.topic, target.partition) else {
+            reads.push(PartitionRead::error(error_codes::NOT_LEADER_OR_FOLLOWER));
+            continue;
+        };
+        let high_watermark = partition.high_watermark();
+        let log_start_offset = partition.log_start_offset();
+        let mut read = PartitionRead {
+            error_code: error_codes::NONE,
+            high_watermark,
+            log_start_offset,
+            data: ReadData::Empty,
+        };
+        if target.offset < log_start_offset || target.offset > high_watermark {
+            read.error_code = error_codes::OFFSET_OUT_OF_RANGE;
+        } else if target.offset < high_watermark {
+            let options = ReadOptions {
+                max_bytes: target.max_bytes,
+                min_one_batch: true,
+                upper_offset: Some(Offset(high_watermark)),
+                zero_copy: true,
+            };
+            match partition
+                .log
+                .read_with(Offset(target.offset), options)
+                .await
+            {
+                Ok(result) => read.data = result.data,
+                Err(error) => {
+                    tracing::warn!(topic = %target.topic, partition = target.partition, %error, "fetch read failed");
+                    read.error_code = error_codes::KAFKA_STORAGE_ERROR;
+                }
+            }
+        }
+        reads.push(read);
+    }
+    reads
+}
+
+/// Waits until a target partition grows past its fetch offset on any owner,
+/// or until `deadline`.
+async fn wait_for_data(
+    context: &RequestContext,
+    targets: &BTreeMap<ShardId, Vec<Target>>,
+    deadline: Instant,
+) {
+    let mut replies = Vec::new();
+    for (owner, owned) in targets {
+        let watched: Vec<(String, i32, i64)> = owned
+            .iter()
+            .map(|t| (t.topic.clone(), t.partition, t.offset))
+            .collect();
+        let reply = context
+            .shard
+            .mesh
+            .send_to(*owner, move || wait_on_owner(watched, deadline))
+            .await;
+        if let Ok(reply) = reply {
+            replies.push(Box::pin(async move {
+                let _ = reply.await;
+            }) as Pin<Box<dyn Future<Output = ()>>>);
+        }
+    }
+    let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+    futures_lite::future::or(AnyOf(replies), timeout_unit(timeout)).await;
+}
+
+async fn timeout_unit(timer: impl Future) {
+    timer.await;
+}
+
+async fn wait_on_owner(watched: Vec<(String, i32, i64)>, deadline: Instant) {
+    let shard = shard::current();
+    let waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = watched
+        .into_iter()
+        .filter_map(|(topic, partition, offset)| {
+            let partition = shard.partitions.get(&topic, partition)?;
+            let wait: DataWait = Rc::clone(&partition).wait_for_data_after(offset);
+            Some(Box::pin(wait) as Pin<Box<dyn Future<Output = ()>>>)
+        })
+        .collect();
+    let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+    futures_lite::future::or(AnyOf(waits), timeout_unit(timeout)).await;
+}
+
+/// Resolves when any of its futures does (never, if it holds none).
+struct AnyOf(Vec<Pin<Box<dyn Future<Output = ()>>>>);
+
+impl Future for AnyOf {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        for future in self.0.iter_mut() {
+            if future.as_mut().poll(context).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// The response in request order. Past `max_bytes` (after the first
+/// partition with data, which is always returned whole), later partitions
+/// are answered without records; the client fetches them next time.
+fn build(
+    order: Vec<(String, Vec<i32>)>,
+    mut reads: BTreeMap<(String, i32), PartitionRead>,
+    max_bytes: usize,
+) -> Answer {
+    let mut regions: Vec<FileRegion> = Vec::new();
+    let mut total_bytes = 0usize;
+    let mut topics = Vec::with_capacity(order.len());
+    for (name, indexes) in order {
+        let mut partitions = Vec::with_capacity(indexes.len());
+        for index in indexes {
+            let read = reads
+                .remove(&(name.clone(), index))
+                .unwrap_or_else(|| PartitionRead::error(error_codes::UNKNOWN_TOPIC_OR_PARTITION));
+            let size = read.data.len_bytes() as usize;
+            let over_budget = total_bytes > 0 && total_bytes + size > max_bytes;
+            let records = if over_budget {
+                Bytes::new()
+            } else {
+                total_bytes += size;
+                records_bytes(read.data, &mut regions)
+            };
+            partitions.push(
+                PartitionData::default()
+                    .with_partition_index(index)
+                    .with_error_code(read.error_code)
+                    .with_high_watermark(read.high_watermark)
+                    .with_last_stable_offset(read.high_watermark)
+                    .with_log_start_offset(read.log_start_offset)
+                    .with_records(Some(records)),
+            );
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(str_bytes(name)))
+                .with_partitions(partitions),
+        );
+    }
+    Answer {
+        body: ResponseKind::Fetch(
+            FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(topics),
+        ),
+        regions,
+    }
+}
+
+/// The bytes to put in the response: the batches themselves, or a
+/// placeholder standing for a file region (`regions` gets the region).
+fn records_bytes(data: ReadData, regions: &mut Vec<FileRegion>) -> Bytes {
+    match data {
+        ReadData::Empty => Bytes::new(),
+        ReadData::Memory(batches) if batches.len() == 1 => {
+            batches.into_iter().next().unwrap_or_default()
+        }
+        ReadData::Memory(batches) => {
+            let mut joined = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+            batches
+                .iter()
+                .for_each(|batch| joined.extend_from_slice(batch));
+            joined.freeze()
+        }
+        ReadData::File(region) => match splice::placeholder(regions.len(), region.len as usize) {
+            Some(placeholder) => {
+                regions.push(region);
+                placeholder
+            }
+            None => {
+                tracing::warn!("no placeholder for a zero-copy region; answering without records");
+                Bytes::new()
+            }
+        },
+    }
+}

@@ -1,0 +1,141 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1) and by timestamp, per
+//! partition, answered by the owning shards (one hop per shard).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use sluice_shards::ShardId;
+
+use super::{str_bytes, ApiSupport, RequestContext};
+use crate::protocol::error_codes;
+use crate::shard;
+use crate::storage::Offset;
+
+pub const API: ApiSupport = super::api(ApiKey::ListOffsets, 1, 6);
+
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+
+#[derive(Clone, Copy, Debug)]
+struct Answer {
+    error_code: i16,
+    timestamp: i64,
+    offset: i64,
+}
+
+impl Answer {
+    fn error(error_code: i16) -> Answer {
+        Answer {
+            error_code,
+            timestamp: -1,
+            offset: -1,
+        }
+    }
+}
+
+pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let image = context.shard.image();
+    let mut jobs: BTreeMap<ShardId, Vec<(String, i32, i64)>> = BTreeMap::new();
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let count = image.topic(&name).map_or(0, |t| t.partitions);
+        for partition in &topic.partitions {
+            if (0..count).contains(&partition.partition_index) {
+                let owner = context
+                    .shard
+                    .partition_owner(&name, partition.partition_index);
+                jobs.entry(owner).or_default().push((
+                    name.clone(),
+                    partition.partition_index,
+                    partition.timestamp,
+                ));
+            }
+        }
+    }
+    let mut answers: BTreeMap<(String, i32), Answer> = BTreeMap::new();
+    for (owner, queries) in jobs {
+        let keys: Vec<(String, i32)> = queries.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        let outcome = context
+            .shard
+            .mesh
+            .submit_to(owner, move || answer_on_owner(queries))
+            .await;
+        let results = outcome.unwrap_or_else(|_| {
+            vec![Answer::error(error_codes::NOT_LEADER_OR_FOLLOWER); keys.len()]
+        });
+        answers.extend(keys.into_iter().zip(results));
+    }
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let index = partition.partition_index;
+                    let answer = answers
+                        .get(&(name.clone(), index))
+                        .copied()
+                        .unwrap_or(Answer::error(error_codes::UNKNOWN_TOPIC_OR_PARTITION));
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(index)
+                        .with_error_code(answer.error_code)
+                        .with_timestamp(answer.timestamp)
+                        .with_offset(answer.offset)
+                        .with_leader_epoch(0)
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(TopicName(str_bytes(name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+async fn answer_on_owner(queries: Vec<(String, i32, i64)>) -> Vec<Answer> {
+    let shard = shard::current();
+    let mut answers = Vec::with_capacity(queries.len());
+    for (topic, index, timestamp) in queries {
+        let Some(partition) = shard.partitions.get(&topic, index) else {
+            answers.push(Answer::error(error_codes::NOT_LEADER_OR_FOLLOWER));
+            continue;
+        };
+        let answer = match timestamp {
+            LATEST_TIMESTAMP => Answer {
+                error_code: error_codes::NONE,
+                timestamp: -1,
+                offset: partition.high_watermark(),
+            },
+            EARLIEST_TIMESTAMP => Answer {
+                error_code: error_codes::NONE,
+                timestamp: -1,
+                offset: partition.log_start_offset(),
+            },
+            timestamp if timestamp >= 0 => {
+                match partition.log.offset_for_timestamp(timestamp).await {
+                    Ok(Some((Offset(offset), found))) => Answer {
+                        error_code: error_codes::NONE,
+                        timestamp: found,
+                        offset,
+                    },
+                    // No record at or after the timestamp: Kafka answers -1.
+                    Ok(None) => Answer {
+                        error_code: error_codes::NONE,
+                        timestamp: -1,
+                        offset: -1,
+                    },
+                    Err(_) => Answer::error(error_codes::KAFKA_STORAGE_ERROR),
+                }
+            }
+            _ => Answer::error(error_codes::UNSUPPORTED_VERSION),
+        };
+        answers.push(answer);
+    }
+    answers
+}

@@ -1,0 +1,255 @@
+//! Produce (key 0): appends record batches to partitions on their owning
+//! shards and answers after the durability `acks` asks for.
+//!
+//! The ordered part ([`start`]) runs before the connection reads its next
+//! request: it groups the request's partitions by owning shard and queues
+//! one job per shard (`mesh.send_to`), so the appends of pipelined requests
+//! reach each partition in the order they were sent, which idempotent
+//! producers rely on. The rest awaits the jobs and builds the response.
+//! Per-partition errors never fail the other partitions.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
+use sluice_shards::{Reply, ShardId};
+
+use super::{str_bytes, ApiSupport, Remainder, RequestContext};
+use crate::partition::partition::AppendError;
+use crate::protocol::error_codes;
+use crate::shard;
+use crate::storage::ErrorKind;
+
+pub const API: ApiSupport = super::api(ApiKey::Produce, 3, 12);
+
+/// One partition's records, on its way to the owning shard.
+struct PartitionAppend {
+    topic: String,
+    partition: i32,
+    records: Bytes,
+}
+
+/// One partition's answer.
+#[derive(Clone, Debug)]
+struct PartitionResult {
+    error_code: i16,
+    error_message: Option<String>,
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+}
+
+impl PartitionResult {
+    fn error(error_code: i16, message: impl Into<Option<String>>) -> PartitionResult {
+        PartitionResult {
+            error_code,
+            error_message: message.into(),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// Where each partition of the request went: a job on a shard (and its
+/// index in that job), or an answer known without asking anyone.
+enum Slot {
+    Queued { shard: ShardId, index: usize },
+    Known(PartitionResult),
+}
+
+pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainder {
+    let acks = request.acks;
+    if !matches!(acks, -1..=1) {
+        let response = respond_all(&request, error_codes::INVALID_REQUIRED_ACKS);
+        return Box::pin(async move { Some(ResponseKind::Produce(response).into()) });
+    }
+    if context.shard.config.auto_create_topics_enable {
+        let names = request
+            .topic_data
+            .iter()
+            .map(|topic| topic.name.0.to_string());
+        super::auto_create_topics(&context, names).await;
+    }
+    let image = context.shard.image();
+    let mut slots: Vec<(String, Vec<(i32, Slot)>)> = Vec::new();
+    let mut jobs: BTreeMap<ShardId, Vec<PartitionAppend>> = BTreeMap::new();
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let known = image.topic(&name).map(|t| t.partitions);
+        let mut topic_slots = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let slot = match (known, data.records) {
+                (Some(count), Some(records)) if (0..count).contains(&data.index) => {
+                    let owner = context.shard.partition_owner(&name, data.index);
+                    let job = jobs.entry(owner).or_default();
+                    job.push(PartitionAppend {
+                        topic: name.clone(),
+                        partition: data.index,
+                        records,
+                    });
+                    Slot::Queued {
+                        shard: owner,
+                        index: job.len() - 1,
+                    }
+                }
+                (Some(count), None) if (0..count).contains(&data.index) => Slot::Known(
+                    PartitionResult::error(error_codes::CORRUPT_MESSAGE, "no records".to_string()),
+                ),
+                _ => Slot::Known(PartitionResult::error(
+                    error_codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    None,
+                )),
+            };
+            topic_slots.push((data.index, slot));
+        }
+        slots.push((name, topic_slots));
+    }
+    // The ordered part: queue every job before the next request is read.
+    let mut replies: BTreeMap<ShardId, Reply<Vec<PartitionResult>>> = BTreeMap::new();
+    for (owner, appends) in jobs {
+        let queued = context
+            .shard
+            .mesh
+            .send_to(owner, move || append_on_owner(appends, acks))
+            .await;
+        if let Ok(reply) = queued {
+            replies.insert(owner, reply);
+        }
+    }
+    Box::pin(async move {
+        let mut results: BTreeMap<ShardId, Vec<PartitionResult>> = BTreeMap::new();
+        for (owner, reply) in replies {
+            if let Ok(answer) = reply.await {
+                results.insert(owner, answer);
+            }
+        }
+        if acks == 0 {
+            return None;
+        }
+        let responses = slots
+            .into_iter()
+            .map(|(name, topic_slots)| {
+                let partitions = topic_slots
+                    .into_iter()
+                    .map(|(index, slot)| {
+                        let result = match slot {
+                            Slot::Known(result) => result,
+                            Slot::Queued { shard, index } => results
+                                .get(&shard)
+                                .and_then(|answers| answers.get(index).cloned())
+                                .unwrap_or_else(|| {
+                                    PartitionResult::error(
+                                        error_codes::NOT_LEADER_OR_FOLLOWER,
+                                        None,
+                                    )
+                                }),
+                        };
+                        partition_response(index, result)
+                    })
+                    .collect();
+                TopicProduceResponse::default()
+                    .with_name(kafka_protocol::messages::TopicName(str_bytes(name)))
+                    .with_partition_responses(partitions)
+            })
+            .collect();
+        Some(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)).into())
+    })
+}
+
+/// Runs on the owning shard: appends each partition's records in order,
+/// then waits for durability where `acks=all` asks for it.
+async fn append_on_owner(appends: Vec<PartitionAppend>, acks: i16) -> Vec<PartitionResult> {
+    let shard = shard::current();
+    let now_ms = crate::storage::now_ms();
+    let mut results = Vec::with_capacity(appends.len());
+    let mut durable_waits = Vec::new();
+    for append in appends {
+        let Some(partition) = shard.partitions.get(&append.topic, append.partition) else {
+            results.push(PartitionResult::error(
+                error_codes::NOT_LEADER_OR_FOLLOWER,
+                None,
+            ));
+            continue;
+        };
+        match partition.append(&append.records, now_ms).await {
+            Ok(outcome) => {
+                if acks == -1 {
+                    durable_waits.push((
+                        results.len(),
+                        partition
+                            .log
+                            .wait_durable(crate::storage::Offset(outcome.last_offset)),
+                    ));
+                }
+                results.push(PartitionResult {
+                    error_code: error_codes::NONE,
+                    error_message: None,
+                    base_offset: outcome.base_offset,
+                    log_append_time_ms: outcome.log_append_time_ms.unwrap_or(-1),
+                    log_start_offset: outcome.log_start_offset,
+                });
+            }
+            Err(error) => results.push(append_error(error)),
+        }
+    }
+    for (index, wait) in durable_waits {
+        if let Err(error) = wait.await {
+            results[index] =
+                PartitionResult::error(error_codes::KAFKA_STORAGE_ERROR, error.to_string());
+        }
+    }
+    results
+}
+
+fn append_error(error: AppendError) -> PartitionResult {
+    match error {
+        AppendError::OutOfOrderSequence => {
+            PartitionResult::error(error_codes::OUT_OF_ORDER_SEQUENCE_NUMBER, None)
+        }
+        AppendError::InvalidProducerEpoch => {
+            PartitionResult::error(error_codes::INVALID_PRODUCER_EPOCH, None)
+        }
+        AppendError::Storage(error) => {
+            let code = match error.kind() {
+                ErrorKind::CorruptMessage => error_codes::CORRUPT_MESSAGE,
+                ErrorKind::InvalidRecord => error_codes::INVALID_RECORD,
+                ErrorKind::MessageTooLarge => error_codes::MESSAGE_TOO_LARGE,
+                ErrorKind::OffsetOutOfRange => error_codes::OFFSET_OUT_OF_RANGE,
+                ErrorKind::StorageError => error_codes::KAFKA_STORAGE_ERROR,
+            };
+            PartitionResult::error(code, error.to_string())
+        }
+    }
+}
+
+fn partition_response(index: i32, result: PartitionResult) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(result.error_code)
+        .with_base_offset(result.base_offset)
+        .with_log_append_time_ms(result.log_append_time_ms)
+        .with_log_start_offset(result.log_start_offset)
+        .with_error_message(result.error_message.map(str_bytes))
+}
+
+fn respond_all(request: &ProduceRequest, error_code: i16) -> ProduceResponse {
+    let responses = request
+        .topic_data
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|data| {
+                    partition_response(data.index, PartitionResult::error(error_code, None))
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}

@@ -1,0 +1,247 @@
+//! One partition replica on its owning shard: the storage log, the
+//! idempotent-producer state, and the watch that wakes fetches waiting for
+//! new data.
+//!
+//! Appends take the partition's append permit (FIFO), so the producer check,
+//! the append and the state update are one step, and appends queued in
+//! order are written in order.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use glommio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::producer_state::{ProducerBatch, ProducerStateTable, SequenceCheck};
+use super::TopicPartition;
+use crate::storage::batch::BatchHeader;
+use crate::storage::{Offset, PartitionLog, ReadData, ReadOptions, StorageError};
+
+/// Bytes read per step when replaying the log for producer state.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+pub struct Partition {
+    pub key: TopicPartition,
+    pub topic_id: Uuid,
+    pub log: PartitionLog,
+    append_permit: Semaphore,
+    producers: RefCell<ProducerStateTable>,
+    watch: AppendWatch,
+    removed: Cell<bool>,
+}
+
+/// The result of an append that was admitted.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_append_time_ms: Option<i64>,
+    pub log_start_offset: i64,
+    /// A retried batch already in the log: nothing was written.
+    pub duplicate: bool,
+}
+
+/// Why an append was refused.
+#[derive(Debug)]
+pub enum AppendError {
+    Storage(StorageError),
+    OutOfOrderSequence,
+    InvalidProducerEpoch,
+}
+
+impl From<StorageError> for AppendError {
+    fn from(error: StorageError) -> Self {
+        AppendError::Storage(error)
+    }
+}
+
+fn corrupt(error: crate::storage::batch::BatchError) -> StorageError {
+    StorageError::CorruptMessage(error.to_string())
+}
+
+/// The producer fields of a v2 batch header (bytes 43..57), which the
+/// storage engine has no use for.
+fn producer_batch(records: &[u8]) -> Result<Option<ProducerBatch>, StorageError> {
+    let header = BatchHeader::parse(records).map_err(corrupt)?;
+    let field = |at: usize, len: usize| &records[at..at + len];
+    let epoch = i16::from_be_bytes(field(51, 2).try_into().expect("2 bytes"));
+    let base_sequence = i32::from_be_bytes(field(53, 4).try_into().expect("4 bytes"));
+    Ok(ProducerBatch::new(
+        header.producer_id,
+        epoch,
+        base_sequence,
+        header.last_offset_delta,
+    ))
+}
+
+impl Partition {
+    /// Wraps an opened log, replaying it to rebuild producer state.
+    pub async fn open(
+        key: TopicPartition,
+        topic_id: Uuid,
+        log: PartitionLog,
+    ) -> Result<Partition, String> {
+        let producers = replay_producers(&log)
+            .await
+            .map_err(|error| format!("{}: replaying producer state: {error}", key.dir_name()))?;
+        Ok(Partition {
+            key,
+            topic_id,
+            log,
+            append_permit: Semaphore::new(1),
+            producers: RefCell::new(producers),
+            watch: AppendWatch::default(),
+            removed: Cell::new(false),
+        })
+    }
+
+    /// The offset below which consumers may read. One replica per
+    /// partition today, so it is the log end offset, as in Kafka.
+    pub fn high_watermark(&self) -> i64 {
+        self.log.log_end_offset().0
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset().0
+    }
+
+    /// Appends the record batches of one produce request for this
+    /// partition. Durability is awaited separately ([`PartitionLog::wait_durable`]).
+    pub async fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendOutcome, AppendError> {
+        let _permit = self
+            .append_permit
+            .acquire_permit(1)
+            .await
+            .map_err(|_| AppendError::Storage(StorageError::Closed))?;
+        let producer = producer_batch(records)?;
+        if let Some(batch) = &producer {
+            match self.producers.borrow().check(batch) {
+                SequenceCheck::Accept => {}
+                SequenceCheck::Duplicate {
+                    first_offset,
+                    last_offset,
+                } => {
+                    return Ok(AppendOutcome {
+                        base_offset: first_offset,
+                        last_offset,
+                        log_append_time_ms: None,
+                        log_start_offset: self.log_start_offset(),
+                        duplicate: true,
+                    })
+                }
+                SequenceCheck::OutOfOrder => return Err(AppendError::OutOfOrderSequence),
+                SequenceCheck::InvalidEpoch => return Err(AppendError::InvalidProducerEpoch),
+            }
+        }
+        let info = self.log.append(records, now_ms).await?;
+        if let Some(batch) = &producer {
+            self.producers
+                .borrow_mut()
+                .record(batch, info.base_offset.0, info.last_offset.0);
+        }
+        self.watch.notify();
+        Ok(AppendOutcome {
+            base_offset: info.base_offset.0,
+            last_offset: info.last_offset.0,
+            log_append_time_ms: info.log_append_time_ms,
+            log_start_offset: info.log_start_offset.0,
+            duplicate: false,
+        })
+    }
+
+    /// Resolves once the high watermark passes `offset` (or the partition
+    /// goes away). Race it with a timer for long polling.
+    pub fn wait_for_data_after(self: &Rc<Self>, offset: i64) -> DataWait {
+        DataWait {
+            partition: self.clone(),
+            offset,
+        }
+    }
+
+    /// True once the partition was deleted (or moved away).
+    pub fn is_removed(&self) -> bool {
+        self.removed.get()
+    }
+
+    pub async fn close_and_remove(&self) -> Result<(), String> {
+        self.removed.set(true);
+        self.watch.notify();
+        self.log
+            .remove()
+            .await
+            .map_err(|error| format!("{}: {error}", self.key.dir_name()))?;
+        super::remove_dir(self.log.dir().to_path_buf())
+            .await
+            .map_err(|error| format!("{}: {error}", self.key.dir_name()))
+    }
+}
+
+/// Rebuilds producer state from every batch in the log.
+async fn replay_producers(log: &PartitionLog) -> Result<ProducerStateTable, StorageError> {
+    let mut table = ProducerStateTable::default();
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let options = ReadOptions {
+            max_bytes: REPLAY_READ_BYTES,
+            min_one_batch: true,
+            upper_offset: Some(end),
+            zero_copy: false,
+        };
+        let read = log.read_with(offset, options).await?;
+        let ReadData::Memory(batches) = read.data else {
+            break;
+        };
+        if batches.is_empty() {
+            break;
+        }
+        for batch in &batches {
+            let header = BatchHeader::parse(batch).map_err(corrupt)?;
+            if let Some(producer) = producer_batch(batch)? {
+                table.record(&producer, header.base_offset, header.last_offset());
+            }
+            offset = Offset(header.last_offset() + 1);
+        }
+    }
+    Ok(table)
+}
+
+/// Wakes fetches waiting on this partition.
+#[derive(Default)]
+struct AppendWatch {
+    version: Cell<u64>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl AppendWatch {
+    fn notify(&self) {
+        self.version.set(self.version.get() + 1);
+        for waker in self.waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+pub struct DataWait {
+    partition: Rc<Partition>,
+    offset: i64,
+}
+
+impl Future for DataWait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        if self.partition.high_watermark() > self.offset || self.partition.is_removed() {
+            return Poll::Ready(());
+        }
+        self.partition
+            .watch
+            .waiters
+            .borrow_mut()
+            .push(context.waker().clone());
+        Poll::Pending
+    }
+}
