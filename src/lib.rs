@@ -9,6 +9,7 @@
 pub mod alloc;
 pub mod cluster;
 pub mod config;
+pub mod coordinator;
 pub mod handlers;
 pub mod metrics;
 pub mod net;

@@ -1,0 +1,89 @@
+//! Consumer groups and committed offsets (Kafka's classic group protocol).
+//!
+//! What it owns: every group whose `__consumer_offsets` partition this shard
+//! owns, with its members, generation and committed offsets. The coordinator
+//! of a group lives on the shard that owns the group's offsets partition
+//! ([`coordinator_shard`]), so commits are local appends; handlers on other
+//! shards forward group requests there with `mesh.submit_to`.
+//!
+//! The parts:
+//! - [`group`]: one group's state machine and offsets, pure data.
+//! - [`manager`]: all groups of a shard and every group operation (join,
+//!   sync, heartbeat, leave, commit, fetch, list, describe, delete, expiry).
+//!   No I/O and no clock: time comes in as `now_ms`, member ids from an
+//!   injected generator, and the effects go out through an outbox (replies
+//!   to parked requests, records to persist), so it is tested without a
+//!   runtime.
+//! - [`records`]: Kafka's key/value schemas of `__consumer_offsets` records.
+//! - [`store`]: where those records go: the [`store::OffsetsLog`] trait.
+//! - [`runtime`]: the thin async layer on a shard: parks JoinGroup and
+//!   SyncGroup requests until their rebalance completes, drives the clock
+//!   with a glommio timer, appends records before answering.
+//!
+//! It must not touch other shards' groups, and the core must not do I/O.
+
+pub mod errors;
+pub mod group;
+pub mod manager;
+pub mod records;
+pub mod runtime;
+pub mod store;
+
+use sluice_shards::ShardId;
+
+/// The internal topic that holds group metadata and committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Java's `String.hashCode` over UTF-16 code units, as Kafka computes it.
+pub fn java_string_hash(text: &str) -> i32 {
+    text.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(unit as i32)
+    })
+}
+
+/// Kafka's `partitionFor(groupId)`: the `__consumer_offsets` partition that
+/// holds the group. `offsets_partitions` is at least 1 (validated config).
+pub fn partition_for_group(group_id: &str, offsets_partitions: i32) -> i32 {
+    let partitions = offsets_partitions.max(1);
+    (java_string_hash(group_id) & 0x7fff_ffff) % partitions
+}
+
+/// The shard that coordinates `group_id`.
+pub fn coordinator_shard(group_id: &str, offsets_partitions: i32, nr_shards: usize) -> ShardId {
+    let partition = partition_for_group(group_id, offsets_partitions);
+    crate::shard::partition_owner(OFFSETS_TOPIC, partition, nr_shards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_matches_the_jvm() {
+        // `"hello".hashCode()` is 99162322 on a JVM; the rest follow the same
+        // formula (h = 31 * h + utf16 unit, wrapping).
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("hello"), 99_162_322);
+        assert_eq!(java_string_hash("my-group"), -1_906_497_762);
+        assert_eq!(java_string_hash("test-consumer-group"), -1_793_216_381);
+    }
+
+    #[test]
+    fn partition_for_group_is_kafkas_formula() {
+        let check = |group: &str, expected: i32| {
+            assert_eq!(partition_for_group(group, 50), expected, "{group}");
+        };
+        check("", 0);
+        check("a", 47);
+        check("hello", 22);
+        check("my-group", 36);
+        check("test-consumer-group", 17);
+        // Negative hashes are masked, never negative partitions.
+        for group in ["x", "yy", "\u{ffff}\u{ffff}\u{ffff}"] {
+            let partition = partition_for_group(group, 7);
+            assert!((0..7).contains(&partition));
+        }
+        assert_eq!(partition_for_group("anything", 0), 0);
+    }
+}
