@@ -11,6 +11,7 @@ tests themselves, set SLUICE_CMD to a command template; `{bin}`, `{port}`,
 SLUICE_NODE_ID overrides the node id the tests expect (default 1).
 """
 
+import logging
 import os
 import shlex
 import signal
@@ -52,6 +53,18 @@ def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
             detail = f" (last error: {last_exc!r})" if last_exc else ""
             raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+def confluent_admin(broker, **config):
+    """A confluent-kafka AdminClient for `broker`. librdkafka's log lines go to
+    Python logging (shown by pytest on failure) instead of the process's stderr,
+    so clients outliving their broker do not flood the output."""
+    from confluent_kafka.admin import AdminClient
+
+    conf = {"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000,
+            "logger": logging.getLogger("librdkafka")}
+    conf.update(config)
+    return AdminClient(conf)
 
 
 def unique_topic(prefix="t"):
@@ -116,8 +129,11 @@ class Broker:
                     pytrace=False,
                 )
             try:
-                with socket.create_connection((self.host, self.port), timeout=1.0):
-                    return self
+                with socket.create_connection((self.host, self.port), timeout=1.0) as probe:
+                    # With nothing listening, a connect to an ephemeral-range port
+                    # can "succeed" by connecting to itself (TCP simultaneous open).
+                    if probe.getsockname() != probe.getpeername() and self.proc.poll() is None:
+                        return self
             except OSError:
                 pass
             if time.monotonic() >= deadline:
@@ -147,6 +163,7 @@ class Broker:
                 proc.kill()
                 proc.wait()
         self._close_log()
+        self.wait_port_released()
         if check:
             assert not killed, (
                 f"broker did not exit within {STOP_TIMEOUT_S}s of SIGTERM (killed); "
@@ -158,11 +175,24 @@ class Broker:
             )
         return proc.returncode
 
+    def wait_port_released(self, timeout=10.0):
+        """Wait until nothing accepts connections on the port any more. An exited
+        process's io_uring is torn down asynchronously by the kernel, so its
+        listening socket can outlive it briefly (notably after SIGKILL)."""
+        def refused():
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1.0) as c:
+                    return c.getsockname() == c.getpeername()  # self-connect: no listener
+            except OSError:
+                return True
+        wait_until(refused, timeout=timeout, what=f"the broker's port {self.port} to be released")
+
     def kill(self):
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+            self.wait_port_released()
         self._close_log()
 
     def restart(self):

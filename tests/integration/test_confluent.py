@@ -5,7 +5,6 @@ import os
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import (
-    AdminClient,
     ConfigResource,
     ConfigSource,
     NewPartitions,
@@ -13,7 +12,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from conftest import unique_topic, wait_until
+from conftest import confluent_admin, unique_topic, wait_until
 
 TIMEOUT_S = 15
 
@@ -28,7 +27,7 @@ CORE_TOPIC_CONFIG_DEFAULTS = {
 
 
 def admin_for(broker):
-    return AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000})
+    return confluent_admin(broker)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import shutil
 import subprocess
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
-from conftest import unique_topic, wait_until
+from conftest import confluent_admin, unique_topic, wait_until
 
 
 def kcat_metadata(broker, topic=None):
@@ -23,7 +23,7 @@ def kcat_metadata(broker, topic=None):
 
 
 def create_topics(broker, specs):
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin = confluent_admin(broker)
     futures = admin.create_topics([NewTopic(n, num_partitions=p, replication_factor=1) for n, p in specs])
     for f in futures.values():
         f.result(timeout=15)

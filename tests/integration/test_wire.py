@@ -288,11 +288,11 @@ def metadata_v4(sock, correlation_id, topics, allow_auto_create):
 def test_metadata_auto_creation_follows_broker_config(shared_broker):
     """Metadata for an unknown topic: not created when the request disallows it; created
     (with num.partitions partitions) when allowed, iff auto.create.topics.enable=true."""
-    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+    from confluent_kafka.admin import ConfigResource, ResourceType
 
-    from conftest import unique_topic, wait_until
+    from conftest import confluent_admin, unique_topic, wait_until
 
-    admin = AdminClient({"bootstrap.servers": shared_broker.bootstrap})
+    admin = confluent_admin(shared_broker)
     res = ConfigResource(ResourceType.BROKER, str(shared_broker.node_id))
     configs = admin.describe_configs([res])[res].result(timeout=15)
     auto_create = configs["auto.create.topics.enable"].value == "true"
