@@ -49,7 +49,7 @@ install_python() {
         "$VENV/bin/python" -m pip install --quiet -r "$REQS"
         echo "$want" >"$VENV/.requirements.sha256"
     fi
-    "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest; print("confluent-kafka", confluent_kafka.version()[0], "librdkafka", confluent_kafka.libversion()[0], "| kafka-python", kafka.__version__, "| aiokafka", aiokafka.__version__, "| pytest", pytest.__version__)'
+    "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest, pytest_timeout; print("confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "| kafka-python", kafka.__version__, "| aiokafka", aiokafka.__version__, "| pytest", pytest.__version__)'
 }
 
 apt_get() {
@@ -108,6 +108,6 @@ cargo build --bin sluice
 
 step "pytest tests/integration"
 export SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/sluice}"
-"$VENV/bin/python" -m pytest tests/integration -q "$@"
+"$VENV/bin/python" -m pytest tests/integration -q -ra --timeout=300 "$@"
 
 step "all tests passed"
