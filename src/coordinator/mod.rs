@@ -29,7 +29,12 @@ pub mod records;
 pub mod runtime;
 pub mod store;
 
-use sluice_shards::ShardId;
+use std::future::Future;
+use std::rc::Rc;
+
+use sluice_shards::{MeshError, ShardId};
+
+use crate::shard::Shard;
 
 /// The internal topic that holds group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -52,6 +57,29 @@ pub fn partition_for_group(group_id: &str, offsets_partitions: i32) -> i32 {
 pub fn coordinator_shard(group_id: &str, offsets_partitions: i32, nr_shards: usize) -> ShardId {
     let partition = partition_for_group(group_id, offsets_partitions);
     crate::shard::partition_owner(OFFSETS_TOPIC, partition, nr_shards)
+}
+
+/// Runs `work` with the coordinator of `group_id`, on its shard: the one
+/// hop every group request makes. Its result travels back here.
+pub async fn submit_to_coordinator<F, Fut, T>(
+    shard: &Shard,
+    group_id: &str,
+    work: F,
+) -> Result<T, MeshError>
+where
+    F: FnOnce(Rc<runtime::Coordinator>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let partitions = shard.config.offsets_topic_num_partitions;
+    let owner = coordinator_shard(group_id, partitions, shard.mesh.nr_shards());
+    shard
+        .mesh
+        .submit_to(owner, move || async move {
+            let coordinator = runtime::current();
+            work(coordinator).await
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -1,0 +1,110 @@
+//! FindCoordinator (key 10): every group's coordinator is this broker (one
+//! node); the shard inside it is found per request by the group handlers.
+//! v0 to v3 ask for one key, v4+ for a batch. On first use it has the
+//! controller create `__consumer_offsets` (compacted, internal), as Kafka
+//! does.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+
+use super::{str_bytes, ApiSupport, RequestContext};
+use crate::cluster::controller::NewTopic;
+use crate::coordinator::{errors, OFFSETS_TOPIC};
+use crate::shard::{self, CONTROLLER_SHARD};
+
+pub const API: ApiSupport = super::api(ApiKey::FindCoordinator, 0, 4);
+
+/// `FindCoordinatorRequest.key_type` of a consumer group.
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub async fn handle(
+    context: &RequestContext,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let batched = context.api_version >= 4;
+    let keys: Vec<String> = if batched {
+        request
+            .coordinator_keys
+            .iter()
+            .map(|k| k.to_string())
+            .collect()
+    } else {
+        vec![request.key.to_string()]
+    };
+    let error = if request.key_type != KEY_TYPE_GROUP {
+        Some((
+            errors::INVALID_REQUEST,
+            "Sluice coordinates consumer groups only (no transactions yet)".to_string(),
+        ))
+    } else {
+        ensure_offsets_topic(context)
+            .await
+            .err()
+            .map(|message| (errors::COORDINATOR_NOT_AVAILABLE, message))
+    };
+    let config = &context.shard.config;
+    let coordinators: Vec<Coordinator> = keys
+        .into_iter()
+        .map(|key| {
+            let found = Coordinator::default()
+                .with_key(str_bytes(key))
+                .with_node_id(BrokerId(config.node_id))
+                .with_host(str_bytes(config.advertise_host.clone()))
+                .with_port(i32::from(config.advertise_port));
+            match &error {
+                None => found,
+                Some((code, message)) => found
+                    .with_node_id(BrokerId(-1))
+                    .with_host(str_bytes(""))
+                    .with_port(-1)
+                    .with_error_code(*code)
+                    .with_error_message(Some(str_bytes(message.clone()))),
+            }
+        })
+        .collect();
+    if batched {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let only = coordinators.into_iter().next().unwrap_or_default();
+    FindCoordinatorResponse::default()
+        .with_error_code(only.error_code)
+        .with_error_message(only.error_message)
+        .with_node_id(only.node_id)
+        .with_host(only.host)
+        .with_port(only.port)
+}
+
+/// Creates `__consumer_offsets` through the controller unless this shard's
+/// image already has it. A concurrent creation by another shard is fine.
+pub async fn ensure_offsets_topic(context: &RequestContext) -> Result<(), String> {
+    if context.shard.image().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let config = &context.shard.config;
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: config.offsets_topic_num_partitions,
+        replication_factor: config.offsets_topic_replication_factor,
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+    };
+    let outcome = context
+        .shard
+        .mesh
+        .submit_to(CONTROLLER_SHARD, move || async move {
+            let shard = shard::current();
+            let controller = shard.controller().expect("shard 0 runs the controller");
+            controller.create_topics(vec![topic], false).await
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+    match outcome.into_iter().next() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(error)) if error.code == crate::protocol::error_codes::TOPIC_ALREADY_EXISTS => {
+            Ok(())
+        }
+        Some(Err(error)) => Err(error.message),
+        None => Err("the controller answered nothing".to_string()),
+    }
+}

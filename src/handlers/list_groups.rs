@@ -1,0 +1,55 @@
+//! ListGroups (key 16): asks every shard's coordinator for its groups (a
+//! group lives on one shard only) and merges them. v4+ filter by state,
+//! v5+ by type (every group here is a "classic" group).
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsResponse};
+
+use super::{str_bytes, ApiSupport, RequestContext};
+use crate::coordinator::{errors, runtime};
+
+pub const API: ApiSupport = super::api(ApiKey::ListGroups, 0, 5);
+
+/// The type of every group this coordinator runs (KIP-848's name for it).
+const GROUP_TYPE_CLASSIC: &str = "classic";
+
+pub async fn handle(context: &RequestContext, request: ListGroupsRequest) -> ListGroupsResponse {
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let classic_wanted = request.types_filter.is_empty()
+        || request
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(GROUP_TYPE_CLASSIC));
+    let outcome = context
+        .shard
+        .mesh
+        .submit_to_all(move || {
+            let states = states.clone();
+            async move { Some(runtime::current().list(&states)) }
+        })
+        .await;
+    let per_shard = match outcome {
+        Ok(per_shard) => per_shard,
+        Err(_) => {
+            return ListGroupsResponse::default().with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
+        }
+    };
+    let groups = per_shard
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|_| classic_wanted)
+        .map(|group| {
+            ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(group.group_id)))
+                .with_protocol_type(str_bytes(group.protocol_type))
+                .with_group_state(str_bytes(group.state.name()))
+                .with_group_type(str_bytes(GROUP_TYPE_CLASSIC))
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}

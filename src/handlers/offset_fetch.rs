@@ -1,0 +1,135 @@
+//! OffsetFetch (key 9): forwarded to each group's coordinator shard. v1
+//! names partitions; v2+ may ask for every committed offset (null topics)
+//! and has a top-level error; v8+ asks for a batch of groups. A partition
+//! without a commit answers offset -1 with empty metadata, as Kafka does.
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+
+use super::{str_bytes, ApiSupport, RequestContext};
+use crate::coordinator::manager::FetchedOffsets;
+use crate::coordinator::{errors, submit_to_coordinator};
+
+pub const API: ApiSupport = super::api(ApiKey::OffsetFetch, 1, 8);
+
+type Wanted = Option<Vec<(String, Vec<i32>)>>;
+
+pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    if context.api_version >= 8 {
+        let mut groups = Vec::with_capacity(request.groups.len());
+        for group in &request.groups {
+            let wanted: Wanted = group.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                    .collect()
+            });
+            let (code, fetched) = fetch_group(context, group.group_id.to_string(), wanted).await;
+            let topics = fetched
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|(partition, offset)| {
+                            let (offset, epoch, metadata) = split(offset);
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(partition)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(Some(str_bytes(metadata)))
+                        })
+                        .collect();
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(str_bytes(topic)))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(GroupId(str_bytes(group.group_id.to_string())))
+                    .with_error_code(code)
+                    .with_topics(topics),
+            );
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted: Wanted = request.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    let (code, fetched) = fetch_group(context, request.group_id.to_string(), wanted).await;
+    let topics = fetched
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition, offset)| {
+                    let (offset, epoch, metadata) = split(offset);
+                    // v1 has no top-level error: it goes on each partition.
+                    let code = if context.api_version < 2 {
+                        code
+                    } else {
+                        errors::NONE
+                    };
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(partition)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(str_bytes(metadata)))
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(str_bytes(topic)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default()
+        .with_error_code(code)
+        .with_topics(topics)
+}
+
+fn split(offset: Option<crate::coordinator::group::CommittedOffset>) -> (i64, i32, String) {
+    match offset {
+        Some(offset) => (offset.offset, offset.leader_epoch, offset.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
+
+/// The offsets of one group, from its coordinator shard; on failure, the
+/// error and the requested partitions with no offsets.
+async fn fetch_group(
+    context: &RequestContext,
+    group_id: String,
+    wanted: Wanted,
+) -> (i16, FetchedOffsets) {
+    let empty = |wanted: &Wanted| -> FetchedOffsets {
+        wanted
+            .iter()
+            .flatten()
+            .map(|(topic, partitions)| {
+                (
+                    topic.clone(),
+                    partitions.iter().map(|p| (*p, None)).collect(),
+                )
+            })
+            .collect()
+    };
+    let target = group_id.clone();
+    let asked = wanted.clone();
+    let outcome = submit_to_coordinator(&context.shard, &target, move |coordinator| async move {
+        coordinator.fetch(&group_id, asked.as_deref())
+    })
+    .await;
+    match outcome {
+        Ok(fetched) => (errors::NONE, fetched),
+        Err(_) => (errors::COORDINATOR_NOT_AVAILABLE, empty(&wanted)),
+    }
+}
