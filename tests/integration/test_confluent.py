@@ -207,6 +207,7 @@ def test_delete_topics_removes_topic_and_data_dirs(shared_broker, admin):
     create_ok(admin, [NewTopic(topic, num_partitions=2, replication_factor=1),
                       NewTopic(keep, num_partitions=1, replication_factor=1)])
     assert wait_until(lambda: partition_dirs_exist(shared_broker, topic, 2), what="data dirs")
+    old_id = str(describe_topic(admin, topic).topic_id)
     result(admin.delete_topics([topic], operation_timeout=10, request_timeout=TIMEOUT_S)[topic])
     wait_until(lambda: topic not in topics_metadata(admin), what="topic gone from metadata")
     wait_until(lambda: no_partition_dirs(shared_broker, topic), what=f"data dirs of {topic} removed")
@@ -215,6 +216,8 @@ def test_delete_topics_removes_topic_and_data_dirs(shared_broker, admin):
     # the name can be reused, with a new topic id
     create_ok(admin, [NewTopic(topic, num_partitions=1, replication_factor=1)])
     assert wait_until(lambda: topic in topics_metadata(admin), what="re-created topic")
+    assert str(describe_topic(admin, topic).topic_id) != old_id, "re-created topic kept the old id"
+    assert wait_until(lambda: partition_dirs_exist(shared_broker, topic, 1), what="new data dir")
 
 
 def test_delete_unknown_topic_fails(admin):
@@ -252,6 +255,24 @@ def test_longest_legal_topic_name(shared_broker, admin):
     assert wait_until(lambda: partition_dirs_exist(shared_broker, name, 1), what="its data dir")
 
 
+def test_describe_configs_of_several_resources(shared_broker, admin):
+    """One DescribeConfigs call for two topics and a missing one answers per resource."""
+    a, b, missing = unique_topic(), unique_topic(), unique_topic("missing")
+    create_ok(admin, [NewTopic(a, num_partitions=1, replication_factor=1, config={"retention.ms": "1000"}),
+                      NewTopic(b, num_partitions=1, replication_factor=1)])
+    resources = [ConfigResource(ResourceType.TOPIC, n) for n in (a, b, missing)]
+    futures = admin.describe_configs(resources, request_timeout=TIMEOUT_S)
+    got = {}
+    for res, fut in futures.items():
+        try:
+            got[res.name] = result(fut)
+        except KafkaException as exc:
+            got[res.name] = exc.args[0]
+    assert got[a]["retention.ms"].value == "1000" and not got[a]["retention.ms"].is_default
+    assert got[b]["retention.ms"].is_default
+    assert isinstance(got[missing], KafkaError) and got[missing].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
 def test_validate_only_creates_nothing(shared_broker, admin):
     """validate_only=True validates (success or error) without creating the topic."""
     topic = unique_topic()
@@ -262,6 +283,10 @@ def test_validate_only_creates_nothing(shared_broker, admin):
     errors = create(admin, [NewTopic(bad, num_partitions=1, replication_factor=1,
                                      config={"retention.ms": "not-a-number"})], validate_only=True)
     expect_error(errors, bad, KafkaError.INVALID_CONFIG)
+    existing = unique_topic()
+    create_ok(admin, [NewTopic(existing, num_partitions=1, replication_factor=1)])
+    errors = create(admin, [NewTopic(existing, num_partitions=1, replication_factor=1)], validate_only=True)
+    expect_error(errors, existing, KafkaError.TOPIC_ALREADY_EXISTS)
     md = topics_metadata(admin)
     assert topic not in md and bad not in md
     assert no_partition_dirs(shared_broker, topic)

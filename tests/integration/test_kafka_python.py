@@ -10,6 +10,7 @@ from kafka.errors import (
     InvalidReplicationFactorError,
     InvalidTopicError,
     TopicAlreadyExistsError,
+    UnknownTopicIdError,
     UnknownTopicOrPartitionError,
 )
 
@@ -141,3 +142,39 @@ def test_mixed_batch_reports_per_topic_errors(admin):
     codes = {t["name"]: t["error_code"] for t in resp["topics"]}
     assert codes == {good: 0, dup: TopicAlreadyExistsError.errno, "..": InvalidTopicError.errno}
     wait_until(lambda: good in admin.list_topics(), what="good topic listed")
+
+
+def test_mixed_batches_for_partitions_and_deletes(admin):
+    """CreatePartitions and DeleteTopics with good and bad topics in one request answer per topic."""
+    a, b, missing = unique_topic("mix"), unique_topic("mix"), unique_topic("missing")
+    admin.create_topics({a: {"num_partitions": 1, "replication_factor": 1},
+                         b: {"num_partitions": 3, "replication_factor": 1}})
+    resp = admin.create_partitions({a: 2, b: 2, missing: 4}, raise_errors=False)
+    codes = {r.name: r.error_code for r in resp.results}
+    assert codes == {a: 0, b: InvalidPartitionsError.errno, missing: UnknownTopicOrPartitionError.errno}
+    wait_until(lambda: partition_counts(admin, [a, b]) == {a: 2, b: 3}, what="a grown, b unchanged")
+    resp = admin.delete_topics([a, missing], raise_errors=False)
+    codes = {t["name"]: t["error_code"] for t in resp["topics"]}
+    assert codes == {a: 0, missing: UnknownTopicOrPartitionError.errno}
+    wait_until(lambda: a not in admin.list_topics(), what="a deleted")
+    assert b in admin.list_topics()
+
+
+def test_delete_topic_by_id(shared_broker, admin):
+    """DeleteTopics v6+ deletes by topic id (when the broker advertises v6+)."""
+    import uuid
+
+    from test_wire import assert_api_versions_ok, connect
+
+    with connect(shared_broker) as s:
+        apis = assert_api_versions_ok(s, 1)
+    if apis[20][1] < 6:
+        pytest.skip(f"broker's DeleteTopics max version is {apis[20][1]} (< 6): no delete by id")
+    topic = unique_topic("byid")
+    admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
+    topic_id = uuid.UUID(admin.describe_topics([topic])[0]["topic_id"])
+    resp = admin.delete_topics([topic_id])
+    assert [t["error_code"] for t in resp["topics"]] == [0]
+    wait_until(lambda: topic not in admin.list_topics(), what="topic deleted by id")
+    with pytest.raises(UnknownTopicIdError):
+        admin.delete_topics([uuid.uuid4()])
