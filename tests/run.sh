@@ -45,7 +45,6 @@ install_python() {
     if [ "$want" = "$have" ]; then
         echo "python packages up to date (requirements hash $want)"
     else
-        "$VENV/bin/python" -m pip install --quiet --upgrade pip
         "$VENV/bin/python" -m pip install --quiet -r "$REQS"
         echo "$want" >"$VENV/.requirements.sha256"
     fi
