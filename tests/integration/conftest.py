@@ -118,6 +118,8 @@ class Broker:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env=env,
+            # not the repo root: the broker must not pick up config/sluice.toml
+            cwd=os.path.dirname(self.data_dir),
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
