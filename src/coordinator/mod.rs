@@ -27,14 +27,17 @@ pub mod group;
 pub mod manager;
 pub mod records;
 pub mod runtime;
+pub mod storage_log;
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 
 use sluice_shards::{MeshError, ShardId};
 
-use crate::shard::Shard;
+use crate::cluster::controller::NewTopic;
+use crate::shard::{Shard, CONTROLLER_SHARD};
 
 /// The internal topic that holds group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -60,17 +63,19 @@ pub fn coordinator_shard(group_id: &str, offsets_partitions: i32, nr_shards: usi
 }
 
 /// Runs `work` with the coordinator of `group_id`, on its shard: the one
-/// hop every group request makes. Its result travels back here.
+/// hop every group request makes. Its result travels back here. Makes sure
+/// `__consumer_offsets` exists first, so the coordinator can append.
 pub async fn submit_to_coordinator<F, Fut, T>(
     shard: &Shard,
     group_id: &str,
     work: F,
-) -> Result<T, MeshError>
+) -> Result<T, String>
 where
     F: FnOnce(Rc<runtime::Coordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
+    ensure_offsets_topic(shard).await?;
     let partitions = shard.config.offsets_topic_num_partitions;
     let owner = coordinator_shard(group_id, partitions, shard.mesh.nr_shards());
     shard
@@ -80,6 +85,40 @@ where
             work(coordinator).await
         })
         .await
+        .map_err(|error: MeshError| error.to_string())
+}
+
+/// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`
+/// partitions) through the controller unless this shard's image has it, as
+/// Kafka does on first use. A concurrent creation elsewhere is fine.
+pub async fn ensure_offsets_topic(shard: &Shard) -> Result<(), String> {
+    if shard.image().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let config = &shard.config;
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: config.offsets_topic_num_partitions,
+        replication_factor: config.offsets_topic_replication_factor,
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+    };
+    let outcome = shard
+        .mesh
+        .submit_to(CONTROLLER_SHARD, move || async move {
+            let shard = crate::shard::current();
+            let controller = shard.controller().expect("shard 0 runs the controller");
+            controller.create_topics(vec![topic], false).await
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+    match outcome.into_iter().next() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(error)) if error.code == crate::protocol::error_codes::TOPIC_ALREADY_EXISTS => {
+            Ok(())
+        }
+        Some(Err(error)) => Err(error.message),
+        None => Err("the controller answered nothing".to_string()),
+    }
 }
 
 #[cfg(test)]

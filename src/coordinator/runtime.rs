@@ -22,7 +22,8 @@ use super::manager::{
     CommitRequest, Completion, FetchedOffsets, GroupConfig, GroupDescription, GroupManager,
     JoinRequest, JoinResponse, LeavingMember, ListedGroup, Outcome, SyncRequest, SyncResponse,
 };
-use super::store::{MemoryLog, OffsetsLog};
+use super::storage_log::PartitionOffsetsLog;
+use super::store::OffsetsLog;
 
 /// How often the clock of the groups moves: the precision of session,
 /// rebalance and initial-delay timeouts.
@@ -40,6 +41,11 @@ type Waiters<T> = RefCell<HashMap<(String, String), Vec<LocalSender<T>>>>;
 
 pub struct Coordinator {
     manager: RefCell<GroupManager>,
+    /// Holds no permits until the shard's offsets partitions are replayed;
+    /// every operation waits for it (Kafka answers
+    /// COORDINATOR_LOAD_IN_PROGRESS instead; waiting is simpler for
+    /// clients and loading is short).
+    loaded: glommio::sync::Semaphore,
     log: Rc<dyn OffsetsLog>,
     join_waiters: Waiters<JoinResponse>,
     sync_waiters: Waiters<SyncResponse>,
@@ -49,15 +55,41 @@ thread_local! {
     static COORDINATOR: OnceCell<Rc<Coordinator>> = const { OnceCell::new() };
 }
 
-/// This shard's coordinator, made (and its timers started) on first use.
+/// Permits [`Coordinator::loaded`] gets once loading is done: more than
+/// operations could ever wait at once.
+const LOADED_PERMITS: u64 = 1 << 40;
+
+/// This shard's coordinator, made on first use: it replays the offsets
+/// partitions this shard owns, then starts its timers.
 pub fn current() -> Rc<Coordinator> {
     COORDINATOR.with(|cell| {
         cell.get_or_init(|| {
             let shard = crate::shard::current();
             let config = GroupConfig::from_broker(&shard.config);
             let check_ms = shard.config.offsets_retention_check_interval_ms;
-            let coordinator = Rc::new(Coordinator::new(config, Rc::new(MemoryLog::default())));
-            coordinator.clone().start_timers(check_ms);
+            let owned: Vec<i32> = (0..config.offsets_partitions)
+                .filter(|p| shard.partition_owner(super::OFFSETS_TOPIC, *p) == shard.id())
+                .collect();
+            let coordinator = Rc::new(Coordinator::new(config, Rc::new(PartitionOffsetsLog)));
+            let loading = coordinator.clone();
+            glommio::spawn_local(async move {
+                match loading.load(&owned).await {
+                    Ok(count) => tracing::info!(
+                        shard = %shard.id(),
+                        partitions = owned.len(),
+                        records = count,
+                        "group coordinator loaded"
+                    ),
+                    Err(error) => tracing::error!(
+                        shard = %shard.id(),
+                        %error,
+                        "group coordinator could not load __consumer_offsets; starting without it"
+                    ),
+                }
+                loading.loaded.signal(LOADED_PERMITS);
+                loading.start_timers(check_ms);
+            })
+            .detach();
             coordinator
         })
         .clone()
@@ -68,6 +100,7 @@ impl Coordinator {
     pub fn new(config: GroupConfig, log: Rc<dyn OffsetsLog>) -> Coordinator {
         Coordinator {
             manager: RefCell::new(GroupManager::new(config)),
+            loaded: glommio::sync::Semaphore::new(0),
             log,
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
@@ -93,6 +126,12 @@ impl Coordinator {
             }
         })
         .detach();
+    }
+
+    /// Waits until the coordinator has loaded.
+    async fn ready(&self) {
+        let _ = self.loaded.acquire(1).await;
+        self.loaded.signal(1);
     }
 
     /// Replays the records of the offsets partitions this shard owns.
@@ -140,6 +179,7 @@ impl Coordinator {
     }
 
     pub async fn join(&self, request: JoinRequest) -> JoinResponse {
+        self.ready().await;
         let group_id = request.group_id.clone();
         let outcome = self.manager.borrow_mut().join(request, now_ms());
         park(
@@ -153,6 +193,7 @@ impl Coordinator {
     }
 
     pub async fn sync(&self, request: SyncRequest) -> SyncResponse {
+        self.ready().await;
         let group_id = request.group_id.clone();
         let outcome = self.manager.borrow_mut().sync(request, now_ms());
         park(&self.sync_waiters, self.flush(), group_id, outcome, |_| {
@@ -168,6 +209,7 @@ impl Coordinator {
         group_instance_id: Option<&str>,
         generation_id: i32,
     ) -> i16 {
+        self.ready().await;
         let code = self.manager.borrow_mut().heartbeat(
             group_id,
             member_id,
@@ -180,12 +222,14 @@ impl Coordinator {
     }
 
     pub async fn leave(&self, group_id: &str, leaving: &[LeavingMember]) -> Vec<i16> {
+        self.ready().await;
         let codes = self.manager.borrow_mut().leave(group_id, leaving, now_ms());
         let _ = self.flush().await;
         codes
     }
 
     pub async fn commit(&self, request: CommitRequest) -> Vec<Vec<i16>> {
+        self.ready().await;
         let mut codes = self.manager.borrow_mut().commit(&request, now_ms());
         if self.flush().await.is_err() {
             for code in codes.iter_mut().flatten() {
@@ -197,7 +241,12 @@ impl Coordinator {
         codes
     }
 
-    pub fn fetch(&self, group_id: &str, topics: Option<&[(String, Vec<i32>)]>) -> FetchedOffsets {
+    pub async fn fetch(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> FetchedOffsets {
+        self.ready().await;
         self.manager.borrow().fetch(group_id, topics)
     }
 
@@ -206,6 +255,7 @@ impl Coordinator {
         group_id: &str,
         topics: &[(String, Vec<i32>)],
     ) -> Result<Vec<Vec<i16>>, i16> {
+        self.ready().await;
         let outcome = self.manager.borrow_mut().delete_offsets(group_id, topics);
         match self.flush().await {
             Ok(()) => outcome,
@@ -213,15 +263,18 @@ impl Coordinator {
         }
     }
 
-    pub fn list(&self, states_filter: &[String]) -> Vec<ListedGroup> {
+    pub async fn list(&self, states_filter: &[String]) -> Vec<ListedGroup> {
+        self.ready().await;
         self.manager.borrow().list(states_filter)
     }
 
-    pub fn describe(&self, group_id: &str) -> GroupDescription {
+    pub async fn describe(&self, group_id: &str) -> GroupDescription {
+        self.ready().await;
         self.manager.borrow().describe(group_id)
     }
 
     pub async fn delete_groups(&self, group_ids: &[String]) -> Vec<i16> {
+        self.ready().await;
         let codes: Vec<i16> = group_ids
             .iter()
             .map(|id| self.manager.borrow_mut().delete_group(id))

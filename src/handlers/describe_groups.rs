@@ -23,7 +23,7 @@ pub async fn handle(
         let target = id.clone();
         let described =
             submit_to_coordinator(&context.shard, &target, move |coordinator| async move {
-                coordinator.describe(&id)
+                coordinator.describe(&id).await
             })
             .await;
         let entry = DescribedGroup::default()

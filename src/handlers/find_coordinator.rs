@@ -4,15 +4,11 @@
 //! controller create `__consumer_offsets` (compacted, internal), as Kafka
 //! does.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::{str_bytes, ApiSupport, RequestContext};
-use crate::cluster::controller::NewTopic;
-use crate::coordinator::{errors, OFFSETS_TOPIC};
-use crate::shard::{self, CONTROLLER_SHARD};
+use crate::coordinator::errors;
 
 pub const API: ApiSupport = super::api(ApiKey::FindCoordinator, 0, 4);
 
@@ -39,7 +35,7 @@ pub async fn handle(
             "Sluice coordinates consumer groups only (no transactions yet)".to_string(),
         ))
     } else {
-        ensure_offsets_topic(context)
+        crate::coordinator::ensure_offsets_topic(&context.shard)
             .await
             .err()
             .map(|message| (errors::COORDINATOR_NOT_AVAILABLE, message))
@@ -74,37 +70,4 @@ pub async fn handle(
         .with_node_id(only.node_id)
         .with_host(only.host)
         .with_port(only.port)
-}
-
-/// Creates `__consumer_offsets` through the controller unless this shard's
-/// image already has it. A concurrent creation by another shard is fine.
-pub async fn ensure_offsets_topic(context: &RequestContext) -> Result<(), String> {
-    if context.shard.image().topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let config = &context.shard.config;
-    let topic = NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: config.offsets_topic_num_partitions,
-        replication_factor: config.offsets_topic_replication_factor,
-        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
-    };
-    let outcome = context
-        .shard
-        .mesh
-        .submit_to(CONTROLLER_SHARD, move || async move {
-            let shard = shard::current();
-            let controller = shard.controller().expect("shard 0 runs the controller");
-            controller.create_topics(vec![topic], false).await
-        })
-        .await
-        .map_err(|error| error.to_string())?;
-    match outcome.into_iter().next() {
-        Some(Ok(_)) => Ok(()),
-        Some(Err(error)) if error.code == crate::protocol::error_codes::TOPIC_ALREADY_EXISTS => {
-            Ok(())
-        }
-        Some(Err(error)) => Err(error.message),
-        None => Err("the controller answered nothing".to_string()),
-    }
 }

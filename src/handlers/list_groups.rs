@@ -29,7 +29,7 @@ pub async fn handle(context: &RequestContext, request: ListGroupsRequest) -> Lis
         .mesh
         .submit_to_all(move || {
             let states = states.clone();
-            async move { Some(runtime::current().list(&states)) }
+            async move { Some(runtime::current().list(&states).await) }
         })
         .await;
     let per_shard = match outcome {

@@ -125,7 +125,7 @@ async fn fetch_group(
     let target = group_id.clone();
     let asked = wanted.clone();
     let outcome = submit_to_coordinator(&context.shard, &target, move |coordinator| async move {
-        coordinator.fetch(&group_id, asked.as_deref())
+        coordinator.fetch(&group_id, asked.as_deref()).await
     })
     .await;
     match outcome {

@@ -1,0 +1,176 @@
+//! [`PartitionOffsetsLog`]: the [`OffsetsLog`] on the storage engine. Each
+//! append becomes one uncompressed v2 record batch on the group's
+//! `__consumer_offsets` partition (owned by this shard, by construction of
+//! the coordinator's placement), answered once it is durable; `read` walks a
+//! partition from its start and decodes every batch.
+//!
+//! Runs on a coordinator shard. It touches only the `__consumer_offsets`
+//! partitions of this shard and knows nothing of groups: keys and values
+//! are opaque here.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+};
+
+use super::records::LogRecord;
+use super::store::{LocalFuture, OffsetsLog};
+use super::OFFSETS_TOPIC;
+use crate::storage::batch::BatchHeader;
+use crate::storage::{Offset, ReadData, ReadOptions};
+
+/// How much one read of a partition asks for while loading.
+const LOAD_READ_BYTES_MAX: usize = 1 << 20;
+
+#[derive(Default)]
+pub struct PartitionOffsetsLog;
+
+impl OffsetsLog for PartitionOffsetsLog {
+    fn append(&self, records: Vec<LogRecord>) -> LocalFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let mut by_partition: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
+            for record in records {
+                by_partition
+                    .entry(record.partition)
+                    .or_default()
+                    .push(record);
+            }
+            for (partition, records) in by_partition {
+                append_partition(partition, records).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn read(&self, partition: i32) -> LocalFuture<'_, Result<Vec<LogRecord>, String>> {
+        Box::pin(read_partition(partition))
+    }
+}
+
+fn encode_batch(records: &[LogRecord], now_ms: i64) -> Result<Bytes, String> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: NO_SEQUENCE,
+            timestamp: now_ms,
+            key: Some(record.key.clone()),
+            value: record.value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
+async fn append_partition(partition: i32, records: Vec<LogRecord>) -> Result<(), String> {
+    let shard = crate::shard::current();
+    let Some(log) = shard.partitions.get(OFFSETS_TOPIC, partition) else {
+        return Err(format!("{OFFSETS_TOPIC}-{partition} is not on this shard"));
+    };
+    let now_ms = crate::storage::now_ms();
+    let batch = encode_batch(&records, now_ms)?;
+    let outcome = log
+        .append(&batch, now_ms)
+        .await
+        .map_err(|error| format!("{OFFSETS_TOPIC}-{partition}: {error:?}"))?;
+    log.log
+        .wait_durable(Offset(outcome.last_offset))
+        .await
+        .map_err(|error| format!("{OFFSETS_TOPIC}-{partition}: {error}"))
+}
+
+async fn read_partition(partition: i32) -> Result<Vec<LogRecord>, String> {
+    let shard = crate::shard::current();
+    let Some(log) = shard.partitions.get(OFFSETS_TOPIC, partition) else {
+        return Ok(Vec::new());
+    };
+    let log = &log.log;
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    let mut records = Vec::new();
+    while offset < end {
+        let options = ReadOptions {
+            max_bytes: LOAD_READ_BYTES_MAX,
+            min_one_batch: true,
+            upper_offset: None,
+            zero_copy: false,
+        };
+        let read = log
+            .read_with(offset, options)
+            .await
+            .map_err(|error| format!("{OFFSETS_TOPIC}-{partition} at {offset}: {error}"))?;
+        let chunks = match read.data {
+            ReadData::Memory(chunks) => chunks,
+            ReadData::Empty => break,
+            ReadData::File(_) => return Err("a zero-copy read was not asked for".into()),
+        };
+        let before = offset;
+        for chunk in chunks {
+            offset = decode_batches(&chunk, offset, &mut records, partition)?;
+        }
+        if offset <= before {
+            return Err(format!(
+                "{OFFSETS_TOPIC}-{partition}: no progress reading at {offset}"
+            ));
+        }
+    }
+    Ok(records)
+}
+
+/// Decodes the batches in `chunk`, keeping records at or after `from`;
+/// returns the offset after the last batch.
+fn decode_batches(
+    chunk: &Bytes,
+    mut from: Offset,
+    out: &mut Vec<LogRecord>,
+    partition: i32,
+) -> Result<Offset, String> {
+    let mut position = 0;
+    while position < chunk.len() {
+        let header = BatchHeader::parse(&chunk[position..])
+            .map_err(|error| format!("{OFFSETS_TOPIC}-{partition}: {error:?}"))?;
+        let total = header.total_bytes();
+        if total == 0 || position + total > chunk.len() {
+            return Err(format!("{OFFSETS_TOPIC}-{partition}: truncated batch"));
+        }
+        let mut bytes = chunk.slice(position..position + total);
+        position += total;
+        let last = header.last_offset();
+        if last < from.0 {
+            continue;
+        }
+        let set = RecordBatchDecoder::decode(&mut bytes)
+            .map_err(|error| format!("{OFFSETS_TOPIC}-{partition}: {error}"))?;
+        for record in set.records {
+            if record.offset < from.0 || record.control {
+                continue;
+            }
+            if let Some(key) = record.key {
+                out.push(LogRecord {
+                    partition,
+                    key,
+                    value: record.value,
+                });
+            }
+        }
+        from = Offset(last + 1);
+    }
+    Ok(from)
+}
