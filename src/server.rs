@@ -87,6 +87,15 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
     }
     drop(accepting);
+    let cache = shard.storage.cache_stats();
+    tracing::info!(
+        shard = %shard.id(),
+        fetch_sendfile_bytes = shard.metrics.fetch_sendfile_bytes.get(),
+        fetch_memory_bytes = shard.metrics.fetch_memory_bytes.get(),
+        cache_hits = cache.hits,
+        cache_misses = cache.misses,
+        "shard stopping"
+    );
     shard.partitions.close_all().await;
     shard.storage.stop();
     Ok(())

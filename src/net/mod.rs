@@ -17,11 +17,13 @@
 
 use std::net::SocketAddr;
 use std::os::unix::io::{AsRawFd, RawFd};
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures_lite::FutureExt;
 use glommio::channels::local_channel;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::Task;
@@ -177,7 +179,7 @@ async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
         header,
     };
     let remainder = handlers::start(context, body).await;
-    glommio::spawn_local(async move {
+    let finish = async move {
         let Some(answer) = remainder.await else {
             return Outcome::Silent;
         };
@@ -188,6 +190,20 @@ async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
                 Outcome::Close
             }
         }
+    };
+    glommio::spawn_local(async move {
+        // A bug in a handler or encoder costs one connection, not the shard.
+        AssertUnwindSafe(finish)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(
+                    ?api_key,
+                    api_version,
+                    "request handling panicked; closing the connection"
+                );
+                Outcome::Close
+            })
     })
 }
 

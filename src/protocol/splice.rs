@@ -119,10 +119,11 @@ impl SpliceBuf {
 
     fn cut(&mut self) {
         if !self.current.is_empty() {
+            let end = self.len();
             let bytes = std::mem::take(&mut self.current);
             self.done.push((self.current_start, PartMut::Bytes(bytes)));
+            self.current_start = end;
         }
-        self.current_start = self.len();
     }
 }
 
