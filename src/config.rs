@@ -261,6 +261,8 @@ pub struct BrokerConfig {
     /// May have port 0 (tests): then main must bind first and write the
     /// bound port into `advertise_port` when `advertise` was not set.
     pub listen: SocketAddr,
+    /// The metrics endpoint, if on (key: metrics).
+    pub metrics: Option<SocketAddr>,
     /// What Metadata tells clients; defaults to the listen address.
     pub advertise_host: String,
     pub advertise_port: u16,
@@ -329,6 +331,8 @@ enum Validator {
     OneOf(&'static [&'static str]),
     ListOf(&'static [&'static str]),
     ListenAddress,
+    /// A listen address, or empty for "off".
+    OptionalListenAddress,
     HostPort,
     Path,
     LogLevel,
@@ -415,6 +419,9 @@ static DEFINITIONS: &[ConfigDef] = &[
         "The id of this node in the cluster, as Metadata reports it. Flag: --node-id."),
     broker("listen", T::String, V("127.0.0.1:9092"), Validator::ListenAddress, true,
         "IP:PORT the Kafka listener binds (Kafka: listeners). Port 0 picks a free port. Flag: --listen."),
+    broker("metrics", T::String, V(""), Validator::OptionalListenAddress, true,
+        "IP:PORT of the Prometheus metrics endpoint (HTTP GET /metrics), served by shard 0; \
+         empty turns it off. Flag: --metrics."),
     broker("advertise", T::String, ListenAddress, Validator::HostPort, true,
         "HOST:PORT that Metadata tells clients to connect to (Kafka: advertised.listeners). \
         Default: the listen address; required when listening on an unspecified address such as 0.0.0.0. \
@@ -665,6 +672,15 @@ fn validate(def: &ConfigDef, value: &str) -> Result<String, String> {
         Validator::ListenAddress => parse_listen(value)
             .map(|address| address.to_string())
             .ok_or_else(|| format!("expected IP:PORT such as 127.0.0.1:9092, {}", got())),
+        Validator::OptionalListenAddress if value.trim().is_empty() => Ok(String::new()),
+        Validator::OptionalListenAddress => parse_listen(value)
+            .map(|address| address.to_string())
+            .ok_or_else(|| {
+                format!(
+                    "expected IP:PORT such as 127.0.0.1:9644, or empty, {}",
+                    got()
+                )
+            }),
         Validator::HostPort => parse_host_port(value)
             .map(|(host, port)| format_host_port(&host, port))
             .ok_or_else(|| format!("expected HOST:PORT such as broker1:9092, {}", got())),
@@ -990,6 +1006,9 @@ struct Cli {
     /// This node's id (key: node.id).
     #[arg(long, value_name = "N")]
     node_id: Option<String>,
+    /// Prometheus metrics endpoint (key: metrics; default: off).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
     /// Set any broker config key; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -1004,6 +1023,7 @@ impl Cli {
             ("advertise", &self.advertise, "--advertise"),
             ("shards", &self.shards, "--shards"),
             ("node.id", &self.node_id, "--node-id"),
+            ("metrics", &self.metrics, "--metrics"),
         ];
         flags
             .into_iter()
@@ -1203,6 +1223,7 @@ impl BrokerConfig {
         Ok(BrokerConfig {
             node_id: int("node.id"),
             listen,
+            metrics: parse_listen(values.text("metrics")),
             advertise_host,
             advertise_port,
             data_dir: PathBuf::from(values.text("data.dir")),

@@ -39,6 +39,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         tracing::info!(dir = %removed.display(), "removed the directory of a deleted topic");
     }
     let listen = check_listen_address(config.listen)?;
+    if let Some(metrics) = config.metrics {
+        config.metrics = Some(check_listen_address(metrics).context("key 'metrics'")?);
+    }
     if config.advertise_port == 0 {
         config.advertise_port = listen.port();
     }
@@ -82,11 +85,24 @@ async fn shard_main(
     let listener = glommio::net::TcpListener::bind(listen)
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let accepting = glommio::spawn_local(crate::net::accept_loop(listener, shard.clone()));
+    let metrics = match shard.config.metrics {
+        Some(address) if shard.id() == crate::shard::CONTROLLER_SHARD => {
+            let listener = glommio::net::TcpListener::bind(address)
+                .map_err(|error| format!("cannot serve metrics on {address}: {error}"))?;
+            tracing::info!(%address, "metrics endpoint listening");
+            Some(glommio::spawn_local(crate::metrics::serve(
+                listener,
+                shard.clone(),
+            )))
+        }
+        _ => None,
+    };
     tracing::debug!(shard = %shard.id(), partitions = shard.partitions.len(), "shard serving");
     while !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
     }
     drop(accepting);
+    drop(metrics);
     let cache = shard.storage.cache_stats();
     tracing::info!(
         shard = %shard.id(),

@@ -25,7 +25,7 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind
 use sluice_shards::ShardId;
 
 use super::{str_bytes, Answer, ApiSupport, RequestContext};
-use crate::partition::partition::DataWait;
+use crate::partition::replica::DataWait;
 use crate::protocol::{error_codes, splice};
 use crate::shard;
 use crate::storage::{FileRegion, Offset, ReadData, ReadOptions};

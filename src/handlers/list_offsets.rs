@@ -68,6 +68,8 @@ pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> Li
         });
         answers.extend(keys.into_iter().zip(results));
     }
+    // The leader epoch exists from v4; earlier versions must leave it unset.
+    let leader_epoch = if context.api_version >= 4 { 0 } else { -1 };
     let topics = request
         .topics
         .into_iter()
@@ -87,7 +89,7 @@ pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> Li
                         .with_error_code(answer.error_code)
                         .with_timestamp(answer.timestamp)
                         .with_offset(answer.offset)
-                        .with_leader_epoch(0)
+                        .with_leader_epoch(leader_epoch)
                 })
                 .collect();
             ListOffsetsTopicResponse::default()

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, Response
 use sluice_shards::{Reply, ShardId};
 
 use super::{str_bytes, ApiSupport, Remainder, RequestContext};
-use crate::partition::partition::AppendError;
+use crate::partition::replica::AppendError;
 use crate::protocol::error_codes;
 use crate::shard;
 use crate::storage::ErrorKind;

@@ -107,6 +107,7 @@ async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
             Ok(None) => break,
             Err(error) => {
                 tracing::warn!(?peer, %error, "closing connection");
+                shard.metrics.count_bad_frame();
                 break;
             }
         };
@@ -125,6 +126,7 @@ async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
             },
             Err(error) => {
                 tracing::warn!(?peer, %error, "closing connection");
+                shard.metrics.count_bad_frame();
                 break;
             }
         };
@@ -173,6 +175,7 @@ async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
         body,
     } = request;
     let correlation_id = header.correlation_id;
+    shard.metrics.count_request(api_key);
     let context = RequestContext {
         shard,
         api_version,

@@ -26,11 +26,11 @@ use crate::shard::partition_owner;
 use crate::storage::{PartitionLog, ShardStorage};
 
 mod log_config;
-pub mod partition;
+pub mod replica;
 pub mod producer_state;
 
 pub use log_config::log_config;
-pub use partition::{AppendOutcome, Partition};
+pub use replica::{AppendOutcome, Partition};
 
 pub const PARTITION_METADATA_FILE_NAME: &str = "partition.metadata";
 

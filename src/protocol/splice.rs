@@ -65,7 +65,7 @@ pub fn placeholder(index: usize, len: usize) -> Option<Bytes> {
 fn placeholder_index(slice: &[u8]) -> Option<usize> {
     let base = mapping()?;
     let address = slice.as_ptr() as usize;
-    (slice.len() > 0 && address >= base && address < base + PLACEHOLDERS_MAX)
+    (!slice.is_empty() && address >= base && address < base + PLACEHOLDERS_MAX)
         .then(|| address - base)
 }
 
