@@ -10,6 +10,7 @@
 //! two writes of the same block be in flight at once: a write that starts in
 //! the block where the previous write ended unaligned waits for it.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -28,6 +29,38 @@ fn align_up(value: u64) -> u64 {
     align_down(value + ALIGN_BYTES - 1)
 }
 
+/// Aligned write buffers of one size, reused across writes and segments of
+/// the shard: fresh buffers cost page faults on every first touch.
+pub(crate) struct BufferPool {
+    buffer_bytes: usize,
+    buffers_max: usize,
+    buffers: RefCell<Vec<DmaBuffer>>,
+}
+
+impl BufferPool {
+    pub fn new(buffer_bytes: usize, buffers_max: usize) -> Self {
+        assert!(buffer_bytes as u64 % ALIGN_BYTES == 0 && buffer_bytes > 0);
+        BufferPool {
+            buffer_bytes,
+            buffers_max,
+            buffers: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn take(&self, file: &DmaFile) -> DmaBuffer {
+        let reused = self.buffers.borrow_mut().pop();
+        reused.unwrap_or_else(|| file.alloc_dma_buffer(self.buffer_bytes))
+    }
+
+    /// Keeps `buffer` for reuse if it is whole (not trimmed) and room is left.
+    fn give(&self, buffer: DmaBuffer) {
+        let mut buffers = self.buffers.borrow_mut();
+        if buffer.len() == self.buffer_bytes && buffers.len() < self.buffers_max {
+            buffers.push(buffer);
+        }
+    }
+}
+
 struct InFlight {
     position: u64,
     end: u64,
@@ -37,6 +70,7 @@ struct InFlight {
 
 pub(crate) struct Appender {
     file: Rc<DmaFile>,
+    pool: Rc<BufferPool>,
     path: PathBuf,
     buffer: DmaBuffer,
     /// Aligned file position of `buffer[0]`.
@@ -63,16 +97,16 @@ impl Appender {
         path: PathBuf,
         size_bytes: u64,
         tail: &[u8],
-        buffer_bytes: usize,
+        pool: Rc<BufferPool>,
         in_flight_max: usize,
         preallocate_step_bytes: u64,
     ) -> Appender {
-        assert!(buffer_bytes as u64 % ALIGN_BYTES == 0 && buffer_bytes > 0);
         assert_eq!(tail.len() as u64, size_bytes % ALIGN_BYTES);
-        let mut buffer = file.alloc_dma_buffer(buffer_bytes);
+        let mut buffer = pool.take(&file);
         buffer.as_bytes_mut()[..tail.len()].copy_from_slice(tail);
         Appender {
             file,
+            pool,
             path,
             buffer,
             buffer_position: align_down(size_bytes),
@@ -147,7 +181,10 @@ impl Appender {
                 }
                 Some(Ok(())) => {
                     self.readable_bytes = self.readable_bytes.max(front.end);
-                    self.in_flight.pop_front();
+                    let done = self.in_flight.pop_front().expect("front exists");
+                    if let Ok(buffer) = Rc::try_unwrap(done.buffer) {
+                        self.pool.give(buffer);
+                    }
                 }
             }
         }
@@ -190,7 +227,7 @@ impl Appender {
         } else {
             align_down(data_len as u64) as usize
         };
-        let mut next = self.file.alloc_dma_buffer(capacity);
+        let mut next = self.pool.take(&self.file);
         let kept = data_len - keep_from.min(data_len);
         next.as_bytes_mut()[..kept].copy_from_slice(&self.buffer.as_bytes()[keep_from..data_len]);
         let mut written = std::mem::replace(&mut self.buffer, next);

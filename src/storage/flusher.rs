@@ -8,6 +8,7 @@
 //! grouping. Must not hold any log borrow across an await.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use futures_lite::future;
 
 use super::fault::{self, Fault, FaultPoint};
 use super::log::LogInner;
-use super::notify::Signal;
+use super::notify::{Completion, Signal};
 use super::shard::ShardInner;
 
 /// Counters of the group commit.
@@ -82,8 +83,14 @@ impl Flusher {
     }
 }
 
+/// Sync rounds allowed in flight at once. A second round may start while
+/// the first one's fdatasync runs: appends that arrived meanwhile do not
+/// wait for it to finish before their own sync is issued.
+const ROUNDS_IN_FLIGHT_MAX: usize = 2;
+
 pub(crate) async fn run(shard: Weak<ShardInner>) {
     let mut next_due: Option<Duration> = None;
+    let mut rounds: VecDeque<Completion> = VecDeque::new();
     loop {
         let Some(signal) = shard.upgrade().map(|s| s.flusher.signal.clone()) else {
             return;
@@ -101,7 +108,17 @@ pub(crate) async fn run(shard: Weak<ShardInner>) {
         let (due, next) = inner.flusher.take_due(Instant::now());
         next_due = next;
         drop(inner);
-        if !due.is_empty() {
+        if due.is_empty() {
+            continue;
+        }
+        rounds.retain(|round| round.outcome().is_none());
+        while rounds.len() >= ROUNDS_IN_FLIGHT_MAX {
+            let _ = rounds.pop_front().expect("a round").wait().await;
+        }
+        let shard = shard.clone();
+        let done = Completion::default();
+        rounds.push_back(done.clone());
+        glommio::spawn_local(async move {
             let stats = sync_round(due).await;
             if let Some(inner) = shard.upgrade() {
                 let mut total = inner.flusher.stats.get();
@@ -110,7 +127,9 @@ pub(crate) async fn run(shard: Weak<ShardInner>) {
                 total.records += stats.records;
                 inner.flusher.stats.set(total);
             }
-        }
+            done.complete(Ok(()));
+        })
+        .detach();
     }
 }
 

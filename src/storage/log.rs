@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::io::DmaFile;
 use glommio::sync::Semaphore;
 
-use super::appender::Appender;
+use super::appender::{Appender, BufferPool};
 use super::batch::{self, BatchHeader};
 use super::checkpoint::{self, EpochEntry};
 use super::config::{LogConfig, TimestampType, ALIGN_BYTES};
@@ -184,10 +184,10 @@ impl LogInner {
         }
     }
 
-    fn appender_settings(&self) -> (usize, usize, u64) {
+    fn appender_settings(&self) -> (Rc<BufferPool>, usize, u64) {
         let config = &self.shard.inner.config;
         (
-            config.write_buffer_bytes,
+            self.shard.inner.write_buffers.clone(),
             config.write_buffers_in_flight_max,
             config.preallocate_bytes,
         )
@@ -200,13 +200,13 @@ impl LogInner {
         size_bytes: u64,
         tail: &[u8],
     ) -> Appender {
-        let (buffer_bytes, in_flight_max, preallocate_bytes) = self.appender_settings();
+        let (pool, in_flight_max, preallocate_bytes) = self.appender_settings();
         Appender::new(
             file,
             path,
             size_bytes,
             tail,
-            buffer_bytes,
+            pool,
             in_flight_max,
             preallocate_bytes,
         )

@@ -9,6 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use super::appender::BufferPool;
 use super::cache::{CacheStats, ReadCache};
 use super::config::StorageConfig;
 use super::error::{Result, StorageError};
@@ -53,6 +54,8 @@ pub struct ShardStorage {
 pub(crate) struct ShardInner {
     pub config: StorageConfig,
     pub cache: RefCell<ReadCache>,
+    /// Write buffers shared by the shard's appenders.
+    pub write_buffers: Rc<BufferPool>,
     pub flusher: Flusher,
     logs: RefCell<Vec<Weak<LogInner>>>,
     next_log_id: Cell<u64>,
@@ -64,6 +67,10 @@ impl ShardStorage {
     pub fn new(config: StorageConfig) -> ShardStorage {
         let inner = Rc::new(ShardInner {
             cache: RefCell::new(ReadCache::new(config.read_cache_bytes)),
+            write_buffers: Rc::new(BufferPool::new(
+                config.write_buffer_bytes,
+                2 * config.write_buffers_in_flight_max + 2,
+            )),
             config,
             flusher: Flusher::default(),
             logs: RefCell::new(Vec::new()),
