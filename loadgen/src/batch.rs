@@ -9,6 +9,9 @@
 //! Compression uses `kafka-protocol`'s codecs, so the framing (xerial
 //! snappy, lz4 frames) is the one Kafka clients use.
 
+use std::cell::RefCell;
+use std::io::Write;
+
 use anyhow::{bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
@@ -200,6 +203,16 @@ impl BatchBuilder {
     }
 }
 
+/// zstd level, as Kafka's default (`compression.zstd.level` 3).
+const ZSTD_LEVEL: i32 = 3;
+
+thread_local! {
+    // One zstd context per thread, reused: creating one costs more than
+    // compressing a 16 KiB batch.
+    static ZSTD_COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static ZSTD_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
 fn compress_into(codec: Codec, records: &[u8], out: &mut BytesMut) -> Result<()> {
     let copy = |buf: &mut BytesMut| -> Result<()> {
         buf.put_slice(records);
@@ -209,8 +222,30 @@ fn compress_into(codec: Codec, records: &[u8], out: &mut BytesMut) -> Result<()>
         Codec::None => out.put_slice(records),
         Codec::Gzip => codec::Gzip::compress(out, copy)?,
         Codec::Snappy => codec::Snappy::compress(out, copy)?,
-        Codec::Lz4 => codec::Lz4::compress(out, copy)?,
-        Codec::Zstd => codec::Zstd::compress(out, copy)?,
+        Codec::Lz4 => {
+            // The lz4 frame format with 64 KiB blocks, as Kafka's clients write.
+            let mut encoder = lz4::EncoderBuilder::new()
+                .block_size(lz4::BlockSize::Max64KB)
+                .block_mode(lz4::BlockMode::Independent)
+                .build(out.writer())
+                .context("starting an lz4 frame")?;
+            encoder.write_all(records).context("lz4")?;
+            let (_, result) = encoder.finish();
+            result.context("finishing an lz4 frame")?;
+        }
+        Codec::Zstd => ZSTD_COMPRESSOR.with(|cell| -> Result<()> {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                *cell = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+            }
+            let compressor = cell.as_mut().unwrap();
+            let start = out.len();
+            let bound = zstd::zstd_safe::compress_bound(records.len());
+            out.resize(start + bound, 0);
+            let written = compressor.compress_to_buffer(records, &mut out[start..])?;
+            out.truncate(start + written);
+            Ok(())
+        })?,
     }
     Ok(())
 }
@@ -222,7 +257,25 @@ fn decompress(compression: i16, mut data: Bytes) -> Result<Bytes> {
         1 => codec::Gzip::decompress(&mut data, take)?,
         2 => codec::Snappy::decompress(&mut data, take)?,
         3 => codec::Lz4::decompress(&mut data, take)?,
-        4 => codec::Zstd::decompress(&mut data, take)?,
+        4 => {
+            // Frames that state their size (ours, and most clients') use a
+            // reused context; the rest go through a stream decoder.
+            let size = zstd::zstd_safe::get_frame_content_size(&data)
+                .ok()
+                .flatten();
+            match size {
+                Some(size) if size <= crate::wire::FRAME_BYTES_MAX as u64 => ZSTD_DECOMPRESSOR
+                    .with(|cell| -> Result<Bytes> {
+                        let mut cell = cell.borrow_mut();
+                        if cell.is_none() {
+                            *cell = Some(zstd::bulk::Decompressor::new()?);
+                        }
+                        let plain = cell.as_mut().unwrap().decompress(&data, size as usize)?;
+                        Ok(Bytes::from(plain))
+                    })?,
+                _ => codec::Zstd::decompress(&mut data, take)?,
+            }
+        }
         other => bail!("unknown compression codec {other}"),
     })
 }

@@ -1,0 +1,204 @@
+//! Verify mode against a real broker: a clean run passes, and a run where one
+//! acknowledged record goes missing (`--drop-acked`, the documented self-test)
+//! fails with exactly that record named.
+//!
+//! The broker is Sluice's own binary (`SLUICE_BIN`, else target/release or
+//! target/debug), started on a free port in a temporary directory, or any
+//! broker already running at `LOADGEN_TEST_BOOTSTRAP` (host:port; e.g. tansu).
+//! Without either, or when the broker does not serve Produce and Fetch yet,
+//! the test says so and passes: it checks brokers, it does not build them.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Broker {
+    bootstrap: String,
+    child: Option<Child>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn sluice_binary() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("SLUICE_BIN") {
+        return Some(PathBuf::from(path));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    let target =
+        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    ["release", "debug"]
+        .iter()
+        .map(|profile| target.join(profile).join("sluice"))
+        .find(|path| path.exists())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_broker() -> Option<Broker> {
+    if let Ok(bootstrap) = std::env::var("LOADGEN_TEST_BOOTSTRAP") {
+        return Some(Broker {
+            bootstrap,
+            child: None,
+            dir: None,
+        });
+    }
+    let binary = sluice_binary()?;
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("loadgen-verify-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let address = format!("127.0.0.1:{port}");
+    let child = Command::new(&binary)
+        .args(["--listen", &address, "--advertise", &address, "--data-dir"])
+        .arg(dir.join("data"))
+        .current_dir(&dir) // so no config/sluice.toml is picked up
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
+    let broker = Broker {
+        bootstrap: address.clone(),
+        child: Some(child),
+        dir: Some(dir),
+    };
+    let socket: SocketAddr = address.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&socket, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not listen on {address}",
+            binary.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(broker)
+}
+
+fn loadgen(bootstrap: &str, topic: &str, report: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "verify",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--partitions",
+            "2",
+        ])
+        .args([
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+            "--rate",
+            "2000",
+            "--record-size",
+            "100",
+        ])
+        .args([
+            "--fetch-max-wait-ms",
+            "100",
+            "--drain-timeout",
+            "20s",
+            "--quiet",
+        ])
+        .arg("--report")
+        .arg(report)
+        .args(extra)
+        .output()
+        .expect("running loadgen")
+}
+
+fn report_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the report")).expect("JSON")
+}
+
+#[test]
+fn verify_mode_detects_a_dropped_acknowledged_record() {
+    let Some(broker) = start_broker() else {
+        eprintln!(
+            "SKIPPED: no broker: build Sluice (cargo build --bin sluice), set SLUICE_BIN, \
+             or point LOADGEN_TEST_BOOTSTRAP at a running Kafka-compatible broker"
+        );
+        return;
+    };
+    let scratch =
+        std::env::temp_dir().join(format!("loadgen-verify-report-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let topic_suffix = std::process::id();
+
+    // A clean run: nothing lost, duplicated or reordered.
+    let clean_report = scratch.join("clean.json");
+    let clean = loadgen(
+        &broker.bootstrap,
+        &format!("verify-clean-{topic_suffix}"),
+        &clean_report,
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&clean.stderr);
+    if stderr.contains("does not advertise") {
+        eprintln!(
+            "SKIPPED: the broker at {} does not serve Produce and Fetch yet: {stderr}",
+            broker.bootstrap
+        );
+        return;
+    }
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "clean run failed:\n{stdout}\n{stderr}"
+    );
+    let verify = &report_json(&clean_report)["results"]["verify"];
+    assert_eq!(verify["passed"], true, "{verify}");
+    let acknowledged = verify["acknowledged"].as_u64().unwrap();
+    assert!(
+        acknowledged >= 1000,
+        "only {acknowledged} records acknowledged"
+    );
+    assert_eq!(verify["lost"], 0);
+
+    // The same, with record 10 of producer 0 in partition 0 removed from
+    // what the consumer saw: verify must name it, and only it.
+    let dropped_report = scratch.join("dropped.json");
+    let dropped = loadgen(
+        &broker.bootstrap,
+        &format!("verify-dropped-{topic_suffix}"),
+        &dropped_report,
+        &["--drop-acked", "10"],
+    );
+    let stdout = String::from_utf8_lossy(&dropped.stdout);
+    assert_eq!(
+        dropped.status.code(),
+        Some(2),
+        "verify should fail:\n{stdout}"
+    );
+    assert!(stdout.contains("1 lost"), "{stdout}");
+    assert!(
+        stdout.contains("lost: partition 0 producer 0 sequence 10:"),
+        "{stdout}"
+    );
+    let verify = &report_json(&dropped_report)["results"]["verify"];
+    assert_eq!(verify["passed"], false);
+    assert_eq!(verify["lost"], 1);
+    assert_eq!(verify["duplicated"], 0);
+    assert_eq!(verify["reordered"], 0);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
