@@ -82,7 +82,7 @@ async fn shard_main(
         .install_image(image)
         .await
         .map_err(|error| format!("cannot open partitions: {error}"))?;
-    let listener = glommio::net::TcpListener::bind(listen)
+    let listener = crate::net::bind_shared(listen)
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let accepting = glommio::spawn_local(crate::net::accept_loop(listener, shard.clone()));
     let metrics = match shard.config.metrics {

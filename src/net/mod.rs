@@ -16,7 +16,7 @@
 //! connection only, with a log line. Nothing here panics on client bytes.
 
 use std::net::SocketAddr;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Duration;
@@ -40,6 +40,28 @@ mod sendfile;
 /// Requests read but not yet answered, per connection.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 64;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A listener for this shard: SO_REUSEPORT so every shard can bind the same
+/// address (the kernel spreads connections), and SO_REUSEADDR so a restart
+/// can bind while connections of the previous process linger in FIN-WAIT or
+/// TIME-WAIT (glommio's own `bind` sets only SO_REUSEPORT).
+pub fn bind_shared(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // SAFETY: the descriptor is a listening TCP socket we own; ownership
+    // passes to the glommio listener.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// Pending connections the kernel queues per shard listener.
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// Accepts connections until the task is dropped.
 pub async fn accept_loop(listener: TcpListener, shard: Rc<Shard>) {
