@@ -126,6 +126,7 @@ class Broker:
             code = self.proc.poll()
             if code is not None:
                 self.proc = None
+                self._close_log()
                 pytest.fail(
                     f"broker exited with status {code} during startup; log tail:\n{self.log_tail()}",
                     pytrace=False,
