@@ -21,6 +21,29 @@
 //!   with a glommio timer, appends records before answering.
 //!
 //! It must not touch other shards' groups, and the core must not do I/O.
+//!
+//! Where it differs from Kafka's classic coordinator, and why:
+//! - While a shard replays `__consumer_offsets`, group requests wait for
+//!   the load instead of answering COORDINATOR_LOAD_IN_PROGRESS: loading a
+//!   node's own partitions is short, and waiting spares clients a retry.
+//! - Timeouts (session, rebalance, initial delay, KIP-394 pending ids, sync)
+//!   are checked on a 25 ms tick ([`runtime::TICK_INTERVAL_MS`]), not by a
+//!   timer wheel per member: a timeout fires up to 25 ms late.
+//! - A zero `group.initial.rebalance.delay.ms` is never extended (Kafka
+//!   extends a zero delay by zero once more); a first rebalance completes at
+//!   the next tick.
+//! - FindCoordinator answers only consumer groups (key type 0); there is no
+//!   transaction coordinator yet (key type 1 is INVALID_REQUEST).
+//! - A second JoinGroup or SyncGroup from a member that already has one
+//!   parked gets the same answer as the first (Kafka drops the first
+//!   callback, so that request only times out).
+//! - If an append to `__consumer_offsets` fails, OffsetCommit answers
+//!   KAFKA_STORAGE_ERROR but the offsets stay in memory (Kafka reverts
+//!   them); group metadata records that fail to append are logged only.
+//! - DescribeGroups shows the client host as `/unknown` until the request
+//!   context carries the peer address.
+//! - OffsetFetch `require_stable` is accepted and ignored (no transactional
+//!   offset commits exist to wait for).
 
 pub mod errors;
 pub mod group;

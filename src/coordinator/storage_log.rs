@@ -63,7 +63,10 @@ fn encode_batch(records: &[LogRecord], now_ms: i64) -> Result<Bytes, String> {
             producer_epoch: NO_PRODUCER_EPOCH,
             timestamp_type: TimestampType::Creation,
             offset: index as i64,
-            sequence: NO_SEQUENCE,
+            // The encoder starts a new batch wherever `offset - sequence`
+            // changes; keeping it constant (base sequence stays -1, no
+            // producer) puts every record in one batch.
+            sequence: NO_SEQUENCE.wrapping_add(index as i32),
             timestamp: now_ms,
             key: Some(record.key.clone()),
             value: record.value.clone(),
@@ -173,4 +176,52 @@ fn decode_batches(
         from = Offset(last + 1);
     }
     Ok(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str, value: Option<&str>) -> LogRecord {
+        LogRecord {
+            partition: 7,
+            key: Bytes::from(key.to_string()),
+            value: value.map(|v| Bytes::from(v.to_string())),
+        }
+    }
+
+    #[test]
+    fn batches_round_trip_with_tombstones() {
+        let records = vec![
+            record("a", Some("1")),
+            record("b", None),
+            record("a", Some("2")),
+        ];
+        let batch = encode_batch(&records, 1_700_000_000_000).unwrap();
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.total_bytes(), batch.len());
+        let mut out = Vec::new();
+        let next = decode_batches(&batch, Offset(0), &mut out, 7).unwrap();
+        assert_eq!(next, Offset(3));
+        assert_eq!(out, records);
+        // Records below the asked offset are skipped (a read starts at the
+        // batch that contains the offset).
+        let mut out = Vec::new();
+        decode_batches(&batch, Offset(2), &mut out, 7).unwrap();
+        assert_eq!(out, vec![record("a", Some("2"))]);
+    }
+
+    #[test]
+    fn damaged_batches_are_errors() {
+        let batch = encode_batch(&[record("a", Some("1"))], 0).unwrap();
+        for cut in [1, 20, batch.len() - 1] {
+            let mut out = Vec::new();
+            let chunk = batch.slice(..cut);
+            assert!(
+                decode_batches(&chunk, Offset(0), &mut out, 7).is_err(),
+                "cut {cut}"
+            );
+        }
+    }
 }
