@@ -26,6 +26,7 @@ const LAST_OFFSET_DELTA_AT: usize = 23;
 const BASE_TIMESTAMP_AT: usize = 27;
 const MAX_TIMESTAMP_AT: usize = 35;
 const PRODUCER_ID_AT: usize = 43;
+const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 
 const ATTRIBUTE_CODEC_MASK: i16 = 0x07;
@@ -46,6 +47,7 @@ pub struct BatchHeader {
     pub base_timestamp: i64,
     pub max_timestamp: i64,
     pub producer_id: i64,
+    pub base_sequence: i32,
     pub record_count: i32,
 }
 
@@ -112,6 +114,7 @@ impl BatchHeader {
             base_timestamp: be_i64(buf, BASE_TIMESTAMP_AT),
             max_timestamp: be_i64(buf, MAX_TIMESTAMP_AT),
             producer_id: be_i64(buf, PRODUCER_ID_AT),
+            base_sequence: be_i32(buf, BASE_SEQUENCE_AT),
             record_count: be_i32(buf, RECORD_COUNT_AT),
         };
         if header.last_offset_delta < 0 {
@@ -178,6 +181,15 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attributes = be_i16(batch, ATTRIBUTES_AT) | ATTRIBUTE_LOG_APPEND_TIME;
     batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let total = LOG_OVERHEAD_BYTES + be_i32(batch, LENGTH_AT) as usize;
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..total]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Sets the base sequence and recomputes the CRC (compaction re-encodes
+/// batches and must keep "no sequence" as -1).
+pub fn set_base_sequence(batch: &mut [u8], base_sequence: i32) {
+    batch[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&base_sequence.to_be_bytes());
     let total = LOG_OVERHEAD_BYTES + be_i32(batch, LENGTH_AT) as usize;
     let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..total]);
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());

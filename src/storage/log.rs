@@ -60,6 +60,8 @@ pub(crate) struct LogInner {
     pub lock: Semaphore,
     pub durability: RefCell<Durability>,
     pub force_sync: Cell<bool>,
+    /// End of the closed segments at the last compaction pass.
+    pub compacted_end: Cell<Offset>,
 }
 
 pub(crate) struct LogState {

@@ -51,6 +51,7 @@ mod appender;
 pub mod batch;
 mod cache;
 pub(crate) mod checkpoint;
+mod compaction;
 mod config;
 mod error;
 pub mod fault;
@@ -67,6 +68,7 @@ mod truncate;
 
 pub use cache::CacheStats;
 pub use checkpoint::EpochEntry;
+pub use compaction::CompactionReport;
 pub use config::{CleanupPolicy, LogConfig, StorageConfig, TimestampType, ALIGN_BYTES};
 pub use error::{ErrorKind, Result, StorageError};
 pub use flusher::FlushStats;
@@ -93,6 +95,7 @@ impl std::fmt::Display for Offset {
 pub struct MaintenanceReport {
     pub dir: PathBuf,
     pub retention: RetentionReport,
+    pub compaction: CompactionReport,
     pub error: Option<String>,
 }
 
@@ -114,7 +117,21 @@ impl PartitionLog {
             Ok(retention) => report.retention = retention,
             Err(error) => report.error = Some(error.to_string()),
         }
+        if report.error.is_none() && self.config().cleanup_policy.compacts() {
+            match compaction::compact(self, now_ms).await {
+                Ok(compaction) => report.compaction = compaction,
+                Err(error) => report.error = Some(error.to_string()),
+            }
+        }
         report
+    }
+
+    /// Compacts the closed segments (`cleanup.policy=compact`): keeps the
+    /// last record per key, drops tombstones older than
+    /// `delete.retention.ms`, preserves offsets. Runs whatever the policy.
+    pub async fn compact(&self, now_ms: i64) -> Result<CompactionReport> {
+        self.inner.check_usable()?;
+        compaction::compact(self, now_ms).await
     }
 
     /// Deletes closed segments past `retention.ms` / `retention.bytes` or

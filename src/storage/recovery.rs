@@ -350,6 +350,7 @@ async fn finish_open(
             waiters: Vec::new(),
         }),
         force_sync: Cell::new(false),
+        compacted_end: Cell::new(Offset(-1)),
     });
     {
         let mut state = inner.state.borrow_mut();

@@ -134,7 +134,6 @@ pub(crate) enum ScanStep {
     Batch {
         position: u64,
         header: BatchHeader,
-        #[allow(dead_code)] // read by compaction
         bytes: Bytes,
     },
     /// Clean end: the scan reached `end_bytes`.

@@ -423,3 +423,168 @@ fn log_append_time_rewrites_max_timestamp() {
         log.close().await.unwrap();
     });
 }
+
+/// A batch of records with the given (key, value) pairs, encoded by
+/// kafka-protocol with `compression`.
+fn keyed_batch(
+    pairs: &[(&str, Option<&str>)],
+    timestamp_ms: i64,
+    compression: kafka_protocol::records::Compression,
+) -> Vec<u8> {
+    use kafka_protocol::records::*;
+    let records: Vec<Record> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1i32.wrapping_add(i as i32),
+            timestamp: timestamp_ms,
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: kafka_protocol::indexmap::IndexMap::new(),
+        })
+        .collect();
+    let mut out = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut out, records.iter(), &options).unwrap();
+    out.to_vec()
+}
+
+/// Every record readable in the log: (offset, key, value).
+async fn records_of(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let options = ReadOptions {
+            max_bytes: 1 << 20,
+            min_one_batch: true,
+            upper_offset: None,
+            zero_copy: offset.0 % 2 == 0,
+        };
+        let data = log.read_with(offset, options).await.unwrap().data;
+        let mut bytes = Bytes::from(read_bytes(&data));
+        assert!(!bytes.is_empty(), "empty read at {offset}");
+        for set in kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
+            for record in set.records {
+                let text = |b: Option<Bytes>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+                offset = Offset(record.offset + 1);
+                if record.offset >= log.log_start_offset().0 {
+                    out.push((record.offset, text(record.key).unwrap(), text(record.value)));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn compaction_keeps_the_last_record_per_key_and_preserves_offsets() {
+    use kafka_protocol::records::Compression;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().to_path_buf();
+    run(move || async move {
+        let shard = shard(&dir).await;
+        let path = dir.join("compacted-0");
+        let config = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            segment_bytes: 4096,
+            index_interval_bytes: 256,
+            delete_retention_ms: 1000,
+            ..small_config()
+        };
+        let log = PartitionLog::open(&path, config.clone(), &shard)
+            .await
+            .unwrap();
+        let codecs = [
+            Compression::None,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Gzip,
+        ];
+        for round in 0..40 {
+            let values: Vec<String> = (0..4)
+                .map(|k| format!("v{k}-{round}-{}", "x".repeat(40)))
+                .collect();
+            let mut pairs: Vec<(String, Option<String>)> = (0..4)
+                .map(|k| (format!("k{}", (round + k) % 10), Some(values[k].clone())))
+                .collect();
+            if round == 5 {
+                pairs.push(("gone".into(), Some("soon deleted".into())));
+            }
+            if round == 20 {
+                pairs.push(("gone".into(), None)); // old tombstone: removed
+            }
+            if round == 38 {
+                pairs.push(("k4".into(), None)); // recent tombstone: kept
+            }
+            let refs: Vec<(&str, Option<&str>)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_deref()))
+                .collect();
+            let timestamp_ms = if round < 30 { 0 } else { 100_000 };
+            log.append(&keyed_batch(&refs, timestamp_ms, codecs[round % 4]), 1)
+                .await
+                .unwrap();
+        }
+        // Keyless records are refused on a compacted log.
+        let keyless = super::batch::test_batches::batch(1, None, Some(b"v"), 1);
+        assert_eq!(
+            log.append(&keyless, 1).await.unwrap_err().kind(),
+            ErrorKind::InvalidRecord
+        );
+        log.roll(1).await.unwrap();
+        let before = records_of(&log).await;
+        let end = log.log_end_offset();
+        let report = log.compact(100_500).await.unwrap();
+        assert!(
+            !report.segments_rewritten.is_empty() && report.bytes_after < report.bytes_before,
+            "{report:?}"
+        );
+        assert_eq!(log.log_end_offset(), end);
+        let after = records_of(&log).await;
+        // The expected survivors: the last record of each key (tombstones
+        // written at timestamp 0 are past delete.retention.ms).
+        let mut last = std::collections::HashMap::new();
+        for (offset, key, value) in &before {
+            last.insert(key.clone(), (*offset, value.clone()));
+        }
+        let mut expected: Vec<(i64, String, Option<String>)> = last
+            .into_iter()
+            .filter(|(key, _)| key != "gone")
+            .map(|(key, (offset, value))| (offset, key, value))
+            .collect();
+        expected.sort();
+        assert_eq!(after, expected);
+        assert!(after
+            .iter()
+            .any(|(_, key, value)| key == "k4" && value.is_none()));
+        // Offsets inside removed ranges still read (the next batch).
+        for offset in 0..end.0 {
+            let data = log.read(Offset(offset), 100, true).await.unwrap().data;
+            assert!(!read_bytes(&data).is_empty());
+        }
+        log.close().await.unwrap();
+        let log = PartitionLog::open(&path, config.clone(), &shard)
+            .await
+            .unwrap();
+        assert_eq!(records_of(&log).await, expected);
+        // A second pass finds nothing new to do.
+        assert!(log
+            .compact(100_500)
+            .await
+            .unwrap()
+            .segments_rewritten
+            .is_empty());
+        log.close().await.unwrap();
+    });
+}

@@ -1,0 +1,345 @@
+//! Log compaction for `cleanup.policy=compact` (and `compact,delete`).
+//!
+//! Owns: the key map (latest offset per key over the closed segments) and
+//! the rewrite of each closed segment that holds superseded records or
+//! tombstones older than `delete.retention.ms`. Offsets are preserved
+//! (records keep theirs; a batch whose records all go is dropped, leaving a
+//! gap reads step over). Batches that keep every record are copied as they
+//! are; others are re-encoded with their codec. Runs on the owning shard from
+//! the maintenance timer, yielding between batches so the shard keeps
+//! serving; the log's lock is taken only to swap a rewritten segment in.
+//! Must never touch the active segment, and must leave a crash at any point
+//! recoverable: the old index is removed before the cleaned file is renamed
+//! over the old one, so a mismatched index is never read (it is rebuilt).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use glommio::io::DmaFile;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
+
+use super::batch::{self, check_batch, BatchHeader};
+use super::checkpoint;
+use super::error::{Result, StorageError};
+use super::log::PartitionLog;
+use super::segment::{ScanStep, Scanner, Segment};
+use super::Offset;
+
+/// What one compaction pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    pub segments_rewritten: Vec<Offset>,
+    pub records_removed: u64,
+    pub tombstones_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+#[derive(Clone)]
+struct ClosedView {
+    base_offset: Offset,
+    next_offset: Offset,
+    path: PathBuf,
+    file: Rc<DmaFile>,
+    size_bytes: u64,
+}
+
+fn closed_views(log: &PartitionLog) -> Vec<ClosedView> {
+    let state = log.inner.state.borrow();
+    let closed = &state.segments[..state.segments.len() - 1];
+    closed
+        .iter()
+        .map(|s| ClosedView {
+            base_offset: s.base_offset,
+            next_offset: s.next_offset,
+            path: s.log_path.clone(),
+            file: s.file.clone(),
+            size_bytes: s.size_bytes,
+        })
+        .collect()
+}
+
+fn decode(bytes: &Bytes, view: &ClosedView, position: u64) -> Result<Vec<Record>> {
+    let mut buf = bytes.clone();
+    RecordBatchDecoder::decode(&mut buf)
+        .map(|set| set.records)
+        .map_err(|e| StorageError::CorruptOnDisk {
+            path: view.path.clone(),
+            position_bytes: position,
+            reason: format!("cannot decode records: {e}"),
+        })
+}
+
+/// Calls `each` for every batch of a closed segment, in order.
+async fn for_each_batch(
+    view: &ClosedView,
+    mut each: impl FnMut(u64, BatchHeader, Bytes) -> Result<()>,
+) -> Result<()> {
+    let start = (0, view.base_offset);
+    let mut scanner = Scanner::new(
+        view.file.clone(),
+        view.path.clone(),
+        view.base_offset,
+        start,
+        view.size_bytes,
+    );
+    loop {
+        match scanner.next().await? {
+            ScanStep::Batch {
+                position,
+                header,
+                bytes,
+            } => each(position, header, bytes)?,
+            ScanStep::End => return Ok(()),
+            ScanStep::Invalid { position, reason } => {
+                return Err(StorageError::CorruptOnDisk {
+                    path: view.path.clone(),
+                    position_bytes: position,
+                    reason,
+                })
+            }
+        }
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// The latest offset of every key in the closed segments.
+async fn build_key_map(views: &[ClosedView]) -> Result<HashMap<Bytes, i64>> {
+    let mut latest = HashMap::new();
+    for view in views {
+        for_each_batch(view, |position, header, bytes| {
+            if header.is_control() {
+                return Ok(());
+            }
+            for record in decode(&bytes, view, position)? {
+                if let Some(key) = record.key {
+                    latest.insert(Bytes::copy_from_slice(&key), record.offset);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(latest)
+}
+
+/// Compacts the closed segments written since the last pass (all of them
+/// after a restart).
+pub(crate) async fn compact(log: &PartitionLog, now_ms: i64) -> Result<CompactionReport> {
+    let mut report = CompactionReport::default();
+    let views = closed_views(log);
+    let Some(end) = views.last().map(|v| v.next_offset) else {
+        return Ok(report);
+    };
+    if end <= log.inner.compacted_end.get() {
+        return Ok(report);
+    }
+    let latest = build_key_map(&views).await?;
+    let horizon_ms = now_ms - log.config().delete_retention_ms;
+    for view in &views {
+        if let Some(segment) = rewrite(log, view, &latest, horizon_ms, &mut report).await? {
+            report.segments_rewritten.push(view.base_offset);
+            report.bytes_before += view.size_bytes;
+            report.bytes_after += segment.size_bytes;
+            swap(log, view, segment).await?;
+        }
+    }
+    log.inner.compacted_end.set(end);
+    Ok(report)
+}
+
+/// The records of a batch compaction keeps.
+fn retained<'a>(
+    records: &'a [Record],
+    latest: &HashMap<Bytes, i64>,
+    horizon_ms: i64,
+    max_timestamp: i64,
+    report: &mut CompactionReport,
+) -> Vec<&'a Record> {
+    let mut kept = Vec::with_capacity(records.len());
+    for record in records {
+        let Some(key) = &record.key else {
+            kept.push(record); // keyless (written before the policy changed)
+            continue;
+        };
+        let is_latest = latest.get(key) == Some(&record.offset);
+        let expired_tombstone = record.value.is_none() && max_timestamp < horizon_ms;
+        if is_latest && !expired_tombstone {
+            kept.push(record);
+        } else {
+            report.records_removed += 1;
+            report.tombstones_removed += u64::from(is_latest && expired_tombstone);
+        }
+    }
+    kept
+}
+
+/// Re-encodes `kept` records of the batch `original` with its codec and
+/// header fields the encoder does not carry over.
+fn encode(kept: &[&Record], original: &BatchHeader) -> Result<Bytes> {
+    let compression = match original.codec() {
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        _ => Compression::None,
+    };
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    let mut out = BytesMut::new();
+    RecordBatchEncoder::encode(&mut out, kept.iter().copied(), &options)
+        .map_err(|e| StorageError::InvalidRecord(format!("cannot re-encode batch: {e}")))?;
+    let total = BatchHeader::parse(&out).map_err(|e| StorageError::InvalidRecord(e.to_string()))?;
+    if total.total_bytes() != out.len() {
+        return Err(StorageError::InvalidRecord(
+            "re-encoding split the batch".into(),
+        ));
+    }
+    if original.base_sequence < 0 {
+        batch::set_base_sequence(&mut out, original.base_sequence);
+    }
+    if original.is_log_append_time() {
+        batch::set_log_append_time(&mut out, original.max_timestamp);
+    }
+    Ok(out.freeze())
+}
+
+/// Writes the cleaned copy of one closed segment to `<base>.log.cleaned`;
+/// `None` if nothing in it would change.
+async fn rewrite(
+    log: &PartitionLog,
+    view: &ClosedView,
+    latest: &HashMap<Bytes, i64>,
+    horizon_ms: i64,
+    report: &mut CompactionReport,
+) -> Result<Option<Segment>> {
+    let mut outputs: Vec<Bytes> = Vec::new();
+    let mut changed = false;
+    let mut pass = CompactionReport::default();
+    for_each_batch(view, |position, header, bytes| {
+        if header.is_control() {
+            outputs.push(bytes);
+            return Ok(());
+        }
+        let records = decode(&bytes, view, position)?;
+        let kept = retained(
+            &records,
+            latest,
+            horizon_ms,
+            header.max_timestamp,
+            &mut pass,
+        );
+        if kept.len() == records.len() {
+            outputs.push(bytes);
+        } else {
+            changed = true;
+            if !kept.is_empty() {
+                outputs.push(encode(&kept, &header)?);
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    if !changed {
+        return Ok(None);
+    }
+    report.records_removed += pass.records_removed;
+    report.tombstones_removed += pass.tombstones_removed;
+    write_segment(log, view, outputs).await.map(Some)
+}
+
+/// Writes batches into a new segment file through a direct-I/O appender.
+async fn write_segment(
+    log: &PartitionLog,
+    view: &ClosedView,
+    batches: Vec<Bytes>,
+) -> Result<Segment> {
+    let temporary = view.path.with_extension("log.cleaned");
+    let file = Rc::new(checkpoint::create_dma_file(&temporary).await?);
+    let mut segment = Segment::new_empty(
+        view.base_offset,
+        view.path.clone(),
+        file.clone(),
+        super::now_ms(),
+    );
+    let mut appender = log
+        .inner
+        .new_appender(file.clone(), temporary.clone(), 0, &[]);
+    let interval = log.config().index_interval_bytes;
+    for bytes in batches {
+        let header = check_batch(&bytes).map_err(|e| StorageError::InvalidRecord(e.to_string()))?;
+        let position = segment.size_bytes;
+        appender.append(&bytes);
+        segment.note_batch(&header, position, interval);
+        if let Some(wait) = appender.backpressure() {
+            wait.wait().await.map_err(StorageError::LogFailed)?;
+        }
+    }
+    appender.flush_tail();
+    for completion in appender.pending_writes() {
+        completion.wait().await.map_err(StorageError::LogFailed)?;
+    }
+    let io = |e: glommio::GlommioError<()>| StorageError::io(&temporary, e);
+    file.truncate(segment.size_bytes).await.map_err(io)?;
+    file.fdatasync().await.map_err(io)?;
+    segment.seal_time_index();
+    Ok(segment)
+}
+
+/// Puts a cleaned segment in place of the one it was made from, if that one
+/// is still there (retention or truncation may have removed it meanwhile).
+async fn swap(log: &PartitionLog, view: &ClosedView, mut cleaned: Segment) -> Result<()> {
+    let temporary = view.path.with_extension("log.cleaned");
+    let _permit = log
+        .inner
+        .lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| StorageError::Closed)?;
+    let still_there = {
+        let state = log.inner.state.borrow();
+        let closed = &state.segments[..state.segments.len() - 1];
+        closed
+            .iter()
+            .any(|s| s.base_offset == view.base_offset && Rc::ptr_eq(&s.file, &view.file))
+    };
+    if !still_there {
+        let _ = glommio::io::remove(&temporary).await;
+        return Ok(());
+    }
+    for path in [cleaned.index_path(), cleaned.time_index_path()] {
+        if let Err(error) = glommio::io::remove(&path).await {
+            tracing::debug!(?path, %error, "no index to remove");
+        }
+    }
+    let dir = log.inner.dir.clone();
+    checkpoint::sync_directory(&dir).await?;
+    glommio::io::rename(&temporary, &view.path)
+        .await
+        .map_err(|e| StorageError::io(&temporary, e))?;
+    checkpoint::sync_directory(&dir).await?;
+    checkpoint::write_file_durably(&cleaned.index_path(), &cleaned.index.encode()).await?;
+    checkpoint::write_file_durably(&cleaned.time_index_path(), &cleaned.time_index.encode())
+        .await?;
+    cleaned.next_offset = view.next_offset;
+    let mut state = log.inner.state.borrow_mut();
+    if let Some(slot) = state
+        .segments
+        .iter_mut()
+        .find(|s| s.base_offset == view.base_offset)
+    {
+        *slot = cleaned;
+    }
+    drop(state);
+    let cache = &log.inner.shard.inner.cache;
+    cache
+        .borrow_mut()
+        .invalidate(log.inner.id, view.base_offset.0, view.next_offset.0);
+    Ok(())
+}
