@@ -39,6 +39,22 @@ pub enum Command {
     Verify(RunArgs),
     /// Draws latency-percentile curves of one or more JSON reports as SVG.
     Plot(PlotArgs),
+    /// Measures the machine's raw limits: loopback TCP bandwidth, direct-I/O
+    /// write bandwidth and fdatasync latency.
+    Limits(LimitsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LimitsArgs {
+    /// Directory on the disk to measure (the broker's data disk).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Time for each measure.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

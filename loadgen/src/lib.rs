@@ -19,12 +19,14 @@
 //! `consumer`, `admin` (topic setup, offsets), `wire` (connections, frames),
 //! `batch` (v2 record batches), `payload` (value header, keys, partitioner),
 //! `rate` (schedule, coordinated omission), `stats` (histograms, progress,
-//! HDR log), `verify`, `report` (table, JSON), `plot` (SVG).
+//! HDR log), `verify`, `report` (table, JSON), `plot` (SVG), `limits` (the machine's raw
+//! limits: loopback TCP, direct-I/O write, fdatasync).
 
 pub mod admin;
 pub mod batch;
 pub mod cli;
 pub mod consumer;
+pub mod limits;
 pub mod payload;
 pub mod plot;
 pub mod producer;

@@ -40,6 +40,13 @@ fn real_main() -> Result<ExitCode> {
             eprintln!("wrote {} ({} curves)", plot.output.display(), series.len());
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Limits(limits) => {
+            let measured = loadgen::limits::measure(&limits.dir, limits.duration)?;
+            if let Some(path) = &limits.report {
+                std::fs::write(path, serde_json::to_string_pretty(&measured)?)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let report = loadgen::run::run(&args, workload, verify)?;
     finish(&args, &report)

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# The benchmark scenarios of BENCHMARKS.md, against Sluice and against another
+# Kafka-compatible broker, side by side in one session. Each scenario runs
+# RUNS times per broker on a freshly started broker; summarize.py prints the
+# medians.
+#
+# Usage: loadgen/scripts/benchmarks.sh [scenario...]   (default: all)
+#   scenarios: limits s1 s2 s3 s4
+# Environment:
+#   LOADGEN     loadgen binary        (default target/release/loadgen)
+#   SLUICE_BIN  Sluice binary         (default target/release/sluice)
+#   TANSU_BIN   tansu binary; unset or missing: Sluice only
+#   OUT         results directory     (default /tmp/loadgen-bench)
+#   RUNS        runs per scenario     (default 3)
+#   DATA        Sluice data directory parent (default /tmp/loadgen-bench-data)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOADGEN="${LOADGEN:-$ROOT/target/release/loadgen}"
+SLUICE_BIN="${SLUICE_BIN:-$ROOT/target/release/sluice}"
+TANSU_BIN="${TANSU_BIN:-}"
+OUT="${OUT:-/tmp/loadgen-bench}"
+RUNS="${RUNS:-3}"
+DATA="${DATA:-/tmp/loadgen-bench-data}"
+PORT_SLUICE=29092
+PORT_TANSU=29093
+mkdir -p "$OUT" "$DATA"
+
+BROKER_PID=""
+stop_broker() {
+    if [ -n "$BROKER_PID" ]; then
+        kill "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+        BROKER_PID=""
+    fi
+}
+trap stop_broker EXIT
+
+wait_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "broker did not listen on $1" >&2
+    return 1
+}
+
+# start_broker NAME [fresh|keep] [extra sluice flags...]
+start_broker() {
+    local name=$1 mode=${2:-fresh}
+    shift 2 || shift $#
+    stop_broker
+    case $name in
+    sluice)
+        [ "$mode" = fresh ] && rm -rf "$DATA/sluice"
+        mkdir -p "$DATA/sluice"
+        (cd "$DATA" && exec "$SLUICE_BIN" --listen 127.0.0.1:$PORT_SLUICE --advertise 127.0.0.1:$PORT_SLUICE \
+            --data-dir "$DATA/sluice" "$@" >"$OUT/sluice.log" 2>&1) &
+        BROKER_PID=$!
+        wait_port $PORT_SLUICE
+        BOOTSTRAP=127.0.0.1:$PORT_SLUICE
+        ;;
+    tansu)
+        "$TANSU_BIN" broker --listener-url tcp://127.0.0.1:$PORT_TANSU \
+            --advertised-listener-url tcp://127.0.0.1:$PORT_TANSU \
+            --storage-engine memory://tansu/ >"$OUT/tansu.log" 2>&1 &
+        BROKER_PID=$!
+        wait_port $PORT_TANSU
+        BOOTSTRAP=127.0.0.1:$PORT_TANSU
+        ;;
+    esac
+    sleep 1
+}
+
+brokers() {
+    echo sluice
+    if [ -n "$TANSU_BIN" ] && [ -x "$TANSU_BIN" ]; then echo tansu; fi
+}
+
+lg() { # lg NAME ARGS... : one loadgen run, report in $OUT/NAME.json
+    local name=$1
+    shift
+    echo "== $name: loadgen $*" | tee -a "$OUT/commands.txt"
+    "$LOADGEN" "$@" --bootstrap "$BOOTSTRAP" --label "$name" --report "$OUT/$name.json" \
+        --quiet >"$OUT/$name.txt" 2>&1 || echo "   (exit $?; see $OUT/$name.txt)"
+    tail -n +2 "$OUT/$name.txt" | grep -E "produce|consume|end to end|verify|failure" | sed 's/^/   /' || true
+}
+
+limits() {
+    mkdir -p "$DATA/limits"
+    "$LOADGEN" limits --dir "$DATA/limits" --duration 3s --report "$OUT/limits-$1.json" 2>&1 | sed 's/^/   /'
+}
+
+s1() { # maximum produce throughput, 1 KiB records, acks=1 and acks=all
+    for broker in $(brokers); do
+        for acks in 1 all; do
+            for run in $(seq "$RUNS"); do
+                start_broker "$broker" fresh
+                lg "s1-$broker-acks$acks-$run" produce --topic s1 --partitions 2 \
+                    --record-size 1024 --batch-size 65536 --linger-ms 5 --acks $acks \
+                    --duration 15s --warmup 5s
+            done
+        done
+    done
+}
+
+s2() { # fixed 50 MB/s, acks=all, produce and end-to-end percentiles
+    for broker in $(brokers); do
+        for run in $(seq "$RUNS"); do
+            start_broker "$broker" fresh
+            lg "s2-$broker-$run" e2e --topic s2 --partitions 2 --record-size 1024 \
+                --rate 50MB/s --acks all --duration 20s --warmup 5s
+        done
+    done
+}
+
+s3() { # consume from the broker's cache, and from disk (Sluice restarted: cache empty)
+    for broker in $(brokers); do
+        for run in $(seq "$RUNS"); do
+            if [ "$broker" = sluice ]; then
+                start_broker sluice fresh --set cache.bytes=1073741824
+            else
+                start_broker "$broker" fresh
+            fi
+            lg "s3-$broker-fill-$run" produce --topic s3 --partitions 2 --record-size 1024 \
+                --batch-size 65536 --acks 1 --records 1000000 --duration 120s --warmup 0s
+            lg "s3-$broker-cache-$run" consume --topic s3 --from earliest --until-end \
+                --consumers 2 --warmup 0s --duration 120s
+            if [ "$broker" = sluice ]; then
+                start_broker sluice keep
+                sync
+                echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || echo "   (page cache not dropped: not root)"
+                lg "s3-$broker-disk-$run" consume --topic s3 --from earliest --until-end \
+                    --consumers 2 --warmup 0s --duration 120s
+            fi
+        done
+    done
+}
+
+s4() { # 1,000 partitions: keyed produce at full speed, and end to end at 10 MB/s
+    for broker in $(brokers); do
+        for run in $(seq "$RUNS"); do
+            start_broker "$broker" fresh
+            lg "s4-$broker-produce-$run" produce --topic s4 --partitions 1000 --keys uniform \
+                --record-size 1024 --acks 1 --duration 15s --warmup 5s
+            lg "s4-$broker-e2e-$run" e2e --topic s4e --partitions 1000 --keys uniform \
+                --record-size 1024 --acks all --rate 10MB/s --duration 15s --warmup 5s
+        done
+    done
+}
+
+scenarios=("$@")
+[ ${#scenarios[@]} -eq 0 ] && scenarios=(limits s1 s2 s3 s4)
+for scenario in "${scenarios[@]}"; do
+    echo "#### $scenario ($(date -u +%H:%M:%S))"
+    if [ "$scenario" = limits ]; then limits "$(date -u +%H%M%S)"; else $scenario; fi
+    stop_broker
+done
