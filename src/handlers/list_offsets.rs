@@ -1,5 +1,7 @@
-//! ListOffsets (key 2): earliest (-2), latest (-1) and by timestamp, per
-//! partition, answered by the owning shards (one hop per shard).
+//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3, v7)
+//! and by timestamp, per partition, answered by the owning shards (one hop
+//! per shard). With one replica and no transactions, read_committed and
+//! read_uncommitted see the same end: the high watermark.
 
 use std::collections::BTreeMap;
 
@@ -14,10 +16,11 @@ use crate::protocol::error_codes;
 use crate::shard;
 use crate::storage::Offset;
 
-pub const API: ApiSupport = super::api(ApiKey::ListOffsets, 1, 6);
+pub const API: ApiSupport = super::api(ApiKey::ListOffsets, 1, 7);
 
 pub const LATEST_TIMESTAMP: i64 = -1;
 pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
 
 #[derive(Clone, Copy, Debug)]
 struct Answer {
@@ -118,6 +121,19 @@ async fn answer_on_owner(queries: Vec<(String, i32, i64)>) -> Vec<Answer> {
                 error_code: error_codes::NONE,
                 timestamp: -1,
                 offset: partition.log_start_offset(),
+            },
+            MAX_TIMESTAMP => match partition.offset_of_max_timestamp().await {
+                Ok(Some((offset, timestamp))) => Answer {
+                    error_code: error_codes::NONE,
+                    timestamp,
+                    offset,
+                },
+                Ok(None) => Answer {
+                    error_code: error_codes::NONE,
+                    timestamp: -1,
+                    offset: -1,
+                },
+                Err(_) => Answer::error(error_codes::KAFKA_STORAGE_ERROR),
             },
             timestamp if timestamp >= 0 => {
                 match partition.log.offset_for_timestamp(timestamp).await {

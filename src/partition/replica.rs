@@ -31,6 +31,10 @@ pub struct Partition {
     producers: RefCell<ProducerStateTable>,
     watch: AppendWatch,
     removed: Cell<bool>,
+    /// The largest batch max timestamp and that batch's base offset, for
+    /// ListOffsets(-3). Not lowered by retention (Kafka does the same
+    /// until the segment holding it is deleted).
+    max_timestamp: Cell<Option<(i64, i64)>>,
 }
 
 /// The result of an append that was admitted.
@@ -84,7 +88,7 @@ impl Partition {
         topic_id: Uuid,
         log: PartitionLog,
     ) -> Result<Partition, String> {
-        let producers = replay_producers(&log)
+        let (producers, max_timestamp) = replay(&log)
             .await
             .map_err(|error| format!("{}: replaying producer state: {error}", key.dir_name()))?;
         Ok(Partition {
@@ -95,6 +99,7 @@ impl Partition {
             producers: RefCell::new(producers),
             watch: AppendWatch::default(),
             removed: Cell::new(false),
+            max_timestamp: Cell::new(max_timestamp),
         })
     }
 
@@ -142,6 +147,10 @@ impl Partition {
                 .borrow_mut()
                 .record(batch, info.base_offset.0, info.last_offset.0);
         }
+        for (timestamp, base_offset) in batch_timestamps(records, info.base_offset.0) {
+            let timestamp = info.log_append_time_ms.unwrap_or(timestamp);
+            self.note_timestamp(timestamp, base_offset);
+        }
         self.watch.notify();
         Ok(AppendOutcome {
             base_offset: info.base_offset.0,
@@ -159,6 +168,48 @@ impl Partition {
             partition: self.clone(),
             offset,
         }
+    }
+
+    fn note_timestamp(&self, timestamp: i64, base_offset: i64) {
+        if self
+            .max_timestamp
+            .get()
+            .is_none_or(|(max, _)| timestamp > max)
+        {
+            self.max_timestamp.set(Some((timestamp, base_offset)));
+        }
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp
+    /// (ListOffsets -3): the batch is known, the record is found in it.
+    pub async fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        let Some((timestamp, base_offset)) = self.max_timestamp.get() else {
+            return Ok(None);
+        };
+        if base_offset < self.log_start_offset() {
+            return Ok(None);
+        }
+        let options = ReadOptions {
+            max_bytes: 1,
+            min_one_batch: true,
+            upper_offset: None,
+            zero_copy: false,
+        };
+        let read = self.log.read_with(Offset(base_offset), options).await?;
+        let ReadData::Memory(batches) = read.data else {
+            return Ok(Some((base_offset, timestamp)));
+        };
+        let Some(mut batch) = batches.into_iter().next() else {
+            return Ok(Some((base_offset, timestamp)));
+        };
+        let records = kafka_protocol::records::RecordBatchDecoder::decode(&mut batch)
+            .map_err(|error| StorageError::CorruptMessage(error.to_string()))?;
+        let offset = records
+            .records
+            .iter()
+            .find(|record| record.timestamp >= timestamp)
+            .map_or(base_offset, |record| record.offset);
+        Ok(Some((offset, timestamp)))
     }
 
     /// True once the partition was deleted (or moved away).
@@ -179,9 +230,27 @@ impl Partition {
     }
 }
 
-/// Rebuilds producer state from every batch in the log.
-async fn replay_producers(log: &PartitionLog) -> Result<ProducerStateTable, StorageError> {
+/// (max timestamp, base offset) of each batch in `records`, whose first
+/// batch was written at `base_offset`. The storage engine validated them.
+fn batch_timestamps(records: &[u8], base_offset: i64) -> Vec<(i64, i64)> {
+    let mut found = Vec::new();
+    let mut position = 0;
+    let mut offset = base_offset;
+    while let Some(Ok(header)) = records.get(position..).map(BatchHeader::parse) {
+        found.push((header.max_timestamp, offset));
+        offset += i64::from(header.last_offset_delta) + 1;
+        position += header.total_bytes();
+    }
+    found
+}
+
+/// Rebuilds producer state and the max timestamp from every batch in the
+/// log.
+async fn replay(
+    log: &PartitionLog,
+) -> Result<(ProducerStateTable, Option<(i64, i64)>), StorageError> {
     let mut table = ProducerStateTable::default();
+    let mut max_timestamp: Option<(i64, i64)> = None;
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
     while offset < end {
@@ -203,10 +272,13 @@ async fn replay_producers(log: &PartitionLog) -> Result<ProducerStateTable, Stor
             if let Some(producer) = producer_batch(batch)? {
                 table.record(&producer, header.base_offset, header.last_offset());
             }
+            if max_timestamp.is_none_or(|(max, _)| header.max_timestamp > max) {
+                max_timestamp = Some((header.max_timestamp, header.base_offset));
+            }
             offset = Offset(header.last_offset() + 1);
         }
     }
-    Ok(table)
+    Ok((table, max_timestamp))
 }
 
 /// Wakes fetches waiting on this partition.
