@@ -85,6 +85,8 @@ async fn shard_main(
     let listener = crate::net::bind_shared(listen)
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let accepting = glommio::spawn_local(crate::net::accept_loop(listener, shard.clone()));
+    // Retention and compaction, every log.retention.check.interval.ms.
+    let maintenance = shard.storage.spawn_maintenance();
     let metrics = match shard.config.metrics {
         Some(address) if shard.id() == crate::shard::CONTROLLER_SHARD => {
             let listener = glommio::net::TcpListener::bind(address)
@@ -103,6 +105,7 @@ async fn shard_main(
     }
     drop(accepting);
     drop(metrics);
+    drop(maintenance);
     let cache = shard.storage.cache_stats();
     tracing::info!(
         shard = %shard.id(),
