@@ -100,15 +100,42 @@ where
 {
     ensure_offsets_topic(shard).await?;
     let partitions = shard.config.offsets_topic_num_partitions;
-    let owner = coordinator_shard(group_id, partitions, shard.mesh.nr_shards());
+    let partition = partition_for_group(group_id, partitions);
+    let owner = crate::shard::partition_owner(OFFSETS_TOPIC, partition, shard.mesh.nr_shards());
     shard
         .mesh
         .submit_to(owner, move || async move {
+            wait_for_offsets_partition(partition).await?;
             let coordinator = runtime::current();
-            work(coordinator).await
+            Ok(work(coordinator).await)
         })
         .await
-        .map_err(|error: MeshError| error.to_string())
+        .map_err(|error: MeshError| error.to_string())?
+}
+
+/// How long a group request waits for its `__consumer_offsets` partition to
+/// open on the coordinator shard, and how often it looks.
+const OFFSETS_PARTITION_WAIT_MS: u64 = 10_000;
+const OFFSETS_PARTITION_POLL_MS: u64 = 5;
+
+/// Right after `__consumer_offsets` is created, a shard may already see the
+/// topic in its image while the coordinator shard is still opening the
+/// partitions; appends would fail. Wait (bounded) until this shard has the
+/// group's partition open; otherwise the request answers
+/// COORDINATOR_NOT_AVAILABLE and the client retries, as with Kafka.
+async fn wait_for_offsets_partition(partition: i32) -> Result<(), String> {
+    let shard = crate::shard::current();
+    let polls = OFFSETS_PARTITION_WAIT_MS / OFFSETS_PARTITION_POLL_MS;
+    for _ in 0..polls {
+        if shard.partitions.get(OFFSETS_TOPIC, partition).is_some() {
+            return Ok(());
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(OFFSETS_PARTITION_POLL_MS)).await;
+    }
+    Err(format!(
+        "{OFFSETS_TOPIC}-{partition} is not open on {}",
+        shard.id()
+    ))
 }
 
 /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`

@@ -331,6 +331,66 @@ def test_static_member_restart_gets_its_partitions_back_without_rebalance(group_
             t.consumer.close()
 
 
+def static_group_of_two(broker, admin, group, topic):
+    """Two static members (instance-a, instance-b), stable, then closed: a
+    static member leaves no LeaveGroup, so the group stays Stable with both
+    until their sessions expire (30 s here)."""
+    trackers = [Tracker(consumer(broker, group, **{"group.instance.id": f"instance-{name}",
+                                                   "session.timeout.ms": 30000}), topic)
+                for name in "ab"]
+    try:
+        poll_until(trackers, lambda: covers_disjointly(trackers), what="static assignment")
+        return {t.consumer.memberid(): t.partitions() for t in trackers}
+    finally:
+        for t in trackers:
+            t.consumer.close()
+
+
+def test_static_members_removed_by_instance_id_in_one_batched_leave(group_broker, admin):
+    """LeaveGroup v3+ (KIP-345 admin removal through kafka-python)."""
+    from kafka.admin import KafkaAdminClient, MemberToRemove
+    from kafka.errors import NoError, UnknownMemberIdError
+
+    topic = create_topic(admin)
+    group = unique_group()
+    static_group_of_two(group_broker, admin, group, topic)
+    assert describe(admin, group).state == ConsumerGroupState.STABLE
+    kadmin = KafkaAdminClient(bootstrap_servers=group_broker.bootstrap, request_timeout_ms=15000)
+    try:
+        removed = kadmin.remove_group_members(group, [
+            MemberToRemove(group_instance_id="instance-a"),
+            MemberToRemove(group_instance_id="instance-b"),
+            MemberToRemove(group_instance_id="instance-unknown"),
+        ])
+    finally:
+        kadmin.close()
+    assert removed == {"instance-a": NoError, "instance-b": NoError,
+                       "instance-unknown": UnknownMemberIdError}
+    assert describe(admin, group).state == ConsumerGroupState.EMPTY
+
+
+def test_restart_keeps_each_groups_last_assignment(make_broker):
+    """Group metadata is replayed from __consumer_offsets: after a restart
+    the (static, silent) members and their assignments are still there."""
+    broker = make_broker(extra_args=GROUP_ARGS)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    topic = create_topic(admin)
+    group = unique_group()
+    before = static_group_of_two(broker, admin, group, topic)
+    del admin  # every client closes before the broker stops (see below)
+    gc.collect()
+    broker.stop()
+    wait_until(lambda: port_is_free(broker.port), timeout=30, what="the broker port to be free")
+    broker.start()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    description = describe(admin, group)
+    assert description.state == ConsumerGroupState.STABLE
+    after = {m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions)
+             for m in description.members}
+    assert after == before
+    assert sorted(m.group_instance_id for m in description.members) == ["instance-a", "instance-b"]
+
+
 # ---------------------------------------------------------------------------
 # Offsets (explicit commits; no records needed)
 
