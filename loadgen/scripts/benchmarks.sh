@@ -109,7 +109,7 @@ s2() { # fixed 50 MB/s, acks=all, produce and end-to-end percentiles
         for run in $(seq "$RUNS"); do
             start_broker "$broker" fresh
             lg "s2-$broker-$run" e2e --topic s2 --partitions 2 --record-size 1024 \
-                --rate 50MB/s --acks all --duration 20s --warmup 5s
+                --batch-size 65536 --rate 50MB/s --acks all --duration 20s --warmup 5s
         done
     done
 }

@@ -108,12 +108,28 @@ impl Report {
     pub fn table(&self) -> String {
         let results = &self.results;
         let mut out = String::new();
+        let name = if self.label == self.broker.bootstrap {
+            String::new()
+        } else {
+            format!("{}: ", self.label)
+        };
         out.push_str(&format!(
-            "\n{} ({}) against {}, {:.1} s measured\n",
-            self.label, self.workload, self.broker.bootstrap, results.measured_seconds
+            "\n{name}{} against {}, {:.1} s measured\n",
+            self.workload, self.broker.bootstrap, results.measured_seconds
         ));
         if let Some(target) = results.target_records_per_second {
             out.push_str(&format!("target rate: {target:.0} records/s\n"));
+            let achieved = results
+                .produce
+                .as_ref()
+                .map_or(0.0, |p| p.records_per_second);
+            if achieved < 0.95 * target {
+                out.push_str(&format!(
+                    "WARNING: {achieved:.0} records/s achieved, below the target: records queued behind \
+                     the schedule and their latencies include that wait. If the broker is not \
+                     the limit, raise --batch-size, --max-in-flight, --connections or --producers.\n"
+                ));
+            }
         }
         out.push_str(&format!(
             "{:<10} {:>12} {:>12} {:>10} {:>10} {:>10}\n",
