@@ -324,3 +324,123 @@ async fn park<T: Clone>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::coordinator::group::Protocol;
+    use crate::coordinator::store::MemoryLog;
+
+    fn run<F: std::future::Future<Output = ()> + 'static>(
+        test: impl FnOnce() -> F + Send + 'static,
+    ) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .ring_depth(128)
+            .spawn(move || async move { test().await })
+            .expect("executor")
+            .join()
+            .expect("test ran");
+    }
+
+    fn coordinator() -> Rc<Coordinator> {
+        let config = GroupConfig {
+            offsets_partitions: 50,
+            initial_rebalance_delay_ms: 0,
+            min_session_timeout_ms: 1,
+            max_session_timeout_ms: 300_000,
+            max_size: 10,
+            offsets_retention_ms: 60_000,
+        };
+        Rc::new(Coordinator::new(config, Rc::new(MemoryLog::default())))
+    }
+
+    fn join_request(member_id: &str) -> JoinRequest {
+        JoinRequest {
+            group_id: "g".into(),
+            member_id: member_id.into(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![Protocol {
+                name: "range".into(),
+                metadata: Bytes::from_static(b"m"),
+            }],
+            require_known_member_id: false,
+        }
+    }
+
+    #[test]
+    fn parked_join_and_sync_are_answered_and_records_reach_the_log() {
+        run(|| async {
+            let coordinator = coordinator();
+            // Requests wait for the load.
+            let early = glommio::spawn_local({
+                let coordinator = coordinator.clone();
+                async move { coordinator.join(join_request("")).await }
+            });
+            glommio::yield_if_needed().await;
+            coordinator.loaded.signal(LOADED_PERMITS);
+            // The join phase of a first rebalance ends at a tick.
+            let ticking = coordinator.clone();
+            let ticker = glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                    ticking.manager.borrow_mut().tick(now_ms());
+                    let _ = ticking.flush().await;
+                }
+            });
+            let joined = early.await;
+            assert_eq!(joined.error_code, errors::NONE);
+            assert_eq!(joined.generation_id, 1);
+            assert_eq!(joined.leader, joined.member_id);
+            let sync = SyncRequest {
+                group_id: "g".into(),
+                generation_id: 1,
+                member_id: joined.member_id.clone(),
+                group_instance_id: None,
+                protocol_type: None,
+                protocol_name: None,
+                assignments: vec![(joined.member_id.clone(), Bytes::from_static(b"all"))],
+            };
+            let synced = coordinator.sync(sync).await;
+            assert_eq!(&synced.assignment[..], b"all");
+            let commit = CommitRequest {
+                group_id: "g".into(),
+                generation_id: 1,
+                member_id: joined.member_id.clone(),
+                group_instance_id: None,
+                retention_time_ms: -1,
+                topics: vec![(
+                    "t".into(),
+                    vec![super::super::manager::PartitionCommit {
+                        partition: 0,
+                        offset: 3,
+                        leader_epoch: -1,
+                        metadata: None,
+                    }],
+                )],
+            };
+            assert_eq!(coordinator.commit(commit).await, vec![vec![errors::NONE]]);
+            let partition = crate::coordinator::partition_for_group("g", 50);
+            let logged = coordinator.log.read(partition).await.unwrap();
+            assert_eq!(logged.len(), 2, "the group at sync, then the offset");
+            // A fresh coordinator replays the same log into the same state.
+            let replayed = Coordinator::new(
+                coordinator.manager.borrow().config().clone(),
+                coordinator.log.clone(),
+            );
+            assert_eq!(replayed.load(&[partition]).await, Ok(2));
+            replayed.loaded.signal(LOADED_PERMITS);
+            let fetched = replayed.fetch("g", None).await;
+            assert_eq!(fetched[0].1[0].1.as_ref().map(|o| o.offset), Some(3));
+            assert_eq!(replayed.describe("g").await.members.len(), 1);
+            drop(ticker);
+        });
+    }
+}
