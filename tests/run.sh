@@ -94,7 +94,7 @@ if [ "${SKIP_INSTALL:-0}" != "1" ]; then
 fi
 
 step "cargo fmt --all -- --check"
-cargo fmt --all -- --check
+cargo fmt --all -- --check --color never
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
