@@ -209,6 +209,55 @@ def test_find_coordinator_answers_this_broker_and_creates_offsets_topic(group_br
     assert len(metadata.topics["__consumer_offsets"].partitions) == 50
 
 
+def raw_request(bootstrap, header_and_body):
+    """Sends one framed request; returns the response bytes after the size."""
+    host, port = bootstrap.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(header_and_body)) + header_and_body)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            data += chunk
+    return data[4:]
+
+
+def compact_string(text):
+    raw = text.encode()
+    return bytes([len(raw) + 1]) + raw  # short strings: one-byte uvarint
+
+
+def test_find_coordinator_v4_answers_a_batch_of_groups(group_broker):
+    """FindCoordinator v4 (KIP-699): one coordinator entry per key."""
+    client_id = b"sluice-test"
+    header = struct.pack(">hhih", 10, 4, 7, len(client_id)) + client_id + b"\x00"
+    keys = ["group-one", "group-two"]
+    body = b"\x00" + bytes([len(keys) + 1]) + b"".join(compact_string(k) for k in keys) + b"\x00"
+    response = raw_request(group_broker.bootstrap, header + body)
+    (correlation,) = struct.unpack(">i", response[:4])
+    assert correlation == 7
+    position = 4 + 1 + 4  # header tagged fields, throttle_time_ms
+    count = response[position] - 1
+    position += 1
+    found = []
+    for _ in range(count):
+        length = response[position] - 1
+        key = response[position + 1: position + 1 + length].decode()
+        position += 1 + length
+        node_id, = struct.unpack(">i", response[position: position + 4])
+        position += 4
+        length = response[position] - 1
+        host = response[position + 1: position + 1 + length].decode()
+        position += 1 + length
+        port, error = struct.unpack(">ih", response[position: position + 6])
+        position += 6
+        length = response[position]  # error message: null (0) or string
+        position += 1 + max(length - 1, 0) + 1  # and the entry's tagged fields
+        found.append((key, node_id, host, port, error))
+    assert found == [(k, group_broker.node_id, "127.0.0.1", group_broker.port, 0) for k in keys]
+
+
 # ---------------------------------------------------------------------------
 # Membership (no records needed)
 
