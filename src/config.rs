@@ -831,6 +831,18 @@ fn edit_distance(left: &str, right: &str) -> usize {
 struct Setting {
     value: String,
     origin: String,
+    /// Set at runtime (AlterConfigs), not by a file or flag.
+    dynamic: bool,
+}
+
+impl Setting {
+    fn source(&self) -> ConfigSource {
+        if self.dynamic {
+            ConfigSource::DynamicBrokerConfig
+        } else {
+            ConfigSource::StaticBrokerConfig
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -869,11 +881,9 @@ impl Values {
     }
 
     fn source(&self, name: &str) -> ConfigSource {
-        if self.explicit.contains_key(name) {
-            ConfigSource::StaticBrokerConfig
-        } else {
-            ConfigSource::DefaultConfig
-        }
+        self.explicit
+            .get(name)
+            .map_or(ConfigSource::DefaultConfig, Setting::source)
     }
 
     /// Set a broker key; `replace` false makes a second setting an error
@@ -895,7 +905,15 @@ impl Values {
             return Err(ConfigError::invalid(name, origin, "set twice"));
         }
         let origin = origin.to_string();
-        self.explicit.insert(def.name, Setting { value, origin });
+        let dynamic = false;
+        self.explicit.insert(
+            def.name,
+            Setting {
+                value,
+                origin,
+                dynamic,
+            },
+        );
         Ok(())
     }
 
@@ -919,7 +937,7 @@ impl Values {
         for (name, _) in ladder(broker_key) {
             if let Some(setting) = self.explicit.get(name) {
                 let value = Some(setting.value.clone());
-                synonyms.push((name.to_string(), value, ConfigSource::StaticBrokerConfig));
+                synonyms.push((name.to_string(), value, setting.source()));
             }
             if let Some(Some(default)) = self.defaults.get(name) {
                 let value = Some(default.clone());
@@ -941,7 +959,7 @@ impl Values {
             .iter()
             .find(|(name, _)| matches!(self.defaults.get(name), Some(Some(_))));
         let (source, rung) = match (explicit_rung, default_rung) {
-            (Some(rung), _) => (ConfigSource::StaticBrokerConfig, rung),
+            (Some(rung), _) => (self.source(rung.0), rung),
             (None, Some(rung)) => (ConfigSource::DefaultConfig, rung),
             (None, None) => panic!("broker config '{broker_key}' has no value on any rung"),
         };
@@ -1303,6 +1321,46 @@ impl BrokerConfig {
         }
     }
 
+    /// This configuration with runtime overrides (AlterConfigs) on top of
+    /// the file and flags. Overrides that are unknown, read-only or invalid
+    /// (say, written by a newer Sluice) are ignored, never a panic; the
+    /// controller validates them on the way in
+    /// ([`validate_dynamic_broker_config`]).
+    pub fn with_dynamic(&self, dynamic: &BTreeMap<String, String>) -> BrokerConfig {
+        if dynamic.is_empty() {
+            return self.clone();
+        }
+        let mut values = self.values.clone();
+        for (name, value) in dynamic {
+            let Some(def) = definition(Scope::Broker, name).filter(|def| !def.read_only) else {
+                continue;
+            };
+            if let Ok(value) = validate(def, value) {
+                let origin = "dynamic".to_string();
+                let dynamic = true;
+                values.explicit.insert(
+                    def.name,
+                    Setting {
+                        value,
+                        origin,
+                        dynamic,
+                    },
+                );
+            }
+        }
+        match Self::from_values(values, self.config_file.clone()) {
+            Ok(mut next) => {
+                // Resolved at start-up (port 0), and read-only anyway.
+                next.listen = self.listen;
+                next.advertise_host = self.advertise_host.clone();
+                next.advertise_port = self.advertise_port;
+                next.metrics = self.metrics;
+                next
+            }
+            Err(_) => self.clone(),
+        }
+    }
+
     /// Where an explicitly set broker key was set: a file path or a flag.
     pub fn origin(&self, name: &str) -> Option<&str> {
         Some(self.values.explicit.get(name)?.origin.as_str())
@@ -1477,6 +1535,25 @@ impl ResolvedTopic {
 /// `StaticBrokerConfig` if inherited from an explicitly set broker key, else
 /// `DefaultConfig`; synonyms list the topic key, then the broker keys it
 /// inherits from.
+/// Checks a broker config a client wants to change at runtime: known, not
+/// read-only, and a valid value (`None`: back to the static value).
+pub fn validate_dynamic_broker_config(name: &str, value: Option<&str>) -> Result<(), ConfigError> {
+    let Some(def) = definition(Scope::Broker, name) else {
+        let message = unknown_key_message(name, Scope::Broker);
+        return Err(ConfigError::invalid(name, "", message));
+    };
+    if def.read_only {
+        let message = "cannot be updated dynamically; set it in the config file or by a flag";
+        return Err(ConfigError::invalid(name, "", message));
+    }
+    match value {
+        Some(value) => validate(def, value)
+            .map(|_| ())
+            .map_err(|message| ConfigError::invalid(name, "", message)),
+        None => Ok(()),
+    }
+}
+
 pub fn describe_topic(
     broker: &BrokerConfig,
     overrides: &BTreeMap<String, String>,
@@ -1927,6 +2004,46 @@ mod tests {
 
     fn entry<'a>(entries: &'a [ConfigEntry], name: &str) -> &'a ConfigEntry {
         entries.iter().find(|entry| entry.name == name).unwrap()
+    }
+
+    #[test]
+    fn dynamic_broker_configs_layer_over_static_ones() {
+        let broker = load(&["--set", "log.retention.ms=1000"], None).unwrap();
+        let dynamic: BTreeMap<String, String> = [
+            ("log.retention.ms", "2000"),
+            ("log.segment.bytes", "1048576"),
+            ("node.id", "9"),     // read-only: ignored
+            ("no.such.key", "1"), // unknown: ignored
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let next = broker.with_dynamic(&dynamic);
+        assert_eq!(
+            next.source("log.retention.ms"),
+            ConfigSource::DynamicBrokerConfig
+        );
+        assert_eq!(next.value("log.retention.ms"), Some("2000"));
+        assert_eq!(next.node_id, broker.node_id);
+        let topic = next.topic_config(&BTreeMap::new());
+        assert_eq!(topic.retention_ms, Some(2000));
+        assert_eq!(topic.segment_bytes, 1 << 20);
+        let entries = describe_topic(&next, &BTreeMap::new());
+        let retention = entries.iter().find(|e| e.name == "retention.ms").unwrap();
+        assert_eq!(retention.source, ConfigSource::DynamicBrokerConfig);
+        assert!(validate_dynamic_broker_config("log.retention.ms", Some("5")).is_ok());
+        assert_eq!(
+            validate_dynamic_broker_config("node.id", Some("5"))
+                .unwrap_err()
+                .key,
+            "node.id"
+        );
+        assert_eq!(
+            validate_dynamic_broker_config("log.retention.ms", Some("x"))
+                .unwrap_err()
+                .key,
+            "log.retention.ms"
+        );
     }
 
     fn synonyms(entry: &ConfigEntry) -> Vec<(&str, Option<&str>, ConfigSource)> {

@@ -25,7 +25,10 @@ pub const CONTROLLER_SHARD: ShardId = ShardId(0);
 
 pub struct Shard {
     pub mesh: Mesh,
+    /// The configuration from the file and flags.
     pub config: Arc<BrokerConfig>,
+    /// `config` with the image's runtime broker configs on top.
+    effective_config: RefCell<Arc<BrokerConfig>>,
     image: RefCell<Arc<MetadataImage>>,
     pub partitions: PartitionTable,
     pub storage: ShardStorage,
@@ -55,6 +58,7 @@ impl Shard {
             partitions: PartitionTable::new(config.data_dir.clone(), mesh.shard_id()),
             storage: ShardStorage::new(storage_config),
             metrics: ShardMetrics::default(),
+            effective_config: RefCell::new(Arc::new(config.with_dynamic(&image.broker_configs))),
             mesh,
             config,
             image: RefCell::new(image),
@@ -74,6 +78,11 @@ impl Shard {
         self.image.borrow().clone()
     }
 
+    /// The configuration in force: file and flags, then runtime changes.
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        self.effective_config.borrow().clone()
+    }
+
     /// The controller, if this is the controller shard.
     pub fn controller(&self) -> Option<&Controller> {
         self.controller.as_ref()
@@ -86,9 +95,14 @@ impl Shard {
         if image.epoch < self.image.borrow().epoch {
             return Ok(());
         }
-        *self.image.borrow_mut() = image.clone();
+        let previous = std::mem::replace(&mut *self.image.borrow_mut(), image.clone());
+        if previous.broker_configs != image.broker_configs {
+            let effective = Arc::new(self.config.with_dynamic(&image.broker_configs));
+            *self.effective_config.borrow_mut() = effective;
+        }
+        let config = self.effective_config();
         self.partitions
-            .reconcile(&image, self.mesh.nr_shards(), &self.storage, &self.config)
+            .reconcile(&image, self.mesh.nr_shards(), &self.storage, &config)
             .await
     }
 

@@ -268,6 +268,35 @@ impl Controller {
         results
     }
 
+    /// Applies config changes to topics and to this broker. Each change is
+    /// validated whole before any is applied; all valid changes of the
+    /// request are persisted together. Applied on every shard before the
+    /// answer (a lowered `retention.ms` acts on the next retention check).
+    pub async fn alter_configs(
+        &self,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    ) -> Vec<Result<(), TopicError>> {
+        let _permit = self.change_permit.acquire_permit(1).await;
+        let mut next = (**self.image.borrow()).clone();
+        let broker = shard::current().config.clone();
+        let results: Vec<Result<(), TopicError>> = changes
+            .into_iter()
+            .map(|change| apply_config_change(&mut next, &broker, change))
+            .collect();
+        if !validate_only && results.iter().any(Result::is_ok) {
+            if let Err(error) = self.commit(next).await {
+                let failure = TopicError::new(error_codes::KAFKA_STORAGE_ERROR, error);
+                return results
+                    .into_iter()
+                    .map(|r| r.and(Err(failure.clone())))
+                    .collect();
+            }
+            tracing::info!("configs altered");
+        }
+        results
+    }
+
     /// Reserves `count` producer IDs and returns the first. The reservation
     /// is on disk before it is answered, so IDs are never reused after a
     /// restart (a restart skips whatever a shard had not handed out yet).
@@ -297,6 +326,154 @@ impl Controller {
         *self.image.borrow_mut() = next.clone();
         broadcast(next).await
     }
+}
+
+/// What a config change applies to.
+#[derive(Clone, Debug)]
+pub enum ConfigTarget {
+    Topic(String),
+    Broker,
+}
+
+/// One operation of IncrementalAlterConfigs (AlterConfigs is `Replace`).
+#[derive(Clone, Debug)]
+pub enum ConfigOp {
+    Set(String, String),
+    Delete(String),
+    Append(String, String),
+    Subtract(String, String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ConfigChange {
+    pub target: ConfigTarget,
+    /// AlterConfigs (legacy): the operations' keys replace every override
+    /// of the resource; keys not named go back to their defaults.
+    pub replace: bool,
+    pub ops: Vec<ConfigOp>,
+}
+
+fn invalid_config(error: crate::config::ConfigError) -> TopicError {
+    TopicError::new(
+        error_codes::INVALID_CONFIG,
+        format!("{}: {}", error.key, error.message),
+    )
+}
+
+/// Validates `change` and applies it to `next`'s overrides; on error,
+/// `next` is left as it was.
+fn apply_config_change(
+    next: &mut MetadataImage,
+    broker: &crate::config::BrokerConfig,
+    change: ConfigChange,
+) -> Result<(), TopicError> {
+    let effective = broker.with_dynamic(&next.broker_configs);
+    let (overrides, entries) = match &change.target {
+        ConfigTarget::Topic(name) => {
+            let topic = next.topics.get(name).ok_or_else(|| {
+                TopicError::new(
+                    error_codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("Topic '{name}' does not exist."),
+                )
+            })?;
+            let entries = crate::config::describe_topic(&effective, &topic.configs);
+            (topic.configs.clone(), entries)
+        }
+        ConfigTarget::Broker => (next.broker_configs.clone(), effective.describe()),
+    };
+    let validate = |name: &str, value: Option<&str>| match &change.target {
+        ConfigTarget::Topic(_) => {
+            crate::config::validate_topic_config(name, value).map_err(invalid_config)
+        }
+        ConfigTarget::Broker => {
+            crate::config::validate_dynamic_broker_config(name, value).map_err(invalid_config)
+        }
+    };
+    let mut updated = if change.replace {
+        BTreeMap::new()
+    } else {
+        overrides
+    };
+    for op in change.ops {
+        match op {
+            ConfigOp::Set(name, value) => {
+                validate(&name, Some(&value))?;
+                updated.insert(name, value);
+            }
+            ConfigOp::Delete(name) => {
+                validate(&name, None)?;
+                updated.remove(&name);
+            }
+            ConfigOp::Append(name, value) | ConfigOp::Subtract(name, value)
+                if !is_list(&entries, &name) =>
+            {
+                validate(&name, None)?;
+                let _ = value;
+                return Err(TopicError::new(
+                    error_codes::INVALID_CONFIG,
+                    format!("Config value append/subtract is not allowed for config key {name}, since it is not a list"),
+                ));
+            }
+            ConfigOp::Append(name, value) => {
+                let mut items = list_value(&updated, &entries, &name);
+                for item in split_list(&value) {
+                    if !items.contains(&item) {
+                        items.push(item);
+                    }
+                }
+                let joined = items.join(",");
+                validate(&name, Some(&joined))?;
+                updated.insert(name, joined);
+            }
+            ConfigOp::Subtract(name, value) => {
+                let removed = split_list(&value);
+                let items: Vec<String> = list_value(&updated, &entries, &name)
+                    .into_iter()
+                    .filter(|item| !removed.contains(item))
+                    .collect();
+                let joined = items.join(",");
+                validate(&name, Some(&joined))?;
+                updated.insert(name, joined);
+            }
+        }
+    }
+    match &change.target {
+        ConfigTarget::Topic(name) => {
+            next.topics.get_mut(name).expect("checked above").configs = updated;
+        }
+        ConfigTarget::Broker => next.broker_configs = updated,
+    }
+    Ok(())
+}
+
+fn is_list(entries: &[crate::config::ConfigEntry], name: &str) -> bool {
+    entries
+        .iter()
+        .any(|entry| entry.name == name && entry.config_type == crate::config::ConfigType::List)
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The current items of list config `name`: its override, else its value.
+fn list_value(
+    overrides: &BTreeMap<String, String>,
+    entries: &[crate::config::ConfigEntry],
+    name: &str,
+) -> Vec<String> {
+    let current = overrides.get(name).cloned().or_else(|| {
+        entries
+            .iter()
+            .find(|entry| entry.name == name)
+            .and_then(|entry| entry.value.clone())
+    });
+    current.as_deref().map(split_list).unwrap_or_default()
 }
 
 /// Installs `image` on every shard and waits until each has reconciled its

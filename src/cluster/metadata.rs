@@ -44,6 +44,10 @@ pub struct MetadataImage {
     /// The first producer ID not yet handed out (idempotent producers).
     #[serde(default)]
     pub next_producer_id: i64,
+    /// Broker configs set at runtime (AlterConfigs on the broker resource),
+    /// layered over the file and flags.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, String>,
 }
 
 impl MetadataImage {
@@ -55,6 +59,7 @@ impl MetadataImage {
             epoch: 0,
             topics: BTreeMap::new(),
             next_producer_id: 0,
+            broker_configs: BTreeMap::new(),
         }
     }
 

@@ -107,17 +107,18 @@ fn topic_result(
     let name = TopicName(str_bytes(topic.name.clone()));
     match result {
         Ok(created) => {
-            let configs = crate::config::describe_topic(&context.shard.config, &created.configs)
-                .into_iter()
-                .map(|entry| {
-                    CreatableTopicConfigs::default()
-                        .with_name(str_bytes(entry.name))
-                        .with_value(entry.value.map(str_bytes))
-                        .with_read_only(entry.read_only)
-                        .with_config_source(entry.source as i8)
-                        .with_is_sensitive(entry.sensitive)
-                })
-                .collect();
+            let configs =
+                crate::config::describe_topic(&context.shard.effective_config(), &created.configs)
+                    .into_iter()
+                    .map(|entry| {
+                        CreatableTopicConfigs::default()
+                            .with_name(str_bytes(entry.name))
+                            .with_value(entry.value.map(str_bytes))
+                            .with_read_only(entry.read_only)
+                            .with_config_source(entry.source as i8)
+                            .with_is_sensitive(entry.sensitive)
+                    })
+                    .collect();
             CreatableTopicResult::default()
                 .with_name(name)
                 .with_topic_id(created.topic_id)

@@ -62,7 +62,7 @@ fn entries(
     resource_type: i8,
     name: &str,
 ) -> Result<Vec<ConfigEntry>, (i16, String)> {
-    let config = &context.shard.config;
+    let config = &context.shard.effective_config();
     match resource_type {
         RESOURCE_TOPIC => {
             let image = context.shard.image();

@@ -23,13 +23,17 @@ use crate::protocol::error_codes;
 use crate::shard::{self, Shard, CONTROLLER_SHARD};
 use crate::storage::FileRegion;
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -72,6 +76,11 @@ pub const SUPPORTED: &[ApiSupport] = &[
     fetch::API,
     list_offsets::API,
     init_producer_id::API,
+    alter_configs::API,
+    alter_configs::INCREMENTAL_API,
+    describe_cluster::API,
+    delete_records::API,
+    describe_log_dirs::API,
     find_coordinator::API,
     join_group::API,
     sync_group::API,
@@ -154,6 +163,21 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         }
         RequestKind::DescribeConfigs(request) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(context, request))
+        }
+        RequestKind::AlterConfigs(request) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(context, request).await)
+        }
+        RequestKind::IncrementalAlterConfigs(request) => ResponseKind::IncrementalAlterConfigs(
+            alter_configs::handle_incremental(context, request).await,
+        ),
+        RequestKind::DescribeCluster(request) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(context, request))
+        }
+        RequestKind::DeleteRecords(request) => {
+            ResponseKind::DeleteRecords(delete_records::handle(context, request).await)
+        }
+        RequestKind::DescribeLogDirs(request) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(context, request).await)
         }
         RequestKind::ListOffsets(request) => {
             ResponseKind::ListOffsets(list_offsets::handle(context, request).await)
