@@ -288,6 +288,7 @@ impl GroupManager {
         if !group.supports_protocols(&request.protocol_type, &request.protocols) {
             return reject(errors::INCONSISTENT_GROUP_PROTOCOL);
         }
+        let was_empty = group.is(GroupState::Empty);
         let outcome = if known {
             self.join_known(request.clone(), now_ms)
         } else {
@@ -295,7 +296,7 @@ impl GroupManager {
         };
         let group = self.groups.get_mut(&request.group_id).expect("present");
         Self::try_complete_join(group, now_ms, &mut self.outbox);
-        self.persist_if_changed(&request.group_id);
+        self.persist_if_emptied(&request.group_id, was_empty);
         outcome
     }
 
@@ -781,6 +782,7 @@ impl GroupManager {
         let Some(group) = self.groups.get_mut(group_id) else {
             return vec![errors::UNKNOWN_MEMBER_ID; leaving.len()];
         };
+        let was_empty = group.is(GroupState::Empty);
         let mut results = Vec::with_capacity(leaving.len());
         for who in leaving {
             let instance = who.group_instance_id.as_deref();
@@ -811,7 +813,7 @@ impl GroupManager {
                 results.push(errors::NONE);
             }
         }
-        self.persist_if_changed(group_id);
+        self.persist_if_emptied(group_id, was_empty);
         results
     }
 
@@ -850,15 +852,13 @@ impl GroupManager {
 
     /// Writes the group's record when it has just become Empty (Kafka
     /// stores the empty group at the end of its last join phase).
-    fn persist_if_changed(&mut self, group_id: &str) {
+    fn persist_if_emptied(&mut self, group_id: &str, was_empty: bool) {
         let Some(group) = self.groups.get(group_id) else {
             return;
         };
-        if group.is(GroupState::Empty) && group.generation_id > 0 && group.members.is_empty() {
+        if !was_empty && group.is(GroupState::Empty) && group.generation_id > 0 {
             let record = group_record(group, self.config.offsets_partitions);
-            if self.outbox.records.last() != Some(&record) {
-                self.outbox.records.push(record);
-            }
+            self.outbox.records.push(record);
         }
     }
 
@@ -874,9 +874,7 @@ impl GroupManager {
             let was_empty = group.is(GroupState::Empty);
             Self::tick_group(group, &self.config, now_ms, &mut self.outbox);
             let group = self.groups.get(&group_id).expect("present");
-            if !was_empty && group.is(GroupState::Empty) {
-                self.persist_if_changed(&group_id);
-            }
+            self.persist_if_emptied(&group_id, was_empty);
         }
     }
 

@@ -410,6 +410,18 @@ fn last_member_leaving_empties_the_group() {
     );
     assert_eq!(h.state(), GroupState::Empty);
     assert_eq!(h.generation(), 2);
+    let group_records = |h: &Harness| {
+        let key = records::group_metadata_key("g");
+        h.records.iter().filter(|r| r.key == key).count()
+    };
+    // Stable at sync, then Empty: two group records; nothing more for
+    // requests that change nothing.
+    assert_eq!(group_records(&h), 2);
+    h.leave(&[(&a, None)]);
+    let Outcome::Now(_) = h.join("") else {
+        panic!()
+    };
+    assert_eq!(group_records(&h), 2);
     assert_eq!(h.heartbeat(&a, 2), errors::UNKNOWN_MEMBER_ID);
     // Simple commits are allowed again once the group is empty.
     assert_eq!(h.commit("", -1, 9), errors::NONE);
