@@ -159,13 +159,13 @@ def kp_consume(consumer, total, timeout=60):
 
 def test_kafka_python_default_producer_and_assigned_consumer(cl_broker):
     """kafka-python's default producer (acks=all, idempotent, no compression)
-    writes 5,000 keyed records; its consumer with assigned partitions and
+    writes 3,000 keyed records; its consumer with assigned partitions and
     confluent-kafka read them back in order; ListOffsets answers
     beginning/end offsets and offsets_for_times; seek to a middle offset."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     topic = create_topic(cl_broker)
-    records = make_records(5000, "kp")
+    records = make_records(3000, "kp")
     producer = KafkaProducer(bootstrap_servers=cl_broker.bootstrap)
     try:
         futures = [producer.send(topic, key=k, value=v, headers=h, timestamp_ms=1_650_000_000_000 + i)
