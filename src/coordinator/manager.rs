@@ -873,7 +873,6 @@ impl GroupManager {
             let group = self.groups.get_mut(&group_id).expect("present");
             let was_empty = group.is(GroupState::Empty);
             Self::tick_group(group, &self.config, now_ms, &mut self.outbox);
-            let group = self.groups.get(&group_id).expect("present");
             self.persist_if_emptied(&group_id, was_empty);
         }
     }
