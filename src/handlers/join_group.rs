@@ -57,11 +57,17 @@ pub async fn handle(context: &RequestContext, request: JoinGroupRequest) -> Join
                 .with_metadata(m.metadata)
         })
         .collect();
+    // Nullable from v7; before that an absent protocol is the empty string.
+    let protocol_name = match (response.protocol_name, version >= 7) {
+        (Some(name), _) => Some(str_bytes(name)),
+        (None, true) => None,
+        (None, false) => Some(str_bytes("")),
+    };
     JoinGroupResponse::default()
         .with_error_code(response.error_code)
         .with_generation_id(response.generation_id)
         .with_protocol_type(response.protocol_type.map(str_bytes))
-        .with_protocol_name(Some(str_bytes(response.protocol_name.unwrap_or_default())))
+        .with_protocol_name(protocol_name)
         .with_leader(str_bytes(response.leader))
         .with_member_id(str_bytes(response.member_id))
         .with_members(members)
