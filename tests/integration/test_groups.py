@@ -325,6 +325,78 @@ def test_killed_member_loses_its_partitions_by_session_timeout(group_broker, adm
             t.consumer.close()
 
 
+@pytest.mark.parametrize("assignor", ["roundrobin", "range,roundrobin"])
+def test_librdkafka_assignors_split_disjointly(group_broker, admin, assignor):
+    topic = create_topic(admin)
+    group = unique_group()
+    trackers = [Tracker(consumer(group_broker, group, **{"partition.assignment.strategy": assignor}), topic)
+                for _ in range(2)]
+    try:
+        poll_until(trackers, lambda: covers_disjointly(trackers), what=f"{assignor} assignment")
+        assert describe(admin, group).partition_assignor == assignor.split(",")[0]
+    finally:
+        for t in trackers:
+            t.consumer.close()
+
+
+def test_kafka_python_sticky_assignor_group(group_broker, admin):
+    """kafka-python's eager sticky assignor; each consumer polls in its own
+    thread (a join blocks until every member has rejoined)."""
+    import threading
+
+    from kafka import KafkaConsumer
+    from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+
+    topic = create_topic(admin)
+    group = unique_group("sticky")
+    stop = threading.Event()
+    assignments = {}
+
+    def member(index):
+        c = KafkaConsumer(topic, bootstrap_servers=group_broker.bootstrap, group_id=group,
+                          partition_assignment_strategy=[StickyPartitionAssignor],
+                          session_timeout_ms=6000, heartbeat_interval_ms=500, enable_auto_commit=False)
+        try:
+            while not stop.is_set():
+                c.poll(timeout_ms=100)
+                assignments[index] = sorted(tp.partition for tp in c.assignment())
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        def split():
+            owned = [assignments.get(i, []) for i in range(2)]
+            return all(owned) and sorted(owned[0] + owned[1]) == list(range(PARTITIONS))
+
+        wait_until(split, timeout=60, what="sticky assignment over two kafka-python members")
+        assert describe(admin, group).partition_assignor == "sticky"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+
+
+def test_member_that_stops_polling_is_replaced_within_max_poll_interval(group_broker, admin):
+    """max.poll.interval.ms is the member's rebalance timeout: a member that
+    stops polling does not hold a rebalance up past it."""
+    topic = create_topic(admin)
+    group = unique_group()
+    stuck = Tracker(consumer(group_broker, group, **{"max.poll.interval.ms": 6000}), topic)
+    newcomer = None
+    try:
+        poll_until([stuck], lambda: len(stuck.partitions()) == PARTITIONS, what="first assignment")
+        newcomer = Tracker(consumer(group_broker, group), topic)
+        # Only the newcomer polls from now on.
+        poll_until([newcomer], lambda: newcomer.partitions() == list(range(PARTITIONS)), timeout=40,
+                   what="the newcomer to own every partition")
+    finally:
+        for t in [stuck] + ([newcomer] if newcomer else []):
+            t.consumer.close()
+
+
 def test_cooperative_sticky_revokes_only_what_moves(group_broker, admin):
     topic = create_topic(admin)
     group = unique_group()
