@@ -20,6 +20,34 @@ use crate::shard::{self, Shard};
 /// The most bytes of an HTTP request head the endpoint reads.
 const REQUEST_HEAD_BYTES_MAX: usize = 8192;
 
+/// Upper bounds of the request-latency histogram buckets, in microseconds
+/// (Prometheus `le`, plus +Inf).
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+
+/// A request-latency histogram: counts per bucket (the last is +Inf) and
+/// the sum.
+#[derive(Clone, Debug, Default)]
+pub struct LatencyHistogram {
+    pub buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&mut self, latency_us: u64) {
+        let index = LATENCY_BUCKETS_US
+            .iter()
+            .position(|bound| latency_us <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[index] += 1;
+        self.sum_us += latency_us;
+        self.count += 1;
+    }
+}
+
 #[derive(Default, Debug)]
 pub struct ShardMetrics {
     /// Record bytes sent to consumers by `sendfile` (cold reads).
@@ -30,6 +58,8 @@ pub struct ShardMetrics {
     pub requests: RefCell<BTreeMap<i16, u64>>,
     /// Connections closed for a bad frame (malformed, oversized, unknown API).
     pub bad_frames: Cell<u64>,
+    /// Time from a request's decode to its encoded response, by API key.
+    pub latency: RefCell<BTreeMap<i16, LatencyHistogram>>,
 }
 
 impl ShardMetrics {
@@ -51,6 +81,14 @@ impl ShardMetrics {
             .or_default() += 1;
     }
 
+    pub fn record_latency(&self, api_key: ApiKey, latency_us: u64) {
+        self.latency
+            .borrow_mut()
+            .entry(api_key as i16)
+            .or_default()
+            .record(latency_us);
+    }
+
     pub fn count_bad_frame(&self) {
         self.bad_frames.set(self.bad_frames.get() + 1);
     }
@@ -63,6 +101,7 @@ pub struct Snapshot {
     pub fetch_sendfile_bytes: u64,
     pub fetch_memory_bytes: u64,
     pub requests: BTreeMap<i16, u64>,
+    pub latency: BTreeMap<i16, LatencyHistogram>,
     pub bad_frames: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
@@ -81,6 +120,7 @@ pub fn snapshot(shard: &Shard) -> Snapshot {
         fetch_sendfile_bytes: shard.metrics.fetch_sendfile_bytes.get(),
         fetch_memory_bytes: shard.metrics.fetch_memory_bytes.get(),
         requests: shard.metrics.requests.borrow().clone(),
+        latency: shard.metrics.latency.borrow().clone(),
         bad_frames: shard.metrics.bad_frames.get(),
         cache_hits: cache.hits,
         cache_misses: cache.misses,
@@ -175,16 +215,49 @@ pub fn render(snapshots: &[Snapshot]) -> String {
     );
     for snapshot in snapshots {
         for (key, count) in &snapshot.requests {
-            let api =
-                ApiKey::try_from(*key).map_or_else(|_| key.to_string(), |api| format!("{api:?}"));
             let _ = writeln!(
                 text,
-                "sluice_requests_total{{shard=\"{}\",api=\"{api}\"}} {count}",
-                snapshot.shard
+                "sluice_requests_total{{shard=\"{}\",api=\"{}\"}} {count}",
+                snapshot.shard,
+                api_name(*key)
+            );
+        }
+    }
+    let _ = writeln!(
+        text,
+        "# HELP sluice_request_latency_seconds Time from decode to encoded response, by API.\n# TYPE sluice_request_latency_seconds histogram"
+    );
+    for snapshot in snapshots {
+        for (key, histogram) in &snapshot.latency {
+            let labels = format!("shard=\"{}\",api=\"{}\"", snapshot.shard, api_name(*key));
+            let mut cumulative = 0;
+            for (index, count) in histogram.buckets.iter().enumerate() {
+                cumulative += count;
+                let bound = LATENCY_BUCKETS_US
+                    .get(index)
+                    .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+                let _ = writeln!(
+                    text,
+                    "sluice_request_latency_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                text,
+                "sluice_request_latency_seconds_sum{{{labels}}} {}",
+                histogram.sum_us as f64 / 1e6
+            );
+            let _ = writeln!(
+                text,
+                "sluice_request_latency_seconds_count{{{labels}}} {}",
+                histogram.count
             );
         }
     }
     text
+}
+
+fn api_name(key: i16) -> String {
+    ApiKey::try_from(key).map_or_else(|_| key.to_string(), |api| format!("{api:?}"))
 }
 
 /// Serves the endpoint until the task is dropped.
@@ -241,6 +314,10 @@ mod tests {
             ..Snapshot::default()
         };
         first.requests.insert(ApiKey::Produce as i16, 3);
+        let mut histogram = LatencyHistogram::default();
+        histogram.record(300);
+        histogram.record(10_000_000);
+        first.latency.insert(ApiKey::Produce as i16, histogram);
         let text = render(&[
             first,
             Snapshot {
@@ -252,6 +329,15 @@ mod tests {
         assert!(text.contains("sluice_fetch_sendfile_bytes_total{shard=\"0\"} 42"));
         assert!(text.contains("sluice_fetch_sendfile_bytes_total{shard=\"1\"} 0"));
         assert!(text.contains("sluice_requests_total{shard=\"0\",api=\"Produce\"} 3"));
+        let bucket = |le: &str, count: u64| {
+            format!("sluice_request_latency_seconds_bucket{{shard=\"0\",api=\"Produce\",le=\"{le}\"}} {count}")
+        };
+        assert!(text.contains(&bucket("0.00025", 0)), "{text}");
+        assert!(text.contains(&bucket("0.0005", 1)), "{text}");
+        assert!(text.contains(&bucket("+Inf", 2)), "{text}");
+        assert!(
+            text.contains("sluice_request_latency_seconds_count{shard=\"0\",api=\"Produce\"} 2")
+        );
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");

@@ -197,7 +197,9 @@ async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
         body,
     } = request;
     let correlation_id = header.correlation_id;
+    let started = std::time::Instant::now();
     shard.metrics.count_request(api_key);
+    let metrics_shard = shard.clone();
     let context = RequestContext {
         shard,
         api_version,
@@ -205,7 +207,10 @@ async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
     };
     let remainder = handlers::start(context, body).await;
     let finish = async move {
-        let Some(answer) = remainder.await else {
+        let answer = remainder.await;
+        let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        metrics_shard.metrics.record_latency(api_key, latency_us);
+        let Some(answer) = answer else {
             return Outcome::Silent;
         };
         match protocol::encode_response_parts(api_key, api_version, correlation_id, &answer.body) {

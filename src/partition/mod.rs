@@ -26,8 +26,8 @@ use crate::shard::partition_owner;
 use crate::storage::{PartitionLog, ShardStorage};
 
 mod log_config;
-pub mod replica;
 pub mod producer_state;
+pub mod replica;
 
 pub use log_config::log_config;
 pub use replica::{AppendOutcome, Partition};
