@@ -31,6 +31,10 @@ fn align_up(value: u64) -> u64 {
 
 /// Aligned write buffers of one size, reused across writes and segments of
 /// the shard: fresh buffers cost page faults on every first touch.
+
+/// The smallest preallocation step: one write buffer.
+const PREALLOCATE_STEP_BYTES_MIN: u64 = 1 << 20;
+
 pub(crate) struct BufferPool {
     buffer_bytes: usize,
     buffers_max: usize,
@@ -249,7 +253,14 @@ impl Appender {
         };
         let write_end = position + buffer.len() as u64;
         let preallocate_to = if write_end > self.preallocated_bytes {
-            self.preallocated_bytes = align_up(write_end) + self.preallocate_step_bytes;
+            // Grow geometrically up to the configured step: a segment that
+            // stays small (most of a thousand partitions, or the fifty of
+            // __consumer_offsets) reserves about its own size, not 64 MiB.
+            let step = write_end.clamp(
+                PREALLOCATE_STEP_BYTES_MIN,
+                self.preallocate_step_bytes.max(PREALLOCATE_STEP_BYTES_MIN),
+            );
+            self.preallocated_bytes = align_up(write_end) + step;
             Some(self.preallocated_bytes)
         } else {
             None
