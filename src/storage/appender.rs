@@ -31,10 +31,6 @@ fn align_up(value: u64) -> u64 {
 
 /// Aligned write buffers of one size, reused across writes and segments of
 /// the shard: fresh buffers cost page faults on every first touch.
-
-/// The smallest preallocation step: one write buffer.
-const PREALLOCATE_STEP_BYTES_MIN: u64 = 1 << 20;
-
 pub(crate) struct BufferPool {
     buffer_bytes: usize,
     buffers_max: usize,
@@ -252,19 +248,18 @@ impl Appender {
             _ => None,
         };
         let write_end = position + buffer.len() as u64;
-        let preallocate_to = if write_end > self.preallocated_bytes {
-            // Grow geometrically up to the configured step: a segment that
-            // stays small (most of a thousand partitions, or the fifty of
-            // __consumer_offsets) reserves about its own size, not 64 MiB.
-            let step = write_end.clamp(
-                PREALLOCATE_STEP_BYTES_MIN,
-                self.preallocate_step_bytes.max(PREALLOCATE_STEP_BYTES_MIN),
-            );
-            self.preallocated_bytes = align_up(write_end) + step;
-            Some(self.preallocated_bytes)
-        } else {
-            None
-        };
+        let preallocate_to =
+            if self.preallocate_step_bytes > 0 && write_end > self.preallocated_bytes {
+                // Grow ahead by as much as the segment holds already, from one
+                // write buffer up to the configured step: a shard may hold
+                // thousands of mostly idle partitions, and each active segment's
+                // preallocation is disk nothing else can use.
+                let step = write_end.clamp(self.buffer.len() as u64, self.preallocate_step_bytes);
+                self.preallocated_bytes = align_up(write_end) + step;
+                Some(self.preallocated_bytes)
+            } else {
+                None
+            };
         let task = WriteTask {
             file: self.file.clone(),
             path: self.path.clone(),

@@ -103,7 +103,9 @@ pub struct StorageConfig {
     pub write_buffer_bytes: usize,
     /// Most full write buffers in flight per segment before appends wait.
     pub write_buffers_in_flight_max: usize,
-    /// Preallocation step of segment files (fallocate), in bytes.
+    /// Largest preallocation step of segment files (fallocate), in bytes.
+    /// The step grows with the segment (from one write buffer), so idle
+    /// partitions hold little unused disk; 0 disables preallocation.
     pub preallocate_bytes: u64,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
@@ -116,7 +118,7 @@ impl StorageConfig {
             read_cache_bytes: 64 << 20,
             write_buffer_bytes: 1 << 20,
             write_buffers_in_flight_max: 4,
-            preallocate_bytes: 64 << 20,
+            preallocate_bytes: 8 << 20,
             retention_check_interval_ms: 300_000,
         }
     }

@@ -263,6 +263,12 @@ impl PartitionLog {
         self.inner.state.borrow().recovery.clone()
     }
 
+    /// Base offsets of the segments, oldest first; the last is active.
+    pub fn segment_base_offsets(&self) -> Vec<Offset> {
+        let state = self.inner.state.borrow();
+        state.segments.iter().map(|s| s.base_offset).collect()
+    }
+
     pub fn segment_count(&self) -> usize {
         self.inner.state.borrow().segments.len()
     }
@@ -440,14 +446,19 @@ impl PartitionLog {
         }
         let sealed_end = self.seal_active(false).await?;
         self.inner.advance_durable(sealed_end);
-        let base = self.log_end_offset();
+        let segment = self.new_segment(self.log_end_offset(), now_ms).await?;
+        self.inner.state.borrow_mut().segments.push(segment);
+        Ok(())
+    }
+
+    /// Creates an empty segment file at `base`, with an appender.
+    pub(crate) async fn new_segment(&self, base: Offset, now_ms: i64) -> Result<Segment> {
         let path = self.inner.dir.join(segment_file_name(base, "log"));
         let file = Rc::new(checkpoint::create_dma_file(&path).await?);
         checkpoint::sync_directory(&self.inner.dir).await?;
         let mut segment = Segment::new_empty(base, path.clone(), file.clone(), now_ms);
         segment.appender = Some(self.inner.new_appender(file, path, 0, &[]));
-        self.inner.state.borrow_mut().segments.push(segment);
-        Ok(())
+        Ok(segment)
     }
 
     /// Writes out and syncs the active segment, trims its preallocation,

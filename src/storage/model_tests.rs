@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 
-use super::batch::set_base_offset;
 use super::batch::test_batches::batch;
+use super::batch::{check_batch, set_base_offset};
 use super::tests::{read_bytes, run};
 use super::*;
 
@@ -15,7 +15,9 @@ enum Op {
         records: i32,
         value_bytes: usize,
         timestamp_ms: i64,
+        key: u8,
     },
+    Compact,
     Read {
         at: u16,
         max_bytes: usize,
@@ -41,8 +43,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (1..5i32, 0..3000usize, 0..1000i64)
-            .prop_map(|(records, value_bytes, timestamp_ms)| Op::Append { records, value_bytes, timestamp_ms }),
+        6 => (1..5i32, 0..3000usize, 0..1000i64, 0..4u8)
+            .prop_map(|(records, value_bytes, timestamp_ms, key)| Op::Append { records, value_bytes, timestamp_ms, key }),
+        1 => Just(Op::Compact),
         4 => (any::<u16>(), 1..20_000usize, any::<bool>())
             .prop_map(|(at, max_bytes, zero_copy)| Op::Read { at, max_bytes, zero_copy }),
         2 => (0..1100i64).prop_map(|timestamp_ms| Op::ByTime { timestamp_ms }),
@@ -59,24 +62,47 @@ struct ModelBatch {
     base: i64,
     last: i64,
     timestamp_ms: i64,
-    bytes: Vec<u8>,
+    key: u8,
+    /// The exact bytes, until compaction re-encodes the batch.
+    bytes: Option<Vec<u8>>,
 }
 
 #[derive(Default)]
 struct Model {
     batches: Vec<ModelBatch>,
     log_start: i64,
+    log_end: i64,
 }
 
 impl Model {
     fn end(&self) -> i64 {
-        self.batches.last().map_or(self.log_start, |b| b.last + 1)
+        self.log_end
     }
 
     /// An offset in [log_start, end] chosen by `at`.
     fn pick(&self, at: u16) -> i64 {
         let span = self.end() - self.log_start + 1;
         self.log_start + (at as i64 % span)
+    }
+
+    /// Compaction of the batches below `active_base`: per key, only the
+    /// latest record survives (every record of a batch has the batch's key).
+    fn compact(&mut self, active_base: i64) {
+        let mut latest = std::collections::HashMap::new();
+        for b in self.batches.iter().filter(|b| b.last < active_base) {
+            latest.insert(b.key, b.last);
+        }
+        self.batches.retain_mut(|b| {
+            if b.last >= active_base || latest[&b.key] == b.last && b.base == b.last {
+                return true;
+            }
+            if latest[&b.key] != b.last {
+                return false;
+            }
+            b.base = b.last;
+            b.bytes = None;
+            true
+        });
     }
 
     fn by_time(&self, timestamp_ms: i64) -> Option<(Offset, i64)> {
@@ -116,20 +142,38 @@ async fn check_read(
         assert!(got.is_empty());
         return;
     }
-    let first = model.batches.iter().position(|b| b.last >= offset).unwrap();
-    let mut expected = Vec::new();
-    for (i, b) in model.batches[first..].iter().enumerate() {
-        if i > 0 && expected.len() + b.bytes.len() > max_bytes {
+    let Some(first) = model.batches.iter().position(|b| b.last >= offset) else {
+        // A compaction gap at the end of the log (after a truncation into
+        // it): nothing exists at or after this offset yet.
+        assert!(got.is_empty(), "read at {offset} in a trailing gap");
+        return;
+    };
+    assert!(!got.is_empty(), "read at {offset} returned nothing");
+    let mut rest = &got[..];
+    let mut taken = 0;
+    for (i, expected) in model.batches[first..].iter().enumerate() {
+        if rest.is_empty() {
+            assert!(i > 0);
             break;
         }
-        expected.extend_from_slice(&b.bytes);
+        let header = check_batch(rest).unwrap();
+        let len = header.total_bytes();
+        assert_eq!(
+            (header.base_offset, header.last_offset()),
+            (expected.base, expected.last),
+            "read at {offset}"
+        );
+        if let Some(bytes) = &expected.bytes {
+            assert_eq!(&rest[..len], &bytes[..], "bytes of batch {}", expected.base);
+        }
+        taken += len;
+        rest = &rest[len..];
     }
-    assert!(!got.is_empty(), "read at {offset} returned nothing");
     assert!(
-        got.len() <= expected.len() && got[..] == expected[..got.len()],
-        "read at {offset}"
+        rest.is_empty(),
+        "read at {offset} returned more than the model"
     );
-    assert!(got.len() == expected.len() || got.len() >= model.batches[first].bytes.len());
+    assert!(taken <= max_bytes || got.len() == check_batch(&got).unwrap().total_bytes());
 }
 
 async fn apply(
@@ -145,22 +189,30 @@ async fn apply(
             records,
             value_bytes,
             timestamp_ms,
+            key,
         } => {
             let mut bytes = batch(
                 records,
-                Some(b"key"),
+                Some(&[key]),
                 Some(&vec![7u8; value_bytes]),
                 timestamp_ms,
             );
             let info = log.append(&bytes, 1).await.unwrap();
             assert_eq!(info.base_offset.0, model.end());
             set_base_offset(&mut bytes, info.base_offset.0);
+            model.log_end = info.last_offset.0 + 1;
             model.batches.push(ModelBatch {
                 base: info.base_offset.0,
                 last: info.last_offset.0,
                 timestamp_ms,
-                bytes,
+                key,
+                bytes: Some(bytes),
             });
+        }
+        Op::Compact => {
+            log.compact(1).await.unwrap();
+            let active_base = log.segment_base_offsets().last().unwrap().0;
+            model.compact(active_base);
         }
         Op::Read {
             at,
@@ -184,28 +236,41 @@ async fn apply(
             log.set_config(cfg.clone());
             let start = report.log_start_offset.0;
             assert!(start >= model.log_start);
-            assert!(
-                start == model.end()
-                    || model.batches.iter().any(|b| b.base == start)
-                    || start == model.log_start
-            );
+            // Whole segments go: no batch straddles the new start.
+            let straddles = model
+                .batches
+                .iter()
+                .any(|b| b.base < start && b.last >= start);
+            assert!(start == model.log_start || !straddles);
             model.log_start = start;
             model.batches.retain(|b| b.last >= start);
         }
         Op::DeleteRecords { at } => {
             let offset = model.pick(at);
-            log.delete_records_before(Offset(offset)).await.unwrap();
-            model.log_start = offset.max(model.log_start);
+            let start = log.delete_records_before(Offset(offset)).await.unwrap().0;
+            let requested = offset.max(model.log_start);
+            // Deleting whole segments may move the start further, to the
+            // next segment's base (as Kafka does), but past no data.
+            assert!(start >= requested);
+            assert!(!model
+                .batches
+                .iter()
+                .any(|b| b.last >= requested && b.last < start));
+            model.log_start = start;
             model.batches.retain(|b| b.last >= model.log_start);
         }
         Op::Truncate { at } => {
             let offset = model.pick(at);
             let new_end = log.truncate_to(Offset(offset)).await.unwrap();
             if offset < model.end() {
-                let cut = model.batches.iter().position(|b| b.last >= offset).unwrap();
-                assert_eq!(new_end.0, model.batches[cut].base);
-                model.batches.truncate(cut);
+                // The batch holding the offset goes whole; an offset in a
+                // compaction gap becomes the new end itself.
+                let cut = model.batches.iter().position(|b| b.last >= offset);
+                let expected = cut.map_or(offset, |cut| model.batches[cut].base.min(offset));
+                assert_eq!(new_end.0, expected, "truncate to {offset}");
+                model.batches.truncate(cut.unwrap_or(model.batches.len()));
                 model.log_start = model.log_start.min(new_end.0);
+                model.log_end = new_end.0;
             }
         }
         Op::Restart { clean } => {

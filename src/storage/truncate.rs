@@ -23,6 +23,7 @@ pub(crate) async fn truncate_to(log: &PartitionLog, offset: Offset) -> Result<Of
     }
     let new_end = cut_last_segment(log, offset).await?;
     log.reopen_active().await?;
+    record_end_in_segment_name(log, new_end).await?;
     let inner = &log.inner;
     {
         let mut state = inner.state.borrow_mut();
@@ -30,6 +31,8 @@ pub(crate) async fn truncate_to(log: &PartitionLog, offset: Offset) -> Result<Of
         state.log_start_offset = state.log_start_offset.min(new_end);
         state.leader_epochs.retain(|e| e.start_offset < new_end);
     }
+    let compacted_end = inner.compacted_end.get().min(new_end);
+    inner.compacted_end.set(compacted_end);
     {
         let mut durability = inner.durability.borrow_mut();
         durability.durable_end = durability.durable_end.min(new_end);
@@ -89,30 +92,30 @@ async fn cut_last_segment(log: &PartitionLog, offset: Offset) -> Result<Offset> 
         (start.0, Offset(start.1)),
         size,
     );
-    let mut cut = (size, None);
+    // (cut position, new log end): the batch holding `offset` goes whole; an
+    // offset in a compaction gap or past the segment's batches is the new end.
+    let mut cut = (size, offset);
     loop {
         match scanner.next().await? {
             ScanStep::Batch {
                 position, header, ..
             } if header.last_offset() >= offset.0 => {
-                cut = (position, Some(Offset(header.base_offset)));
+                cut = (position, Offset(header.base_offset).min(offset));
                 break;
             }
             ScanStep::Batch { .. } => {}
             ScanStep::End => break,
             ScanStep::Invalid { position, .. } => {
-                cut = (position, None);
+                cut = (position, scanner.next_offset().min(offset));
                 break;
             }
         }
     }
-    let (position, batch_base) = cut;
+    let (position, new_end) = cut;
+    let new_end = new_end.max(base);
     let io = |e: glommio::GlommioError<()>| super::error::StorageError::io(&path, e);
     file.truncate(position).await.map_err(io)?;
     file.fdatasync().await.map_err(io)?;
-    let new_end = batch_base
-        .unwrap_or(scanner.next_offset())
-        .min(offset.max(base));
     rebuild_tail(log, new_end, position).await
 }
 
@@ -159,6 +162,21 @@ async fn rebuild_tail(log: &PartitionLog, new_end: Offset, position: u64) -> Res
         last.note_batch(&header, position, interval);
     }
     last.size_bytes = position;
-    last.next_offset = new_end.max(last.next_offset);
     Ok(new_end)
+}
+
+/// When the new end lies past the last batch (a compaction gap), the only
+/// durable record of it is a segment based there: start one.
+async fn record_end_in_segment_name(log: &PartitionLog, new_end: Offset) -> Result<()> {
+    let batches_end = {
+        let state = log.inner.state.borrow();
+        state.segments.last().expect("a segment").next_offset
+    };
+    if batches_end >= new_end {
+        return Ok(());
+    }
+    log.seal_active(false).await?;
+    let segment = log.new_segment(new_end, super::now_ms()).await?;
+    log.inner.state.borrow_mut().segments.push(segment);
+    Ok(())
 }
