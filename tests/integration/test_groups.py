@@ -664,35 +664,58 @@ def test_list_describe_and_delete_groups(group_broker, admin):
 # Consuming (needs Produce and Fetch)
 
 
-def test_three_consumers_consume_everything_and_commits_add_up(group_broker, admin):
-    require_produce_fetch(group_broker)
+def test_three_consumers_consume_everything_and_commits_add_up(make_broker):
+    """Three members share the records; one closes half way and the others
+    take its partitions; every record is consumed, the commits add up to the
+    records, and they survive a broker restart."""
+    broker = make_broker(extra_args=GROUP_ARGS)
+    require_produce_fetch(broker)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     topic = create_topic(admin)
+    del admin  # every client closes before the broker restarts
     group = unique_group()
     records = 600
-    produce(group_broker, topic, records)
-    trackers = [Tracker(consumer(group_broker, group), topic) for _ in range(3)]
+    produce(broker, topic, records)
+    trackers = [Tracker(consumer(broker, group), topic) for _ in range(3)]
     seen = set()
-    try:
+
+    def consume(members, until):
         deadline = time.monotonic() + 60
-        while len(seen) < records and time.monotonic() < deadline:
-            for t in trackers:
+        while len(seen) < until and time.monotonic() < deadline:
+            for t in members:
                 message = t.consumer.poll(0.05)
                 if message is None or message.error():
                     continue
                 seen.add((message.partition(), message.offset()))
                 t.consumer.commit(message=message, asynchronous=False)
+
+    try:
+        consume(trackers, records // 2)
+        trackers[0].consumer.close()
+        consume(trackers[1:], records)
         assert len(seen) == records
     finally:
-        for t in trackers:
+        for t in trackers[1:]:
             t.consumer.close()
-    c = Consumer({"bootstrap.servers": group_broker.bootstrap, "group.id": group})
-    try:
-        committed = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
-        high = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)]
-    finally:
-        c.close()
-    assert sum(x.offset for x in committed) == records
-    assert [x.offset for x in committed] == high, "lag is zero on every partition"
+
+    def committed_and_high():
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+        try:
+            committed = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=20)
+            high = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in range(PARTITIONS)]
+        finally:
+            c.close()
+        return [x.offset for x in committed], high
+
+    committed, high = committed_and_high()
+    assert sum(committed) == records
+    assert committed == high, "lag is zero on every partition"
+    gc.collect()
+    broker.stop()
+    wait_until(lambda: port_is_free(broker.port), timeout=30, what="the broker port to be free")
+    broker.start()
+    assert committed_and_high() == (committed, high)
 
 
 def test_consumer_lag_from_committed_offsets_and_watermarks(group_broker, admin):
