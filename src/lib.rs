@@ -7,6 +7,7 @@
 //! read-only to every shard. See ARCHITECTURE.md for the map and invariants.
 
 pub mod alloc;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use sluice::config::BrokerConfig;
 
 fn main() -> ExitCode {
+    if let Some(code) = sluice::cli::run_if_subcommand(std::env::args().collect()) {
+        return code;
+    }
     let config = BrokerConfig::from_args(std::env::args()).unwrap_or_else(|error| error.exit());
     init_logging(&config.log_level);
     if let Err(error) = watch_signals() {

@@ -1,0 +1,675 @@
+//! `sluice consume --topic T`: print records to stdout, as with
+//! `kafka-console-consumer.sh`.
+//!
+//! With `--group` the consumer starts from the group's committed offsets and
+//! commits what it printed, as a client outside the group: OffsetCommit with
+//! generation -1 and no member id. It does not join the group (no
+//! JoinGroup/SyncGroup), so it reads every partition itself, and Kafka
+//! accepts those commits only while the group has no active members.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::Args;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest};
+use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
+use serde_json::{json, Value};
+
+use super::client::{topic_name, Client, KafkaError};
+use super::offsets::{self, Leaders, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use super::output::OutputFormat;
+use super::Common;
+
+/// Fetch limits: how long the broker may hold a fetch open, and how many
+/// bytes it may answer per partition and in all.
+const FETCH_WAIT_MS_MAX: u64 = 500;
+const PARTITION_FETCH_BYTES: i32 = 1024 * 1024;
+const PARTITION_FETCH_BYTES_MAX: i32 = 64 * 1024 * 1024;
+const FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
+
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// A record batch header: base offset (8), length (4), leader epoch (4),
+/// magic (1), CRC (4), attributes (2), last offset delta (4).
+const BATCH_HEADER_BYTES: usize = 27;
+const BATCH_LENGTH_AT: usize = 8;
+const BATCH_MAGIC_AT: usize = 16;
+const BATCH_ATTRIBUTES_AT: usize = 21;
+const BATCH_LAST_OFFSET_DELTA_AT: usize = 23;
+const ATTRIBUTE_CONTROL: i16 = 0x20;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "With --group, offsets are committed by a client outside the group \
+    (generation -1, no member id); it does not join the group, so run it only while the \
+    group has no active members."
+)]
+pub struct ConsumeArgs {
+    /// The topic to read.
+    #[arg(long)]
+    pub topic: String,
+    /// Start at the earliest offset when there is no committed offset
+    /// (default: only records written from now on).
+    #[arg(long, conflicts_with = "offset")]
+    pub from_beginning: bool,
+    /// Start at this group's committed offsets and commit what is printed.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Read only this partition.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// Where to start: an offset, `earliest` or `latest` (overrides committed offsets).
+    #[arg(long, value_parser = parse_start_offset)]
+    pub offset: Option<StartOffset>,
+    /// Exit after printing this many records.
+    #[arg(long)]
+    pub max_messages: Option<u64>,
+    /// Exit when no record arrives for this long.
+    #[arg(long, value_name = "MS")]
+    pub timeout_ms: Option<u64>,
+    /// Print each record's key.
+    #[arg(long)]
+    pub print_key: bool,
+    /// Print each record's headers (`k:v,k2:v2`, or NO_HEADERS).
+    #[arg(long)]
+    pub print_headers: bool,
+    /// Print each record's timestamp (`CreateTime:ms` or `LogAppendTime:ms`).
+    #[arg(long)]
+    pub print_timestamp: bool,
+    /// Print each record's offset.
+    #[arg(long)]
+    pub print_offset: bool,
+    /// Print each record's partition.
+    #[arg(long)]
+    pub print_partition: bool,
+    /// What separates the printed fields.
+    #[arg(long, default_value = "\t", value_name = "SEP")]
+    pub separator: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    Earliest,
+    Latest,
+    At(i64),
+}
+
+pub fn parse_start_offset(text: &str) -> Result<StartOffset, String> {
+    match text {
+        "earliest" | "beginning" => Ok(StartOffset::Earliest),
+        "latest" | "end" => Ok(StartOffset::Latest),
+        _ => match text.parse::<i64>() {
+            Ok(offset) if offset >= 0 => Ok(StartOffset::At(offset)),
+            _ => Err(format!(
+                "expected a non-negative offset, 'earliest' or 'latest', got '{text}'"
+            )),
+        },
+    }
+}
+
+/// What to print of each record.
+#[derive(Debug, Clone, Default)]
+pub struct Format {
+    pub key: bool,
+    pub headers: bool,
+    pub timestamp: bool,
+    pub offset: bool,
+    pub partition: bool,
+    pub separator: String,
+    pub json: bool,
+}
+
+fn text(bytes: Option<&Bytes>) -> String {
+    bytes.map_or_else(
+        || "null".to_string(),
+        |b| String::from_utf8_lossy(b).into_owned(),
+    )
+}
+
+fn json_text(bytes: Option<&Bytes>) -> Value {
+    bytes.map_or(Value::Null, |b| {
+        Value::String(String::from_utf8_lossy(b).into_owned())
+    })
+}
+
+/// One record as a line (without the newline), in Kafka's field order:
+/// timestamp, partition, offset, headers, key, value.
+pub fn format_record(format: &Format, topic: &str, partition: i32, record: &Record) -> String {
+    let timestamp_type = match record.timestamp_type {
+        TimestampType::Creation => "CreateTime",
+        TimestampType::LogAppend => "LogAppendTime",
+    };
+    if format.json {
+        let headers: serde_json::Map<String, Value> = record
+            .headers
+            .iter()
+            .map(|(key, value)| (key.to_string(), json_text(value.as_ref())))
+            .collect();
+        return json!({
+            "topic": topic,
+            "partition": partition,
+            "offset": record.offset,
+            "timestamp": record.timestamp,
+            "timestamp_type": timestamp_type,
+            "key": json_text(record.key.as_ref()),
+            "value": json_text(record.value.as_ref()),
+            "headers": headers,
+        })
+        .to_string();
+    }
+    let mut fields = Vec::new();
+    if format.timestamp {
+        fields.push(format!("{timestamp_type}:{}", record.timestamp));
+    }
+    if format.partition {
+        fields.push(format!("Partition:{partition}"));
+    }
+    if format.offset {
+        fields.push(format!("Offset:{}", record.offset));
+    }
+    if format.headers {
+        if record.headers.is_empty() {
+            fields.push("NO_HEADERS".to_string());
+        } else {
+            let headers: Vec<String> = record
+                .headers
+                .iter()
+                .map(|(key, value)| format!("{key}:{}", text(value.as_ref())))
+                .collect();
+            fields.push(headers.join(","));
+        }
+    }
+    if format.key {
+        fields.push(text(record.key.as_ref()));
+    }
+    fields.push(text(record.value.as_ref()));
+    fields.join(&format.separator)
+}
+
+/// Whole record batches of a fetched partition, in order; a batch cut off
+/// by the fetch size limit is left out (it is fetched again next time).
+pub fn split_batches(mut data: Bytes) -> Vec<Bytes> {
+    let mut batches = Vec::new();
+    while data.len() >= BATCH_HEADER_BYTES {
+        let length_bytes = &data[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4];
+        let length = i32::from_be_bytes(length_bytes.try_into().expect("4 bytes"));
+        let Ok(length) = usize::try_from(length) else {
+            break;
+        };
+        let total = BATCH_LENGTH_AT + 4 + length;
+        if length < BATCH_HEADER_BYTES - BATCH_LENGTH_AT - 4 || data.len() < total {
+            break;
+        }
+        batches.push(data.split_to(total));
+    }
+    batches
+}
+
+/// One decoded batch: its records (none for a control batch) and the
+/// offset after its last record.
+pub struct Batch {
+    pub records: Vec<Record>,
+    pub next_offset: i64,
+}
+
+pub fn decode_batch(mut batch: Bytes) -> Result<Batch> {
+    assert!(
+        batch.len() >= BATCH_HEADER_BYTES,
+        "split_batches keeps whole headers"
+    );
+    let base_offset = i64::from_be_bytes(batch[..8].try_into().expect("8 bytes"));
+    let magic = batch[BATCH_MAGIC_AT];
+    if magic != 2 {
+        bail!("record batch at offset {base_offset} has message format v{magic}, not v2");
+    }
+    let attributes_bytes = &batch[BATCH_ATTRIBUTES_AT..BATCH_ATTRIBUTES_AT + 2];
+    let attributes = i16::from_be_bytes(attributes_bytes.try_into().expect("2 bytes"));
+    let delta_bytes = &batch[BATCH_LAST_OFFSET_DELTA_AT..BATCH_LAST_OFFSET_DELTA_AT + 4];
+    let last_offset_delta = i32::from_be_bytes(delta_bytes.try_into().expect("4 bytes"));
+    let next_offset = base_offset
+        .saturating_add(i64::from(last_offset_delta.max(0)))
+        .saturating_add(1);
+    if attributes & ATTRIBUTE_CONTROL != 0 {
+        return Ok(Batch {
+            records: Vec::new(),
+            next_offset,
+        });
+    }
+    let set = RecordBatchDecoder::decode(&mut batch)
+        .with_context(|| format!("decoding the record batch at offset {base_offset}"))?;
+    Ok(Batch {
+        records: set.records,
+        next_offset,
+    })
+}
+
+pub fn run(common: &Common, args: ConsumeArgs) -> Result<ExitCode> {
+    let mut client = common.connect()?;
+    let topic = args.topic.clone();
+    let leaders = offsets::leaders(&mut client, std::slice::from_ref(&topic))?;
+    let all: Vec<i32> = leaders[&topic].keys().copied().collect();
+    let partitions = match args.partition {
+        Some(partition) if !all.contains(&partition) => bail!(
+            "topic '{topic}' has no partition {partition} (it has {})",
+            all.len()
+        ),
+        Some(partition) => vec![partition],
+        None => all,
+    };
+    let wanted: Vec<TopicPartition> = partitions.iter().map(|p| (topic.clone(), *p)).collect();
+    let committed = match &args.group {
+        Some(group) => {
+            let connection = client.coordinator(group)?;
+            offsets::committed(connection, group, Some(&offsets::by_topic(wanted.clone())))?
+        }
+        None => BTreeMap::new(),
+    };
+    let mut consumer = Consumer {
+        client,
+        leaders,
+        topic,
+        positions: BTreeMap::new(),
+        committed,
+        partition_fetch_bytes: BTreeMap::new(),
+        from_beginning: args.from_beginning,
+        format: Format {
+            key: args.print_key,
+            headers: args.print_headers,
+            timestamp: args.print_timestamp,
+            offset: args.print_offset,
+            partition: args.print_partition,
+            separator: args.separator.clone(),
+            json: common.output == OutputFormat::Json,
+        },
+    };
+    consumer.seek(&wanted, &args)?;
+    let printed = consumer.poll_until(&args, args.group.as_deref())?;
+    if let Some(group) = &args.group {
+        consumer.commit(group)?;
+    }
+    if args.max_messages.is_some_and(|max| printed < max) {
+        eprintln!("Processed {printed} messages (fewer than --max-messages).");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Consumer {
+    client: Client,
+    leaders: Leaders,
+    topic: String,
+    /// Partition -> the next offset to read.
+    positions: BTreeMap<i32, i64>,
+    /// What the group has committed (or we committed last).
+    committed: BTreeMap<TopicPartition, i64>,
+    partition_fetch_bytes: BTreeMap<i32, i32>,
+    from_beginning: bool,
+    format: Format,
+}
+
+impl Consumer {
+    fn log_offsets(
+        &mut self,
+        partitions: &[TopicPartition],
+        timestamp: i64,
+    ) -> Result<BTreeMap<i32, i64>> {
+        let found = offsets::list_offsets(&mut self.client, &self.leaders, partitions, timestamp)?;
+        Ok(found
+            .into_iter()
+            .map(|((_, partition), offset)| (partition, offset.unwrap_or(0)))
+            .collect())
+    }
+
+    /// Sets each partition's starting position: `--offset`, else the
+    /// committed offset, else the earliest (`--from-beginning`) or latest.
+    fn seek(&mut self, partitions: &[TopicPartition], args: &ConsumeArgs) -> Result<()> {
+        let earliest = self.log_offsets(partitions, EARLIEST_TIMESTAMP)?;
+        let latest = self.log_offsets(partitions, LATEST_TIMESTAMP)?;
+        for (topic, partition) in partitions {
+            let committed = self.committed.get(&(topic.clone(), *partition)).copied();
+            let position = match (args.offset, committed) {
+                (Some(StartOffset::At(offset)), _) => offset,
+                (Some(StartOffset::Earliest), _) => earliest[partition],
+                (Some(StartOffset::Latest), _) => latest[partition],
+                (None, Some(offset)) => offset,
+                (None, None) if self.from_beginning => earliest[partition],
+                (None, None) => latest[partition],
+            };
+            self.positions.insert(*partition, position);
+        }
+        Ok(())
+    }
+
+    /// Fetches and prints until `--max-messages` or `--timeout-ms`;
+    /// commits after each round when consuming for a group.
+    fn poll_until(&mut self, args: &ConsumeArgs, group: Option<&str>) -> Result<u64> {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let mut printed = 0u64;
+        let mut last_record_at = Instant::now();
+        loop {
+            let remaining = args.max_messages.map(|max| max.saturating_sub(printed));
+            if remaining == Some(0) {
+                break;
+            }
+            let mut wait_ms = FETCH_WAIT_MS_MAX;
+            if let Some(timeout_ms) = args.timeout_ms {
+                let idle_ms = last_record_at.elapsed().as_millis() as u64;
+                if idle_ms >= timeout_ms {
+                    break;
+                }
+                wait_ms = wait_ms.min(timeout_ms - idle_ms);
+            }
+            let lines = self.fetch_round(wait_ms, remaining)?;
+            if !lines.is_empty() {
+                last_record_at = Instant::now();
+                printed += lines.len() as u64;
+                for line in &lines {
+                    out.write_all(line.as_bytes())?;
+                    out.write_all(b"\n")?;
+                }
+                out.flush()?;
+                if let Some(group) = group {
+                    self.commit(group)?;
+                }
+            }
+        }
+        Ok(printed)
+    }
+
+    /// One Fetch to each leader; returns the lines to print (at most
+    /// `limit`) and moves the positions past them.
+    fn fetch_round(&mut self, wait_ms: u64, limit: Option<u64>) -> Result<Vec<String>> {
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for partition in self.positions.keys() {
+            let leader = self.leaders[&self.topic][partition];
+            by_leader.entry(leader).or_default().push(*partition);
+        }
+        let mut lines = Vec::new();
+        for (leader, partitions) in by_leader {
+            let fetched = self.fetch_from(leader, &partitions, wait_ms)?;
+            for (partition, records) in fetched {
+                self.take(partition, records, limit, &mut lines)?;
+            }
+            if limit.is_some_and(|limit| lines.len() as u64 >= limit) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    fn fetch_from(
+        &mut self,
+        leader: i32,
+        partitions: &[i32],
+        wait_ms: u64,
+    ) -> Result<Vec<(i32, Option<Bytes>)>> {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(wait_ms as i32)
+            .with_min_bytes(1)
+            .with_max_bytes(FETCH_BYTES_MAX)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic_name(&self.topic))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|partition| {
+                            FetchPartition::default()
+                                .with_partition(*partition)
+                                .with_current_leader_epoch(-1)
+                                .with_fetch_offset(self.positions[partition])
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(self.fetch_bytes(*partition))
+                        })
+                        .collect(),
+                )]);
+        let connection = self.client.broker(leader)?;
+        let version = connection.version::<FetchRequest>(12)?;
+        // The broker may hold the fetch for wait_ms beyond its usual answer time.
+        let response = connection.call_at(&request, version)?;
+        KafkaError::check(response.error_code, None, "fetching records")?;
+        let mut fetched = Vec::new();
+        for topic in response.responses {
+            for partition in topic.partitions {
+                let index = partition.partition_index;
+                if !self.positions.contains_key(&index) {
+                    continue;
+                }
+                if partition.error_code == OFFSET_OUT_OF_RANGE {
+                    self.reset_out_of_range(index)?;
+                    continue;
+                }
+                KafkaError::check(
+                    partition.error_code,
+                    None,
+                    format!("fetching {}-{index}", self.topic),
+                )?;
+                fetched.push((index, partition.records));
+            }
+        }
+        Ok(fetched)
+    }
+
+    fn fetch_bytes(&self, partition: i32) -> i32 {
+        self.partition_fetch_bytes
+            .get(&partition)
+            .copied()
+            .unwrap_or(PARTITION_FETCH_BYTES)
+    }
+
+    fn reset_out_of_range(&mut self, partition: i32) -> Result<()> {
+        let wanted = [(self.topic.clone(), partition)];
+        let timestamp = if self.from_beginning {
+            EARLIEST_TIMESTAMP
+        } else {
+            LATEST_TIMESTAMP
+        };
+        let offsets = self.log_offsets(&wanted, timestamp)?;
+        let old = self.positions[&partition];
+        let new = offsets[&partition];
+        eprintln!(
+            "Offset {old} of {}-{partition} is out of range; continuing from {new}.",
+            self.topic
+        );
+        self.positions.insert(partition, new);
+        Ok(())
+    }
+
+    /// Turns one partition's fetched bytes into lines, from its position on.
+    fn take(
+        &mut self,
+        partition: i32,
+        records: Option<Bytes>,
+        limit: Option<u64>,
+        lines: &mut Vec<String>,
+    ) -> Result<()> {
+        let Some(records) = records.filter(|records| !records.is_empty()) else {
+            return Ok(());
+        };
+        let batches = split_batches(records);
+        if batches.is_empty() {
+            // Data but not one whole batch: the batch is larger than the
+            // per-partition limit. Ask for more next time.
+            let bytes = self.fetch_bytes(partition);
+            if bytes >= PARTITION_FETCH_BYTES_MAX {
+                bail!(
+                    "a record batch in {}-{partition} is larger than {bytes} bytes",
+                    self.topic
+                );
+            }
+            self.partition_fetch_bytes.insert(partition, bytes * 2);
+            return Ok(());
+        }
+        let position = self
+            .positions
+            .get_mut(&partition)
+            .expect("fetched partitions are ours");
+        for batch in batches {
+            let batch = decode_batch(batch)?;
+            for record in &batch.records {
+                if record.offset < *position {
+                    continue; // a batch may begin before the fetch offset
+                }
+                if limit.is_some_and(|limit| lines.len() as u64 >= limit) {
+                    return Ok(());
+                }
+                lines.push(format_record(&self.format, &self.topic, partition, record));
+                *position = record.offset + 1;
+            }
+            *position = (*position).max(batch.next_offset);
+        }
+        Ok(())
+    }
+
+    /// Commits positions that moved past what the group has committed.
+    fn commit(&mut self, group: &str) -> Result<()> {
+        let changed: BTreeMap<TopicPartition, i64> = self
+            .positions
+            .iter()
+            .map(|(partition, position)| ((self.topic.clone(), *partition), *position))
+            .filter(|(key, position)| self.committed.get(key) != Some(position))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let connection = self.client.coordinator(group)?;
+        offsets::commit(connection, group, &changed)?;
+        self.committed.extend(changed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+
+    fn record(offset: i64, key: Option<&'static str>, value: &'static str) -> Record {
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: offset as i32 - 1,
+            timestamp: 1_700_000_000_000 + offset,
+            key: key.map(|key| Bytes::from_static(key.as_bytes())),
+            value: Some(Bytes::from_static(value.as_bytes())),
+            headers: Default::default(),
+        }
+    }
+
+    fn encode(records: &[Record]) -> Bytes {
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, records, &options).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn start_offsets_parse() {
+        assert_eq!(parse_start_offset("earliest"), Ok(StartOffset::Earliest));
+        assert_eq!(parse_start_offset("latest"), Ok(StartOffset::Latest));
+        assert_eq!(parse_start_offset("42"), Ok(StartOffset::At(42)));
+        assert!(parse_start_offset("-1").is_err());
+        assert!(parse_start_offset("soon").is_err());
+    }
+
+    #[test]
+    fn records_print_in_kafkas_field_order() {
+        let mut with_header = record(7, Some("k"), "v");
+        with_header
+            .headers
+            .insert("h".into(), Some(Bytes::from_static(b"x")));
+        let all = Format {
+            key: true,
+            headers: true,
+            timestamp: true,
+            offset: true,
+            partition: true,
+            separator: "\t".into(),
+            json: false,
+        };
+        assert_eq!(
+            format_record(&all, "t", 2, &with_header),
+            "CreateTime:1700000000007\tPartition:2\tOffset:7\th:x\tk\tv"
+        );
+        let plain = Format {
+            separator: "\t".into(),
+            ..Format::default()
+        };
+        assert_eq!(format_record(&plain, "t", 0, &record(0, None, "v")), "v");
+        let keyed = Format {
+            key: true,
+            headers: true,
+            separator: " | ".into(),
+            ..Format::default()
+        };
+        assert_eq!(
+            format_record(&keyed, "t", 0, &record(0, None, "v")),
+            "NO_HEADERS | null | v"
+        );
+    }
+
+    #[test]
+    fn json_records_carry_every_field() {
+        let format = Format {
+            json: true,
+            ..Format::default()
+        };
+        let line = format_record(&format, "t", 1, &record(3, Some("k"), "v"));
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["topic"], "t");
+        assert_eq!(value["partition"], 1);
+        assert_eq!(value["offset"], 3);
+        assert_eq!(value["key"], "k");
+        assert_eq!(value["value"], "v");
+        assert_eq!(value["timestamp_type"], "CreateTime");
+    }
+
+    #[test]
+    fn batches_split_whole_and_drop_a_cut_one() {
+        let first = encode(&[record(0, None, "a"), record(1, None, "b")]);
+        let second = encode(&[record(2, None, "c")]);
+        let mut both = BytesMut::new();
+        both.extend_from_slice(&first);
+        both.extend_from_slice(&second);
+        let whole = split_batches(both.clone().freeze());
+        assert_eq!(whole.len(), 2);
+        let cut = split_batches(both.freeze().slice(..first.len() + 10));
+        assert_eq!(cut.len(), 1);
+        let batch = decode_batch(cut[0].clone()).unwrap();
+        assert_eq!(batch.records.len(), 2);
+        assert_eq!(batch.next_offset, 2);
+        assert!(split_batches(Bytes::from_static(b"short")).is_empty());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut bytes = encode(&[record(0, None, "a")]).to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        bytes[BATCH_MAGIC_AT] = 2;
+        for split in split_batches(Bytes::from(bytes)) {
+            let _ = decode_batch(split);
+        }
+        let mut wrong_magic = encode(&[record(0, None, "a")]).to_vec();
+        wrong_magic[BATCH_MAGIC_AT] = 1;
+        let batch = split_batches(Bytes::from(wrong_magic)).remove(0);
+        assert!(decode_batch(batch).is_err());
+    }
+}

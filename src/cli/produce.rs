@@ -1,0 +1,454 @@
+//! `sluice produce --topic T`: each line of stdin becomes one record, as
+//! with `kafka-console-producer.sh`.
+//!
+//! Lines are batched while more input is already buffered (a pipe), and
+//! sent at once when the next read would wait (a terminal), so typed lines
+//! arrive as they are typed. Records with a key go to Kafka's default
+//! partition for it (murmur2, as the Java client); records without one go
+//! to one partition per batch, taking the partitions in turn.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use bytes::{Bytes, BytesMut};
+use clap::{Args, ValueEnum};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use serde_json::json;
+
+use super::client::{topic_name, Client, KafkaError};
+use super::output::{render_json, OutputFormat};
+use super::{parse_key_value, write_stdout, Common};
+
+/// The headers of a record, as `Record::headers` holds them.
+type Headers = kafka_protocol::indexmap::IndexMap<StrBytes, Option<Bytes>>;
+
+/// Stdin is read in chunks of this size; a batch is sent when it holds
+/// this many bytes of keys and values (under Kafka's 1 MiB
+/// `message.max.bytes` default even before compression).
+const STDIN_BUFFER_BYTES: usize = 1024 * 1024;
+const BATCH_BYTES_MAX: usize = 512 * 1024;
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+const LEADER_NOT_AVAILABLE: i16 = 5;
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// The topic to write to (created if the broker auto-creates topics).
+    #[arg(long)]
+    pub topic: String,
+    /// Split each line at the first SEP into key and value; a line without
+    /// SEP has no key.
+    #[arg(long, value_name = "SEP")]
+    pub key_separator: Option<String>,
+    /// Acknowledgements: 0 (none), 1 (leader) or all.
+    #[arg(long, default_value = "all", value_parser = parse_acks)]
+    pub acks: i16,
+    /// Compression codec of the record batches.
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
+    pub compression: CompressionArg,
+    /// Write every record to this partition.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// A header added to every record (repeatable).
+    #[arg(long = "header", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub headers: Vec<(String, String)>,
+    /// The most records in one request.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionArg {
+    fn codec(self) -> Compression {
+        match self {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Snappy => Compression::Snappy,
+            CompressionArg::Lz4 => Compression::Lz4,
+            CompressionArg::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+pub fn parse_acks(text: &str) -> Result<i16, String> {
+    match text {
+        "all" | "-1" => Ok(-1),
+        "0" => Ok(0),
+        "1" => Ok(1),
+        _ => Err(format!("expected 0, 1 or all, got '{text}'")),
+    }
+}
+
+/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), which
+/// the default partitioner applies to record keys.
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = SEED ^ (data.len() as u32);
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner picks for `key`.
+pub fn partition_for_key(key: &[u8], partitions: usize) -> i32 {
+    assert!(partitions > 0, "a topic has at least one partition");
+    ((murmur2(key) & 0x7fff_ffff) as usize % partitions) as i32
+}
+
+/// A line, without its line ending, split into key and value.
+pub fn split_line(line: &[u8], separator: Option<&[u8]>) -> (Option<Bytes>, Bytes) {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(separator) = separator.filter(|separator| !separator.is_empty()) {
+        if let Some(at) = line
+            .windows(separator.len())
+            .position(|window| window == separator)
+        {
+            return (
+                Some(Bytes::copy_from_slice(&line[..at])),
+                Bytes::copy_from_slice(&line[at + separator.len()..]),
+            );
+        }
+    }
+    (None, Bytes::copy_from_slice(line))
+}
+
+pub fn run(common: &Common, args: ProduceArgs) -> Result<ExitCode> {
+    let mut client = common.connect()?;
+    let leaders = wait_for_leaders(&mut client, &args.topic, common.timeout())?;
+    if let Some(partition) = args.partition {
+        if !leaders.contains_key(&partition) {
+            bail!(
+                "topic '{}' has no partition {partition} (it has {})",
+                args.topic,
+                leaders.len()
+            );
+        }
+    }
+    let mut producer = Producer {
+        client,
+        topic: args.topic.clone(),
+        leaders,
+        acks: args.acks,
+        compression: args.compression.codec(),
+        headers: args
+            .headers
+            .iter()
+            .map(|(key, value)| {
+                (
+                    StrBytes::from_string(key.clone()),
+                    Some(Bytes::from(value.clone().into_bytes())),
+                )
+            })
+            .collect(),
+        fixed_partition: args.partition,
+        next_partition: 0,
+        sent: BTreeMap::new(),
+    };
+    let stdin = std::io::stdin();
+    let mut reader = std::io::BufReader::with_capacity(STDIN_BUFFER_BYTES, stdin.lock());
+    let separator = args.key_separator.as_ref().map(|s| s.as_bytes());
+    let mut pending: Vec<(Option<Bytes>, Bytes)> = Vec::new();
+    let mut pending_bytes = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .context("reading stdin")?
+            == 0
+        {
+            break;
+        }
+        let (key, value) = split_line(&line, separator);
+        pending_bytes += key.as_ref().map_or(0, Bytes::len) + value.len();
+        pending.push((key, value));
+        let waiting = reader.buffer().is_empty();
+        if waiting || pending.len() >= args.batch_size as usize || pending_bytes >= BATCH_BYTES_MAX
+        {
+            producer.send(std::mem::take(&mut pending))?;
+            pending_bytes = 0;
+        }
+    }
+    producer.send(pending)?;
+    if common.output == OutputFormat::Json {
+        let total: u64 = producer.sent.values().sum();
+        write_stdout(&render_json(&json!({
+            "topic": producer.topic,
+            "records": total,
+            "records_by_partition": producer.sent,
+        })))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Partition -> leader of `topic`, waiting while a new (auto-created) topic
+/// has no leader yet.
+fn wait_for_leaders(
+    client: &mut Client,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, i32>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let metadata = client.metadata_with(Some(&[topic.to_string()]), true)?;
+        let found = metadata.topics.iter().find(|found| {
+            found
+                .name
+                .as_ref()
+                .is_some_and(|name| name.0.as_str() == topic)
+        });
+        let mut code = LEADER_NOT_AVAILABLE;
+        if let Some(found) = found {
+            code = found.error_code;
+            let leaders: BTreeMap<i32, i32> = found
+                .partitions
+                .iter()
+                .map(|partition| (partition.partition_index, partition.leader_id.0))
+                .collect();
+            let ready = code == 0 && !leaders.is_empty() && leaders.values().all(|l| *l >= 0);
+            if ready {
+                return Ok(leaders);
+            }
+        }
+        if code != 0 && code != LEADER_NOT_AVAILABLE || Instant::now() >= deadline {
+            KafkaError::check(
+                if code == 0 {
+                    LEADER_NOT_AVAILABLE
+                } else {
+                    code
+                },
+                None,
+                format!("Topic '{topic}' is not available for writes."),
+            )?;
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+struct Producer {
+    client: Client,
+    topic: String,
+    /// Partition -> leader broker id.
+    leaders: BTreeMap<i32, i32>,
+    acks: i16,
+    compression: Compression,
+    headers: Headers,
+    fixed_partition: Option<i32>,
+    /// The partition the next batch of keyless records goes to.
+    next_partition: usize,
+    /// Records written, per partition.
+    sent: BTreeMap<i32, u64>,
+}
+
+impl Producer {
+    fn partition_for(&self, key: Option<&Bytes>) -> i32 {
+        if let Some(partition) = self.fixed_partition {
+            return partition;
+        }
+        match key {
+            Some(key) => partition_for_key(key, self.leaders.len()),
+            None => (self.next_partition % self.leaders.len()) as i32,
+        }
+    }
+
+    fn send(&mut self, lines: Vec<(Option<Bytes>, Bytes)>) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let timestamp = now_ms();
+        let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+        for (key, value) in lines {
+            let partition = self.partition_for(key.as_ref());
+            let records = by_partition.entry(partition).or_default();
+            let offset = records.len() as i64;
+            records.push(Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset,
+                // The encoder keeps records in one batch while offset minus
+                // sequence is constant; this also makes the base sequence -1
+                // (none), as a producer without idempotence sends.
+                sequence: offset as i32 - 1,
+                timestamp,
+                key,
+                value: Some(value),
+                headers: self.headers.clone(),
+            });
+        }
+        self.next_partition = self.next_partition.wrapping_add(1);
+        let mut by_leader: BTreeMap<i32, Vec<PartitionProduceData>> = BTreeMap::new();
+        for (partition, records) in &by_partition {
+            let mut buf = BytesMut::new();
+            let options = RecordEncodeOptions {
+                version: 2,
+                compression: self.compression,
+            };
+            RecordBatchEncoder::encode(&mut buf, records, &options)
+                .context("encoding a record batch")?;
+            by_leader.entry(self.leaders[partition]).or_default().push(
+                PartitionProduceData::default()
+                    .with_index(*partition)
+                    .with_records(Some(buf.freeze())),
+            );
+        }
+        for (leader, partitions) in by_leader {
+            self.send_to(leader, partitions)?;
+        }
+        for (partition, records) in by_partition {
+            *self.sent.entry(partition).or_default() += records.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn send_to(&mut self, leader: i32, partitions: Vec<PartitionProduceData>) -> Result<()> {
+        let request = ProduceRequest::default()
+            .with_acks(self.acks)
+            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(&self.topic))
+                .with_partition_data(partitions)]);
+        let connection = self.client.broker(leader)?;
+        let version = connection.version::<ProduceRequest>(12)?;
+        if self.acks == 0 {
+            // The broker answers nothing to acks=0.
+            connection.send(&request, version)?;
+            return Ok(());
+        }
+        let response = connection.call_at(&request, version)?;
+        for topic in &response.responses {
+            for partition in &topic.partition_responses {
+                let detail = partition
+                    .record_errors
+                    .iter()
+                    .filter_map(|error| error.batch_index_error_message.as_ref())
+                    .map(|message| message.to_string())
+                    .next();
+                let message = partition.error_message.as_ref().map(|m| m.to_string());
+                KafkaError::check(
+                    partition.error_code,
+                    message.or(detail).map(StrBytes::from_string).as_ref(),
+                    format!("writing to {}-{}", self.topic, partition.index),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Vectors from Kafka's UtilsTest.testMurmur2.
+        let cases: &[(&[u8], i32)] = &[
+            (b"21", -973932308),
+            (b"foobar", -790332482),
+            (b"a-little-bit-long-string", -985981536),
+            (b"a-little-bit-longer-string", -1486304829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
+            (b"abc", 479470107),
+        ];
+        for (data, expected) in cases {
+            assert_eq!(
+                murmur2(data),
+                *expected,
+                "murmur2({:?})",
+                String::from_utf8_lossy(data)
+            );
+        }
+    }
+
+    #[test]
+    fn keys_pick_stable_partitions() {
+        assert_eq!(partition_for_key(b"abc", 1), 0);
+        let partition = partition_for_key(b"user-42", 6);
+        assert!((0..6).contains(&partition));
+        assert_eq!(partition_for_key(b"user-42", 6), partition);
+    }
+
+    #[test]
+    fn lines_split_at_the_first_separator() {
+        let check = |line: &[u8], separator: Option<&[u8]>, key: Option<&str>, value: &str| {
+            let (got_key, got_value) = split_line(line, separator);
+            assert_eq!(got_key.as_deref(), key.map(str::as_bytes));
+            assert_eq!(&got_value[..], value.as_bytes());
+        };
+        check(b"hello\n", None, None, "hello");
+        check(b"hello\r\n", None, None, "hello");
+        check(b"k:v:w\n", Some(b":"), Some("k"), "v:w");
+        check(b"no-separator\n", Some(b":"), None, "no-separator");
+        check(b"k::v", Some(b"::"), Some("k"), "v");
+        check(b":v\n", Some(b":"), Some(""), "v");
+        check(
+            b"last line without newline",
+            None,
+            None,
+            "last line without newline",
+        );
+    }
+
+    #[test]
+    fn acks_take_kafkas_spellings() {
+        assert_eq!(parse_acks("all"), Ok(-1));
+        assert_eq!(parse_acks("-1"), Ok(-1));
+        assert_eq!(parse_acks("0"), Ok(0));
+        assert_eq!(parse_acks("1"), Ok(1));
+        assert!(parse_acks("2").is_err());
+    }
+}

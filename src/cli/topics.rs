@@ -1,0 +1,694 @@
+//! `sluice topics list | create | describe | alter | delete`: what
+//! `kafka-topics.sh` does, over Metadata, CreateTopics, DeleteTopics,
+//! CreatePartitions, DescribeConfigs and IncrementalAlterConfigs (or
+//! AlterConfigs on brokers without it).
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::{
+    alter_configs_request, incremental_alter_configs_request, AlterConfigsRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use serde_json::{json, Value};
+
+use super::client::{topic_name, Client, KafkaError};
+use super::output::{join_ids, render_json, OutputFormat, Table};
+use super::{parse_key_value, write_stdout, Common};
+
+/// DescribeConfigs and the AlterConfigs APIs name a topic with this type.
+const RESOURCE_TYPE_TOPIC: i8 = 2;
+/// DescribeConfigs' source of a topic's own override.
+const CONFIG_SOURCE_TOPIC: i8 = 1;
+/// IncrementalAlterConfigs operations.
+const OPERATION_SET: i8 = 0;
+const OPERATION_DELETE: i8 = 1;
+/// How long the broker may take over a topic change.
+const ADMIN_TIMEOUT_MS: i32 = 30_000;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// List topics with their partition counts and replication factors.
+    List {
+        /// Leave out internal topics such as __consumer_offsets.
+        #[arg(long)]
+        exclude_internal: bool,
+    },
+    /// Create a topic.
+    Create(CreateArgs),
+    /// Describe topics: partitions, leaders, replicas, ISR and configs.
+    Describe(DescribeArgs),
+    /// Add partitions or change a topic's configs.
+    Alter(AlterArgs),
+    /// Delete topics.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The topic to create.
+    #[arg(long)]
+    pub topic: String,
+    /// Partition count (default: the broker's num.partitions).
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Replication factor (default: the broker's default.replication.factor).
+    #[arg(long)]
+    pub replication_factor: Option<i16>,
+    /// A topic config, e.g. --config retention.ms=86400000 (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub configs: Vec<(String, String)>,
+    /// Succeed if the topic already exists.
+    #[arg(long)]
+    pub if_not_exists: bool,
+    /// Ask the broker to check the request without creating the topic.
+    #[arg(long)]
+    pub validate_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// Topics to describe (repeatable); all non-internal topics if none.
+    #[arg(long = "topic")]
+    pub topics: Vec<String>,
+    /// Show every config, not only the topic's own overrides.
+    #[arg(long)]
+    pub all_configs: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+    .args(["partitions", "configs", "delete_configs"])))]
+pub struct AlterArgs {
+    /// The topic to change.
+    #[arg(long)]
+    pub topic: String,
+    /// The new, larger partition count.
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Set a topic config (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub configs: Vec<(String, String)>,
+    /// Remove a topic config override, back to the broker default (repeatable).
+    #[arg(long = "delete-config", value_name = "KEY")]
+    pub delete_configs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Topics to delete (repeatable).
+    #[arg(long = "topic", required = true)]
+    pub topics: Vec<String>,
+    /// Succeed if a topic does not exist.
+    #[arg(long)]
+    pub if_exists: bool,
+}
+
+pub fn run(common: &Common, command: TopicsCommand) -> Result<ExitCode> {
+    let mut client = common.connect()?;
+    let output = common.output;
+    match command {
+        TopicsCommand::List { exclude_internal } => list(&mut client, output, exclude_internal),
+        TopicsCommand::Create(args) => create(&mut client, output, &args),
+        TopicsCommand::Describe(args) => describe(&mut client, output, &args),
+        TopicsCommand::Alter(args) => alter(&mut client, output, &args),
+        TopicsCommand::Delete(args) => delete(&mut client, output, &args),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn name_of(topic: &MetadataResponseTopic) -> &str {
+    topic.name.as_ref().map_or("", |name| name.0.as_str())
+}
+
+/// The replication factor as Kafka's tools show it: the replica count of
+/// the first partition.
+fn replication_factor(topic: &MetadataResponseTopic) -> usize {
+    topic
+        .partitions
+        .iter()
+        .min_by_key(|partition| partition.partition_index)
+        .map_or(0, |partition| partition.replica_nodes.len())
+}
+
+fn list(client: &mut Client, output: OutputFormat, exclude_internal: bool) -> Result<()> {
+    let metadata = client.metadata(None)?;
+    let mut topics: Vec<&MetadataResponseTopic> = metadata
+        .topics
+        .iter()
+        .filter(|topic| topic.error_code == 0 && !(exclude_internal && topic.is_internal))
+        .collect();
+    topics.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+    match output {
+        OutputFormat::Json => {
+            let list: Vec<Value> = topics
+                .iter()
+                .map(|topic| {
+                    json!({
+                        "topic": name_of(topic),
+                        "topic_id": topic_id_text(topic),
+                        "partitions": topic.partitions.len(),
+                        "replication_factor": replication_factor(topic),
+                        "internal": topic.is_internal,
+                    })
+                })
+                .collect();
+            write_stdout(&render_json(&Value::Array(list)))
+        }
+        OutputFormat::Table => {
+            let mut table = Table::new(&["TOPIC", "PARTITIONS", "REPLICATION-FACTOR"]);
+            for topic in topics {
+                table.row(vec![
+                    name_of(topic).to_string(),
+                    topic.partitions.len().to_string(),
+                    replication_factor(topic).to_string(),
+                ]);
+            }
+            write_stdout(&table.render())
+        }
+    }
+}
+
+fn create(client: &mut Client, output: OutputFormat, args: &CreateArgs) -> Result<()> {
+    let configs = args
+        .configs
+        .iter()
+        .map(|(name, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(name.clone()))
+                .with_value(Some(StrBytes::from_string(value.clone())))
+        })
+        .collect();
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(&args.topic))
+            .with_num_partitions(args.partitions.unwrap_or(-1))
+            .with_replication_factor(args.replication_factor.unwrap_or(-1))
+            .with_configs(configs)])
+        .with_timeout_ms(ADMIN_TIMEOUT_MS)
+        .with_validate_only(args.validate_only);
+    let response = client.any().call(&request, 7)?;
+    let result = response
+        .topics
+        .first()
+        .context("the broker answered CreateTopics with no topic")?;
+    let existed = result.error_code == TOPIC_ALREADY_EXISTS && args.if_not_exists;
+    if !existed {
+        KafkaError::check(
+            result.error_code,
+            result.error_message.as_ref(),
+            format!("creating topic '{}'", args.topic),
+        )?;
+    }
+    let verb = match (existed, args.validate_only) {
+        (true, _) => "Topic '{}' already exists.",
+        (false, true) => "Topic '{}' can be created (validate only).",
+        (false, false) => "Created topic '{}'.",
+    };
+    match output {
+        OutputFormat::Json => write_stdout(&render_json(&json!({
+            "topic": args.topic,
+            "created": !existed && !args.validate_only,
+            "already_exists": existed,
+            "partitions": (result.num_partitions > 0).then_some(result.num_partitions),
+            "replication_factor":
+                (result.replication_factor > 0).then_some(result.replication_factor),
+        }))),
+        OutputFormat::Table => write_stdout(&format!("{}\n", verb.replace("{}", &args.topic))),
+    }
+}
+
+/// A topic's configs from DescribeConfigs: name -> (value, source).
+type TopicConfigs = BTreeMap<String, (Option<String>, i8)>;
+
+fn describe_configs(
+    client: &mut Client,
+    topics: &[String],
+) -> Result<BTreeMap<String, TopicConfigs>> {
+    if topics.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let request = DescribeConfigsRequest::default().with_resources(
+        topics
+            .iter()
+            .map(|topic| {
+                DescribeConfigsResource::default()
+                    .with_resource_type(RESOURCE_TYPE_TOPIC)
+                    .with_resource_name(StrBytes::from_string(topic.clone()))
+                    .with_configuration_keys(None)
+            })
+            .collect(),
+    );
+    let response = client.any().call(&request, 4)?;
+    let mut configs = BTreeMap::new();
+    for result in &response.results {
+        let topic = result.resource_name.to_string();
+        KafkaError::check(
+            result.error_code,
+            result.error_message.as_ref(),
+            format!("describing the configs of topic '{topic}'"),
+        )?;
+        let entries = result
+            .configs
+            .iter()
+            .map(|entry| {
+                (
+                    entry.name.to_string(),
+                    (
+                        entry.value.as_ref().map(|v| v.to_string()),
+                        entry.config_source,
+                    ),
+                )
+            })
+            .collect();
+        configs.insert(topic, entries);
+    }
+    Ok(configs)
+}
+
+fn describe(client: &mut Client, output: OutputFormat, args: &DescribeArgs) -> Result<()> {
+    let wanted = (!args.topics.is_empty()).then_some(args.topics.as_slice());
+    let metadata = client.metadata(wanted)?;
+    let mut topics: Vec<&MetadataResponseTopic> = Vec::new();
+    for topic in &metadata.topics {
+        if wanted.is_none() && (topic.is_internal || topic.error_code != 0) {
+            continue;
+        }
+        let name = name_of(topic);
+        let sentence = if topic.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+            format!("Topic '{name}' does not exist.")
+        } else {
+            format!("describing topic '{name}'")
+        };
+        KafkaError::check(topic.error_code, None, sentence)?;
+        topics.push(topic);
+    }
+    topics.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+    let names: Vec<String> = topics
+        .iter()
+        .map(|topic| name_of(topic).to_string())
+        .collect();
+    let configs = describe_configs(client, &names)?;
+    let shown = |topic: &str| -> Vec<(String, String)> {
+        configs
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .filter(|(_, (_, source))| args.all_configs || *source == CONFIG_SOURCE_TOPIC)
+            .map(|(name, (value, _))| (name.clone(), value.clone().unwrap_or_default()))
+            .collect()
+    };
+    match output {
+        OutputFormat::Json => {
+            let list: Vec<Value> = topics
+                .iter()
+                .map(|topic| describe_json(topic, &shown(name_of(topic))))
+                .collect();
+            write_stdout(&render_json(&Value::Array(list)))
+        }
+        OutputFormat::Table => {
+            let mut text = String::new();
+            for (index, topic) in topics.iter().enumerate() {
+                if index > 0 {
+                    text.push('\n');
+                }
+                text.push_str(&describe_table(topic, &shown(name_of(topic))));
+            }
+            write_stdout(&text)
+        }
+    }
+}
+
+fn sorted_partitions(
+    topic: &MetadataResponseTopic,
+) -> Vec<&kafka_protocol::messages::metadata_response::MetadataResponsePartition> {
+    let mut partitions: Vec<_> = topic.partitions.iter().collect();
+    partitions.sort_by_key(|partition| partition.partition_index);
+    partitions
+}
+
+fn ids(brokers: &[kafka_protocol::messages::BrokerId]) -> Vec<i32> {
+    brokers.iter().map(|broker| broker.0).collect()
+}
+
+fn describe_json(topic: &MetadataResponseTopic, configs: &[(String, String)]) -> Value {
+    let partitions: Vec<Value> = sorted_partitions(topic)
+        .into_iter()
+        .map(|partition| {
+            json!({
+                "partition": partition.partition_index,
+                "leader": partition.leader_id.0,
+                "leader_epoch": partition.leader_epoch,
+                "replicas": ids(&partition.replica_nodes),
+                "isr": ids(&partition.isr_nodes),
+                "offline_replicas": ids(&partition.offline_replicas),
+            })
+        })
+        .collect();
+    let configs: serde_json::Map<String, Value> = configs
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+        .collect();
+    json!({
+        "topic": name_of(topic),
+        "topic_id": topic_id_text(topic),
+        "internal": topic.is_internal,
+        "partition_count": topic.partitions.len(),
+        "replication_factor": replication_factor(topic),
+        "configs": configs,
+        "partitions": partitions,
+    })
+}
+
+/// Kafka's layout: one summary line, then a table of partitions.
+fn describe_table(topic: &MetadataResponseTopic, configs: &[(String, String)]) -> String {
+    let configs = configs
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut text = format!(
+        "Topic: {}  TopicId: {}  PartitionCount: {}  ReplicationFactor: {}  Configs: {}\n",
+        name_of(topic),
+        topic_id_text(topic),
+        topic.partitions.len(),
+        replication_factor(topic),
+        configs
+    );
+    let mut table = Table::new(&["PARTITION", "LEADER", "REPLICAS", "ISR"]);
+    for partition in sorted_partitions(topic) {
+        table.row(vec![
+            partition.partition_index.to_string(),
+            partition.leader_id.0.to_string(),
+            join_ids(&ids(&partition.replica_nodes)),
+            join_ids(&ids(&partition.isr_nodes)),
+        ]);
+    }
+    text.push_str(&table.render());
+    text
+}
+
+fn topic_id_text(topic: &MetadataResponseTopic) -> String {
+    kafka_uuid(topic.topic_id.as_bytes())
+}
+
+/// A UUID as Kafka prints it: URL-safe base64 without padding (22 chars).
+pub fn kafka_uuid(bytes: &[u8; 16]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let mut group = [0u8; 3];
+        group[..chunk.len()].copy_from_slice(chunk);
+        let bits = u32::from_be_bytes([0, group[0], group[1], group[2]]);
+        let characters = chunk.len() + 1; // 1 byte -> 2 chars, 2 -> 3, 3 -> 4
+        for index in 0..characters {
+            let sextet = (bits >> (18 - 6 * index)) & 0x3f;
+            out.push(ALPHABET[sextet as usize] as char);
+        }
+    }
+    out
+}
+
+fn alter(client: &mut Client, output: OutputFormat, args: &AlterArgs) -> Result<()> {
+    let mut changes = Vec::new();
+    if let Some(count) = args.partitions {
+        add_partitions(client, &args.topic, count)?;
+        changes.push(format!("partitions={count}"));
+    }
+    if !args.configs.is_empty() || !args.delete_configs.is_empty() {
+        alter_configs(client, args)?;
+        changes.extend(args.configs.iter().map(|(k, v)| format!("{k}={v}")));
+        changes.extend(args.delete_configs.iter().map(|k| format!("-{k}")));
+    }
+    match output {
+        OutputFormat::Json => write_stdout(&render_json(&json!({
+            "topic": args.topic,
+            "partitions": args.partitions,
+            "set_configs": args.configs.iter().cloned().collect::<BTreeMap<_, _>>(),
+            "deleted_configs": args.delete_configs,
+        }))),
+        OutputFormat::Table => write_stdout(&format!(
+            "Altered topic '{}': {}\n",
+            args.topic,
+            changes.join(", ")
+        )),
+    }
+}
+
+fn add_partitions(client: &mut Client, topic: &str, count: i32) -> Result<()> {
+    let request = CreatePartitionsRequest::default()
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(topic_name(topic))
+            .with_count(count)
+            .with_assignments(None)])
+        .with_timeout_ms(ADMIN_TIMEOUT_MS);
+    let response = client.any().call(&request, 3)?;
+    for result in &response.results {
+        KafkaError::check(
+            result.error_code,
+            result.error_message.as_ref(),
+            format!("raising the partition count of topic '{topic}' to {count}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// IncrementalAlterConfigs when the broker serves it; otherwise AlterConfigs
+/// with the topic's current overrides merged in (AlterConfigs replaces the
+/// whole set).
+fn alter_configs(client: &mut Client, args: &AlterArgs) -> Result<()> {
+    let topic = &args.topic;
+    let context = format!("altering the configs of topic '{topic}'");
+    let connection = client.any();
+    if connection.supports::<IncrementalAlterConfigsRequest>() {
+        use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+        let set = args.configs.iter().map(|(name, value)| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(name.clone()))
+                .with_config_operation(OPERATION_SET)
+                .with_value(Some(StrBytes::from_string(value.clone())))
+        });
+        let delete = args.delete_configs.iter().map(|name| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(name.clone()))
+                .with_config_operation(OPERATION_DELETE)
+                .with_value(None)
+        });
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TYPE_TOPIC)
+                .with_resource_name(StrBytes::from_string(topic.clone()))
+                .with_configs(set.chain(delete).collect()),
+        ]);
+        let response = connection.call(&request, 1)?;
+        for result in &response.responses {
+            KafkaError::check(
+                result.error_code,
+                result.error_message.as_ref(),
+                context.clone(),
+            )?;
+        }
+        return Ok(());
+    }
+    if !connection.supports::<AlterConfigsRequest>() {
+        bail!(KafkaError {
+            code: 35,
+            message: None,
+            context: format!(
+                "the broker at {} supports neither IncrementalAlterConfigs nor AlterConfigs, \
+                 so topic configs cannot be changed",
+                connection.address
+            ),
+        });
+    }
+    let current = describe_configs(client, std::slice::from_ref(topic))?;
+    let mut overrides: BTreeMap<String, Option<String>> = current
+        .get(topic)
+        .into_iter()
+        .flatten()
+        .filter(|(_, (_, source))| *source == CONFIG_SOURCE_TOPIC)
+        .map(|(name, (value, _))| (name.clone(), value.clone()))
+        .collect();
+    for (name, value) in &args.configs {
+        overrides.insert(name.clone(), Some(value.clone()));
+    }
+    for name in &args.delete_configs {
+        overrides.remove(name);
+    }
+    use alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let request =
+        AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_TYPE_TOPIC)
+            .with_resource_name(StrBytes::from_string(topic.clone()))
+            .with_configs(
+                overrides
+                    .into_iter()
+                    .map(|(name, value)| {
+                        AlterableConfig::default()
+                            .with_name(StrBytes::from_string(name))
+                            .with_value(value.map(StrBytes::from_string))
+                    })
+                    .collect(),
+            )]);
+    let response = client.any().call(&request, 2)?;
+    for result in &response.responses {
+        KafkaError::check(
+            result.error_code,
+            result.error_message.as_ref(),
+            context.clone(),
+        )?;
+    }
+    Ok(())
+}
+
+fn delete(client: &mut Client, output: OutputFormat, args: &DeleteArgs) -> Result<()> {
+    let connection = client.any();
+    let version = connection.version::<DeleteTopicsRequest>(6)?;
+    let mut request = DeleteTopicsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS);
+    request = if version >= 6 {
+        request.with_topics(
+            args.topics
+                .iter()
+                .map(|topic| DeleteTopicState::default().with_name(Some(topic_name(topic))))
+                .collect(),
+        )
+    } else {
+        request.with_topic_names(args.topics.iter().map(|topic| topic_name(topic)).collect())
+    };
+    let response = connection.call_at(&request, version)?;
+    let mut deleted = Vec::new();
+    let mut missing = Vec::new();
+    for result in &response.responses {
+        let name = result
+            .name
+            .as_ref()
+            .map_or("", |name| name.0.as_str())
+            .to_string();
+        if result.error_code == UNKNOWN_TOPIC_OR_PARTITION && args.if_exists {
+            missing.push(name);
+            continue;
+        }
+        let sentence = if result.error_code == UNKNOWN_TOPIC_OR_PARTITION {
+            format!("Topic '{name}' does not exist.")
+        } else {
+            format!("deleting topic '{name}'")
+        };
+        KafkaError::check(result.error_code, result.error_message.as_ref(), sentence)?;
+        deleted.push(name);
+    }
+    match output {
+        OutputFormat::Json => write_stdout(&render_json(&json!({
+            "deleted": deleted,
+            "did_not_exist": missing,
+        }))),
+        OutputFormat::Table => {
+            let mut text = String::new();
+            for name in &deleted {
+                text.push_str(&format!("Deleted topic '{name}'.\n"));
+            }
+            for name in &missing {
+                text.push_str(&format!("Topic '{name}' does not exist.\n"));
+            }
+            write_stdout(&text)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+    use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
+    use kafka_protocol::messages::{BrokerId, TopicName};
+
+    #[test]
+    fn topic_ids_print_as_kafka_does() {
+        // Kafka prints Uuid(0x..., 0x...) as URL-safe base64 without padding.
+        assert_eq!(kafka_uuid(&[0; 16]), "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(kafka_uuid(&[0xff; 16]), "_____________________w");
+        let bytes = *uuid::Uuid::parse_str("eb09990c-46d7-4790-b688-587540b0508c")
+            .unwrap()
+            .as_bytes();
+        assert_eq!(kafka_uuid(&bytes), "6wmZDEbXR5C2iFh1QLBQjA");
+    }
+
+    #[test]
+    fn describe_table_lists_partitions_in_order() {
+        let partition = |index: i32| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(1))
+                .with_replica_nodes(vec![BrokerId(1)])
+                .with_isr_nodes(vec![BrokerId(1)])
+        };
+        let topic = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("orders"))))
+            .with_partitions(vec![partition(1), partition(0)]);
+        let text = describe_table(&topic, &[("retention.ms".into(), "1000".into())]);
+        assert_eq!(
+            text,
+            "Topic: orders  TopicId: AAAAAAAAAAAAAAAAAAAAAA  PartitionCount: 2  \
+             ReplicationFactor: 1  Configs: retention.ms=1000\n\
+             PARTITION  LEADER  REPLICAS  ISR\n\
+             0          1       1         1\n\
+             1          1       1         1\n"
+        );
+    }
+
+    #[test]
+    fn create_takes_repeated_configs() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "topics",
+            "create",
+            "--topic",
+            "t",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=10",
+            "--config",
+            "cleanup.policy=compact",
+        ])
+        .unwrap();
+        let crate::cli::Command::Topics {
+            action: TopicsCommand::Create(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.partitions, Some(3));
+        assert_eq!(args.replication_factor, None);
+        assert_eq!(args.configs.len(), 2);
+        assert_eq!(args.configs[1], ("cleanup.policy".into(), "compact".into()));
+    }
+
+    #[test]
+    fn alter_needs_a_change_and_delete_needs_a_topic() {
+        assert!(Cli::try_parse_from(["sluice", "topics", "alter", "--topic", "t"]).is_err());
+        assert!(Cli::try_parse_from(["sluice", "topics", "delete"]).is_err());
+        assert!(Cli::try_parse_from([
+            "sluice",
+            "topics",
+            "alter",
+            "--topic",
+            "t",
+            "--delete-config",
+            "retention.ms"
+        ])
+        .is_ok());
+    }
+}
