@@ -158,6 +158,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub records: Option<u64>,
 
+    /// Consume as members of this consumer group (classic protocol, range
+    /// assignment, commits on rebalance and exit) instead of reading
+    /// assigned partitions.
+    #[arg(long)]
+    pub group: Option<String>,
     /// Where consumers start (consume workload; end to end starts at the end).
     #[arg(long, value_enum, default_value_t = StartFrom::Earliest)]
     pub from: StartFrom,

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest};
 
 use crate::admin::{topic_name, TopicLayout};
 use crate::batch::parse_batches;
+use crate::group::{GroupMember, Poll};
 use crate::payload::ValueHeader;
 use crate::rate::WallClock;
 use crate::stats::{Metrics, Recorder};
@@ -40,6 +41,9 @@ pub struct ConsumerConfig {
     pub request_timeout: Duration,
     pub wall_clock: WallClock,
     pub records_max: Option<u64>,
+    /// Consumer group to join; `None` reads assigned partitions.
+    pub group: Option<String>,
+    pub bootstrap: String,
 }
 
 /// Where consumers stop: set by the coordinator when the producers are done
@@ -69,6 +73,7 @@ pub fn run_consumer(
 }
 
 struct LeaderSession {
+    leader: i32,
     connection: Connection,
     version: i16,
     partitions: Vec<i32>,
@@ -77,35 +82,31 @@ struct LeaderSession {
 fn consume(
     config: &ConsumerConfig,
     index: usize,
-    mut offsets: BTreeMap<i32, i64>,
+    start_offsets: BTreeMap<i32, i64>,
     end_offsets: &EndOffsets,
     metrics: &Arc<Metrics>,
 ) -> Result<ConsumerOutcome> {
-    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-    for partition in offsets.keys() {
-        by_leader
-            .entry(config.layout.leaders[*partition as usize])
-            .or_default()
-            .push(*partition);
-    }
-    let mut sessions = Vec::new();
-    for (leader, partitions) in by_leader {
-        let client_id = format!("{}-c{index}", config.client_id);
-        let connection = Connection::connect(
-            config.layout.address(leader)?,
-            &client_id,
-            config.request_timeout + config.max_wait,
-        )?;
-        let version = connection.versions.pick::<FetchRequest>(12)?;
-        if version < 4 {
-            bail!("the broker serves Fetch only below v4 (no v2 record batches)");
+    let client_id = format!("{}-c{index}", config.client_id);
+    let mut connections: BTreeMap<i32, Connection> = BTreeMap::new();
+    // In a group, the coordinator decides the partitions; `start_offsets`
+    // then only says where to start a partition nobody committed.
+    let (mut member, mut offsets) = match &config.group {
+        Some(group) => {
+            let (mut member, assigned) = GroupMember::join(
+                &config.bootstrap,
+                group,
+                &config.layout.topic,
+                config.layout.partitions(),
+                &client_id,
+                config.request_timeout,
+            )?;
+            let offsets = starting_positions(&mut member, &assigned, &start_offsets)?;
+            (Some(member), offsets)
         }
-        sessions.push(LeaderSession {
-            connection,
-            version,
-            partitions,
-        });
-    }
+        None => (None, start_offsets.clone()),
+    };
+    let mut sessions = sessions_for(config, &client_id, &offsets, &mut connections)?;
+    metrics.consumers_ready.fetch_add(1, Ordering::Relaxed);
     let mut outcome = ConsumerOutcome::default();
     let mut recorder = Recorder::e2e(metrics.clone());
     loop {
@@ -120,6 +121,20 @@ fn consume(
                 break;
             }
         }
+        if let Some(member) = member.as_mut() {
+            if let Poll::Reassigned(assigned) = member.poll(&offsets)? {
+                offsets = starting_positions(member, &assigned, &start_offsets)?;
+                for session in sessions.drain(..) {
+                    connections.insert(session.leader, session.connection);
+                }
+                sessions = sessions_for(config, &client_id, &offsets, &mut connections)?;
+            }
+        }
+        if sessions.is_empty() {
+            // A group member without partitions waits for a rebalance.
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
         for session in &mut sessions {
             fetch_once(
                 config,
@@ -131,8 +146,74 @@ fn consume(
             )?;
         }
     }
+    if let Some(member) = member.as_mut() {
+        // What was read stays valid if leaving fails; the group then
+        // notices by session timeout.
+        if let Err(error) = member.leave(&offsets) {
+            eprintln!("warning: consumer {index} could not leave the group: {error:#}");
+        }
+    }
     outcome.offsets = offsets;
     Ok(outcome)
+}
+
+/// Committed offsets of a new assignment, else the run's start offsets.
+fn starting_positions(
+    member: &mut GroupMember,
+    assigned: &[i32],
+    start_offsets: &BTreeMap<i32, i64>,
+) -> Result<BTreeMap<i32, i64>> {
+    let committed = member.committed(assigned)?;
+    assigned
+        .iter()
+        .map(|partition| {
+            let offset = committed
+                .get(partition)
+                .or_else(|| start_offsets.get(partition))
+                .copied()
+                .with_context(|| format!("no start offset for partition {partition}"))?;
+            Ok((*partition, offset))
+        })
+        .collect()
+}
+
+/// One session per leader of the partitions in `offsets`, reusing open
+/// connections.
+fn sessions_for(
+    config: &ConsumerConfig,
+    client_id: &str,
+    offsets: &BTreeMap<i32, i64>,
+    connections: &mut BTreeMap<i32, Connection>,
+) -> Result<Vec<LeaderSession>> {
+    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for partition in offsets.keys() {
+        by_leader
+            .entry(config.layout.leaders[*partition as usize])
+            .or_default()
+            .push(*partition);
+    }
+    let mut sessions = Vec::new();
+    for (leader, partitions) in by_leader {
+        let connection = match connections.remove(&leader) {
+            Some(connection) => connection,
+            None => Connection::connect(
+                config.layout.address(leader)?,
+                client_id,
+                config.request_timeout + config.max_wait,
+            )?,
+        };
+        let version = connection.versions.pick::<FetchRequest>(12)?;
+        if version < 4 {
+            bail!("the broker serves Fetch only below v4 (no v2 record batches)");
+        }
+        sessions.push(LeaderSession {
+            leader,
+            connection,
+            version,
+            partitions,
+        });
+    }
+    Ok(sessions)
 }
 
 fn reached_records_max(config: &ConsumerConfig, metrics: &Metrics) -> bool {

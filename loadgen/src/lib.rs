@@ -16,7 +16,7 @@
 //!   named with offsets.
 //!
 //! Module map: `cli` (flags), `run` (one run's orchestration), `producer`,
-//! `consumer`, `admin` (topic setup, offsets), `wire` (connections, frames),
+//! `consumer`, `group` (consumer-group membership), `admin` (topic setup, offsets), `wire` (connections, frames),
 //! `batch` (v2 record batches), `payload` (value header, keys, partitioner),
 //! `rate` (schedule, coordinated omission), `stats` (histograms, progress,
 //! HDR log), `verify`, `report` (table, JSON), `plot` (SVG), `limits` (the machine's raw
@@ -26,6 +26,7 @@ pub mod admin;
 pub mod batch;
 pub mod cli;
 pub mod consumer;
+pub mod group;
 pub mod limits;
 pub mod payload;
 pub mod plot;

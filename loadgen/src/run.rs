@@ -62,21 +62,7 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         )?);
     }
 
-    let start = Instant::now();
-    let metrics = Arc::new(Metrics::new(start, args.warmup));
-    let end = start + args.warmup + args.duration;
-    let reporter_done = Arc::new(AtomicBool::new(false));
-    let reporter = spawn_reporter(
-        metrics.clone(),
-        reporter_done.clone(),
-        ProgressConfig {
-            show_produce: produce,
-            show_consume: consume,
-            quiet: args.quiet,
-        },
-        args.hdr_log.clone(),
-    );
-
+    let metrics = Arc::new(Metrics::new(Instant::now(), args.warmup));
     let consumers = match &start_offsets {
         Some(offsets) => spawn_consumers(
             args,
@@ -90,6 +76,30 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         )?,
         None => Vec::new(),
     };
+    // Producers start once every consumer has its partitions (a group join
+    // can take seconds), so joining does not count as end-to-end latency.
+    if workload == Workload::E2e {
+        let deadline = Instant::now() + timeout;
+        let expected = consumers.len() as u64;
+        sleep_until(deadline, &metrics, || {
+            metrics.consumers_ready.load(Ordering::Relaxed) >= expected
+                || consumers.iter().any(|handle| handle.is_finished())
+        });
+    }
+    let start = Instant::now();
+    metrics.begin(start, args.warmup);
+    let end = start + args.warmup + args.duration;
+    let reporter_done = Arc::new(AtomicBool::new(false));
+    let reporter = spawn_reporter(
+        metrics.clone(),
+        reporter_done.clone(),
+        ProgressConfig {
+            show_produce: produce,
+            show_consume: consume,
+            quiet: args.quiet,
+        },
+        args.hdr_log.clone(),
+    );
     let records_per_second = args
         .rate
         .map(|rate| rate.records_per_second(args.record_size));
@@ -110,7 +120,7 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
     };
 
     // Measure from the end of the warm-up to the end of the duration.
-    sleep_until(metrics.warmup_end, &metrics, || false);
+    sleep_until(metrics.warmup_end(), &metrics, || false);
     let warm = (
         Instant::now(),
         metrics.produced.snapshot(),
@@ -380,6 +390,8 @@ fn spawn_consumers(
         drop_record: args.drop_acked.map(|sequence| (0, 0, sequence)),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         wall_clock,
+        group: args.group.clone(),
+        bootstrap: args.bootstrap.clone(),
         records_max: if args.records.is_some()
             && start_offsets.len() == layout.partitions()
             && !verify_mode
@@ -389,12 +401,20 @@ fn spawn_consumers(
             None
         },
     });
-    let consumers = args.consumers.min(layout.partitions());
+    let consumers = if args.group.is_some() {
+        args.consumers
+    } else {
+        args.consumers.min(layout.partitions())
+    };
     let mut handles = Vec::new();
     for index in 0..consumers {
+        // In a group every member knows every start offset; the group
+        // assigns the partitions.
         let assigned: BTreeMap<i32, i64> = start_offsets
             .iter()
-            .filter(|(partition, _)| **partition as usize % consumers == index)
+            .filter(|(partition, _)| {
+                args.group.is_some() || **partition as usize % consumers == index
+            })
             .map(|(partition, offset)| (*partition, *offset))
             .collect();
         let config = config.clone();

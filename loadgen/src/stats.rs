@@ -78,8 +78,13 @@ impl Counter {
 
 /// Everything the workers share.
 pub struct Metrics {
-    pub start: Instant,
-    pub warmup_end: Instant,
+    /// When measuring starts: workers read it through `start()` and
+    /// `warmup_end()`, and `begin` moves it once consumers are ready.
+    base: Instant,
+    start_ns: AtomicU64,
+    warmup_end_ns: AtomicU64,
+    /// Consumers that have their partitions and are fetching.
+    pub consumers_ready: AtomicU64,
     pub produce_latency: LatencyMetric,
     pub e2e_latency: LatencyMetric,
     /// Records acknowledged (or sent, with acks=0), with their value bytes.
@@ -99,8 +104,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(start: Instant, warmup: Duration) -> Metrics {
         Metrics {
-            start,
-            warmup_end: start + warmup,
+            base: start,
+            start_ns: AtomicU64::new(0),
+            warmup_end_ns: AtomicU64::new(warmup.as_nanos() as u64),
+            consumers_ready: AtomicU64::new(0),
             produce_latency: LatencyMetric::new("produce"),
             e2e_latency: LatencyMetric::new("e2e"),
             produced: Counter::default(),
@@ -112,6 +119,24 @@ impl Metrics {
             stop: AtomicBool::new(false),
             failures: Mutex::default(),
         }
+    }
+
+    pub fn start(&self) -> Instant {
+        self.base + Duration::from_nanos(self.start_ns.load(Ordering::Relaxed))
+    }
+
+    pub fn warmup_end(&self) -> Instant {
+        self.base + Duration::from_nanos(self.warmup_end_ns.load(Ordering::Relaxed))
+    }
+
+    /// Starts the measured run at `start` (after consumers joined their
+    /// group, so joining is not counted as latency).
+    pub fn begin(&self, start: Instant, warmup: Duration) {
+        let offset = start.saturating_duration_since(self.base);
+        self.start_ns
+            .store(offset.as_nanos() as u64, Ordering::Relaxed);
+        self.warmup_end_ns
+            .store((offset + warmup).as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub fn count_error(map: &Mutex<BTreeMap<i16, u64>>, code: i16, records: u64) {
@@ -167,7 +192,7 @@ impl Recorder {
 
     /// Call once per response with its completion time, before `record`.
     pub fn at(&mut self, now: Instant) {
-        if !self.measuring && now >= self.metrics.warmup_end {
+        if !self.measuring && now >= self.metrics.warmup_end() {
             self.flush();
             self.measuring = true;
         } else if now.duration_since(self.last_flush) >= FLUSH_INTERVAL {
@@ -232,7 +257,8 @@ fn reporter(
         None => Box::new(std::io::sink()),
     };
     let mut serializer = V2DeflateSerializer::new();
-    let start_wall = SystemTime::now() - metrics.start.elapsed();
+    let start = metrics.start();
+    let start_wall = SystemTime::now() - start.elapsed();
     let mut builder = IntervalLogWriterBuilder::new();
     builder
         .add_comment("sluice loadgen: latencies in microseconds; tags: produce (acknowledgement), e2e (end to end)")
@@ -240,7 +266,7 @@ fn reporter(
         .with_base_time(start_wall)
         .with_max_value_divisor(1000.0);
     let mut log = builder.begin_log_with(&mut out, &mut serializer)?;
-    let mut interval_start = metrics.start;
+    let mut interval_start = start;
     let mut last = (metrics.produced.snapshot(), metrics.consumed.snapshot());
     loop {
         let next_tick = interval_start + Duration::from_secs(1);
@@ -250,7 +276,7 @@ fn reporter(
         }
         let finishing = done.load(Ordering::Relaxed);
         let interval_end = if finishing { Instant::now() } else { next_tick };
-        let elapsed = interval_end.saturating_duration_since(metrics.start);
+        let elapsed = interval_end.saturating_duration_since(start);
         let mut p99 = Vec::new();
         for metric in [&metrics.produce_latency, &metrics.e2e_latency] {
             let interval = metric.take_interval();
@@ -258,7 +284,7 @@ fn reporter(
                 let tag = Tag::new(metric.name);
                 log.write_histogram(
                     &interval,
-                    interval_start.saturating_duration_since(metrics.start),
+                    interval_start.saturating_duration_since(start),
                     interval_end.saturating_duration_since(interval_start),
                     tag,
                 )
@@ -281,7 +307,7 @@ fn reporter(
         let now = (metrics.produced.snapshot(), metrics.consumed.snapshot());
         if !config.quiet && !finishing {
             let mut line = format!("{:>5.0}s", elapsed.as_secs_f64());
-            if interval_end <= metrics.warmup_end {
+            if interval_end <= metrics.warmup_end() {
                 line.push_str(" (warm-up)");
             }
             if config.show_produce {

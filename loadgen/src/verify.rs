@@ -119,14 +119,30 @@ impl SeenLog {
         }
     }
 
+    /// Merges another consumer's log. A partition read by two consumers (a
+    /// group moved it) is a union: a record both saw is a duplicate.
     pub fn merge(&mut self, other: SeenLog) {
         for (stream, seen) in other.streams {
-            let previous = self.streams.insert(stream, seen);
-            assert!(
-                previous.is_none(),
-                "two consumers read partition {}",
-                stream.1
-            );
+            let Some(mine) = self.streams.get_mut(&stream) else {
+                self.streams.insert(stream, seen);
+                continue;
+            };
+            mine.count += seen.count;
+            mine.duplicates.extend(seen.duplicates);
+            mine.reorders.extend(seen.reorders);
+            for (word, bits) in seen.bits.iter().enumerate() {
+                if word >= mine.bits.len() {
+                    mine.bits.resize(word + 1, 0);
+                }
+                let mut both = *bits & mine.bits[word];
+                while both != 0 {
+                    let bit = u64::from(both.trailing_zeros());
+                    mine.duplicates.push((word as u64 * 64 + bit, -1));
+                    both &= both - 1;
+                }
+                mine.bits[word] |= bits;
+            }
+            mine.highest = mine.highest.max(seen.highest);
         }
     }
 }
@@ -337,6 +353,15 @@ mod tests {
         let log = acks(&[(0, 0, 0, 5, 100), (0, 0, 5, 5, 105), (0, 0, 10, 1, 200)]);
         assert_eq!(log.ranges[&(0, 0)].len(), 2);
         assert_eq!(log.acknowledged(), 11);
+    }
+
+    #[test]
+    fn a_partition_read_by_two_consumers_merges() {
+        let mut first = seen(&[(0, 0, 0), (0, 0, 1)]);
+        let second = seen(&[(0, 0, 1), (0, 0, 2)]);
+        first.merge(second);
+        let report = check(&acks(&[(0, 0, 0, 3, 0)]), &first);
+        assert_eq!((report.lost, report.duplicated), (0, 1), "{report:#?}");
     }
 
     #[test]
