@@ -588,3 +588,121 @@ fn compaction_keeps_the_last_record_per_key_and_preserves_offsets() {
         log.close().await.unwrap();
     });
 }
+
+/// Resolves `future` or panics after `ms` milliseconds.
+async fn within<T>(ms: u64, future: impl Future<Output = T>) -> T {
+    let timeout = async {
+        glommio::timer::sleep(std::time::Duration::from_millis(ms)).await;
+        panic!("timed out after {ms} ms");
+    };
+    futures_lite::future::or(future, timeout).await
+}
+
+#[test]
+fn flush_policy_follows_flush_messages_and_flush_ms() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().to_path_buf();
+    run(move || async move {
+        let shard = shard(&dir).await;
+        let by_count = LogConfig {
+            flush_messages: 5,
+            flush_ms: None,
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.join("count-0"), by_count, &shard)
+            .await
+            .unwrap();
+        assert!(!log.config().syncs_every_append());
+        for i in 0..4 {
+            log.append(&batch(1, Some(b"k"), Some(&value(i)), 1), 1)
+                .await
+                .unwrap();
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(
+            log.durable_end_offset(),
+            Offset(0),
+            "four records stay unsynced"
+        );
+        assert_eq!(shard.flush_stats().syncs, 0);
+        let info = log
+            .append(&batch(1, Some(b"k"), Some(b"fifth"), 1), 1)
+            .await
+            .unwrap();
+        within(2000, log.wait_durable(info.last_offset))
+            .await
+            .unwrap();
+        assert_eq!(shard.flush_stats().records, 5);
+
+        let by_time = LogConfig {
+            flush_messages: u64::MAX,
+            flush_ms: Some(100),
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.join("time-0"), by_time, &shard)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let info = log
+            .append(&batch(1, Some(b"k"), Some(b"v"), 1), 1)
+            .await
+            .unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(30)).await;
+        assert_eq!(
+            log.durable_end_offset(),
+            Offset(0),
+            "not synced before flush.ms"
+        );
+        within(2000, log.wait_durable(info.last_offset))
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(100));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn leader_epochs_are_checkpointed_and_truncated() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().to_path_buf();
+    run(move || async move {
+        let shard = shard(&dir).await;
+        let path = dir.join("t-0");
+        let log = PartitionLog::open(&path, small_config(), &shard)
+            .await
+            .unwrap();
+        log.assign_leader_epoch(1, Offset(0)).await.unwrap();
+        for i in 0..10 {
+            log.append(&batch(1, Some(b"k"), Some(&value(i)), 1), 1)
+                .await
+                .unwrap();
+        }
+        log.assign_leader_epoch(2, Offset(10)).await.unwrap();
+        log.assign_leader_epoch(2, Offset(12)).await.unwrap(); // not newer: ignored
+        for i in 0..10 {
+            log.append(&batch(1, Some(b"k"), Some(&value(i)), 1), 1)
+                .await
+                .unwrap();
+        }
+        let epochs = |list: Vec<EpochEntry>| {
+            list.iter()
+                .map(|e| (e.epoch, e.start_offset.0))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(epochs(log.leader_epochs()), vec![(1, 0), (2, 10)]);
+        log.close().await.unwrap();
+        let log = PartitionLog::open(&path, small_config(), &shard)
+            .await
+            .unwrap();
+        assert_eq!(epochs(log.leader_epochs()), vec![(1, 0), (2, 10)]);
+        log.truncate_to(Offset(7)).await.unwrap();
+        assert_eq!(epochs(log.leader_epochs()), vec![(1, 0)]);
+        drop(log); // crash: the truncated epochs were checkpointed
+        let log = PartitionLog::open(&path, small_config(), &shard)
+            .await
+            .unwrap();
+        assert_eq!(epochs(log.leader_epochs()), vec![(1, 0)]);
+        assert_eq!(log.log_end_offset(), Offset(7));
+        log.close().await.unwrap();
+    });
+}
