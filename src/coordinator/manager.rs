@@ -557,6 +557,12 @@ impl GroupManager {
             }
         });
         group.transition(GroupState::PreparingRebalance, now_ms);
+        tracing::info!(
+            group = %group.group_id,
+            generation = group.generation_id,
+            members = group.members.len(),
+            "preparing to rebalance"
+        );
         Self::try_complete_join(group, now_ms, outbox);
     }
 
@@ -613,6 +619,13 @@ impl GroupManager {
         }
         group.protocol_name = group.select_protocol();
         group.transition(GroupState::CompletingRebalance, now_ms);
+        tracing::info!(
+            group = %group.group_id,
+            generation = group.generation_id,
+            members = group.members.len(),
+            protocol = group.protocol_name.as_deref().unwrap_or(""),
+            "join phase complete"
+        );
         group.pending_sync = group.members.keys().cloned().collect();
         group.sync_deadline_ms = Some(now_ms + group.rebalance_timeout_ms());
         let leader = group.leader_id.clone().unwrap_or_default();
@@ -900,6 +913,7 @@ impl GroupManager {
                 ) && !late.is_empty()
                 {
                     for member_id in &late {
+                        tracing::info!(group = %group.group_id, member = %member_id, "no SyncGroup within the rebalance timeout: member removed");
                         Self::remove_member_and_update_group(
                             group, config, member_id, now_ms, outbox,
                         );

@@ -371,7 +371,13 @@ def test_kafka_python_sticky_assignor_group(group_broker, admin):
             owned = [assignments.get(i, []) for i in range(2)]
             return all(owned) and sorted(owned[0] + owned[1]) == list(range(PARTITIONS))
 
-        wait_until(split, timeout=60, what="sticky assignment over two kafka-python members")
+        try:
+            wait_until(split, timeout=60, what="sticky assignment over two kafka-python members")
+        except AssertionError as error:
+            state = describe(admin, group)
+            members = [(m.member_id, [tp.partition for tp in m.assignment.topic_partitions])
+                       for m in state.members]
+            raise AssertionError(f"{error}; client view {assignments}; broker view {state.state} {members}")
         assert describe(admin, group).partition_assignor == "sticky"
     finally:
         stop.set()
