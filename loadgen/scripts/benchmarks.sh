@@ -30,11 +30,15 @@ BROKER_PID=""
 stop_broker() {
     if [ -n "$BROKER_PID" ]; then
         kill "$BROKER_PID" 2>/dev/null || true
+        # A broker that does not stop in 10 s (say, on a full disk) is killed.
+        for _ in $(seq 100); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$BROKER_PID" 2>/dev/null || true
         wait "$BROKER_PID" 2>/dev/null || true
         BROKER_PID=""
     fi
 }
-trap stop_broker EXIT
+cleanup() { stop_broker; rm -rf "$DATA/sluice"; }
+trap cleanup EXIT
 
 wait_port() {
     for _ in $(seq 100); do
@@ -82,7 +86,7 @@ lg() { # lg NAME ARGS... : one loadgen run, report in $OUT/NAME.json
     shift
     echo "== $name: loadgen $*" | tee -a "$OUT/commands.txt"
     "$LOADGEN" "$@" --bootstrap "$BOOTSTRAP" --label "$name" --report "$OUT/$name.json" \
-        --quiet >"$OUT/$name.txt" 2>&1 || echo "   (exit $?; see $OUT/$name.txt)"
+        --hdr-log "$OUT/$name.hlog" --quiet >"$OUT/$name.txt" 2>&1 || echo "   (exit $?; see $OUT/$name.txt)"
     tail -n +2 "$OUT/$name.txt" | grep -E "produce|consume|end to end|verify|failure" | sed 's/^/   /' || true
 }
 
@@ -115,6 +119,9 @@ s2() { # fixed 50 MB/s, acks=all, produce and end-to-end percentiles
 }
 
 s3() { # consume from the broker's cache, and from disk (Sluice restarted: cache empty)
+    # 1.5 GB in 2 partitions (one per shard): 750 MB per shard fits a 1 GiB
+    # cache, so the first read is served from Sluice's cache; after a restart
+    # (and dropping the page cache) the same read comes from disk.
     for broker in $(brokers); do
         for run in $(seq "$RUNS"); do
             if [ "$broker" = sluice ]; then
@@ -123,7 +130,7 @@ s3() { # consume from the broker's cache, and from disk (Sluice restarted: cache
                 start_broker "$broker" fresh
             fi
             lg "s3-$broker-fill-$run" produce --topic s3 --partitions 2 --record-size 1024 \
-                --batch-size 65536 --acks 1 --records 1000000 --duration 120s --warmup 0s
+                --batch-size 65536 --acks 1 --records 1500000 --duration 300s --warmup 0s
             lg "s3-$broker-cache-$run" consume --topic s3 --from earliest --until-end \
                 --consumers 2 --warmup 0s --duration 120s
             if [ "$broker" = sluice ]; then
@@ -139,11 +146,22 @@ s3() { # consume from the broker's cache, and from disk (Sluice restarted: cache
 
 s4() { # 1,000 partitions: keyed produce at full speed, and end to end at 10 MB/s
     for broker in $(brokers); do
+        local partitions=${S4_PARTITIONS:-1000}
+        if [ "$broker" = sluice ]; then
+            # Sluice preallocates 64 MiB per active segment: two topics of N
+            # partitions need 2 * N * 64 MiB of free disk.
+            local free_mib=$(($(df --output=avail -k "$DATA" | tail -1) / 1024))
+            local fit=$((free_mib / 2 / 64 * 8 / 10))
+            if [ "$fit" -lt "$partitions" ]; then
+                echo "   sluice: $partitions partitions need $((2 * partitions * 64)) MiB preallocated, $free_mib MiB free: using $fit"
+                partitions=$fit
+            fi
+        fi
         for run in $(seq "$RUNS"); do
             start_broker "$broker" fresh
-            lg "s4-$broker-produce-$run" produce --topic s4 --partitions 1000 --keys uniform \
+            lg "s4-$broker-p$partitions-produce-$run" produce --topic s4 --partitions "$partitions" --keys uniform \
                 --record-size 1024 --acks 1 --duration 15s --warmup 5s
-            lg "s4-$broker-e2e-$run" e2e --topic s4e --partitions 1000 --keys uniform \
+            lg "s4-$broker-p$partitions-e2e-$run" e2e --topic s4e --partitions "$partitions" --keys uniform \
                 --record-size 1024 --acks all --rate 10MB/s --duration 15s --warmup 5s
         done
     done

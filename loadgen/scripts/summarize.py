@@ -34,8 +34,8 @@ def main():
         report = json.loads(path.read_text())
         name = re.sub(r"-\d+$", "", report["label"])
         groups[name].append(report)
-    print("| run | n | produce MB/s | produce rec/s | consume MB/s | ack p50 | ack p99 | ack p99.9 | ack max | e2e p50 | e2e p99 | e2e p99.9 | e2e max | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | n | produce MB/s | produce rec/s | consume MB/s | ack p50 | ack p99 | ack p99.9 | ack max | e2e p50 | e2e p99 | e2e p99.9 | e2e max | errors | MB/s of each run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, reports in sorted(groups.items()):
         def pick(path):
             values = []
@@ -65,6 +65,11 @@ def main():
             for p in ("p50_us", "p99_us", "p999_us", "max_us"):
                 cells.append(fmt_us(pick([kind, p])))
         cells.append(str(errors))
+        each = []
+        for report in reports:
+            section = report["results"].get("produce") or report["results"].get("consume") or {}
+            each.append(f"{section.get('megabytes_per_second', 0):.0f}")
+        cells.append(" ".join(each))
         print("| " + " | ".join(cells) + " |")
     for path in sorted(out.glob("limits-*.json")):
         limits = json.loads(path.read_text())
