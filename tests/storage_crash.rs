@@ -316,3 +316,32 @@ fn damaged_index_is_rebuilt_and_corrupt_closed_segment_is_cut() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn plausible_but_wrong_index_is_rebuilt_not_trusted_to_cut() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().to_path_buf();
+    run(move || async move {
+        let shard = shard(&dir);
+        let path = dir.join("t-0");
+        let log = PartitionLog::open(&path, config(), &shard).await.unwrap();
+        append_synced(&log, 40).await;
+        let expected = read_all_checked(&log).await;
+        log.close().await.unwrap();
+        // Well-formed entries (increasing, inside the file) that point into
+        // the middle of batches of the active segment.
+        let mut index = Vec::new();
+        for (relative, position) in [(1u32, 100u32), (3, 5000)] {
+            index.extend_from_slice(&relative.to_be_bytes());
+            index.extend_from_slice(&position.to_be_bytes());
+        }
+        let active_base = log.segment_base_offsets().last().unwrap().0;
+        std::fs::write(path.join(format!("{active_base:020}.index")), index).unwrap();
+        let log = PartitionLog::open(&path, config(), &shard).await.unwrap();
+        let report = log.recovery_report();
+        assert!(report.truncations.is_empty(), "{report:?}");
+        assert_eq!(report.indexes_rebuilt, vec![Offset(active_base)]);
+        assert_eq!(read_all_checked(&log).await, expected);
+        log.close().await.unwrap();
+    });
+}

@@ -347,7 +347,8 @@ impl PartitionLog {
         let state = self.inner.state.borrow();
         let active = state.segments.last().expect("active segment");
         active.size_bytes > 0
-            && (active.size_bytes + header.total_bytes() as u64 > config.segment_bytes
+            && (active.size_bytes + header.total_bytes() as u64
+                > config.segment_bytes.min(i32::MAX as u64)
                 || now_ms - active.created_ms >= config.segment_ms
                 || !active.fits_offsets(header))
     }

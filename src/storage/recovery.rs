@@ -178,26 +178,27 @@ async fn load_segment(
     let mut segment = Segment::new_empty(base, path, file, now_ms);
     segment.size_bytes = size;
     let trust_indexes = clean || !active;
-    let loaded = trust_indexes && load_indexes(&mut segment, size);
-    if !loaded && (clean || !active) {
+    let mut loaded = trust_indexes && load_indexes(&mut segment, size);
+    if !loaded && trust_indexes {
         report.indexes_rebuilt.push(base);
     }
-    let (start_position, start_offset) = if loaded {
-        let (relative, position) = segment.index.last().unwrap_or((0, 0));
-        (position as u64, Offset(base.0 + relative as i64))
-    } else {
-        segment.index = OffsetIndex::default();
-        segment.time_index = TimeIndex::default();
-        (0, base)
-    };
-    scan_tail(
-        &mut segment,
-        start_position,
-        start_offset,
-        index_interval_bytes,
-        report,
-    )
-    .await?;
+    if !loaded {
+        reset_indexes(&mut segment);
+    }
+    let (relative, position) = segment.index.last().unwrap_or((0, 0));
+    let start = (position as u64, Offset(base.0 + relative as i64));
+    let mut stop = scan_tail(&mut segment, start, size, index_interval_bytes, report).await?;
+    if stop.is_some() && loaded {
+        // The indexes led to bytes that are not a batch: decide nothing on
+        // their word. Rebuild them from a full scan, which alone may cut.
+        loaded = false;
+        report.indexes_rebuilt.push(base);
+        reset_indexes(&mut segment);
+        stop = scan_tail(&mut segment, (0, base), size, index_interval_bytes, report).await?;
+    }
+    if let Some((position, reason)) = stop {
+        cut(&segment, position, reason, size, report).await?;
+    }
     if !loaded {
         segment.seal_time_index();
         if !active {
@@ -233,24 +234,23 @@ fn load_indexes(segment: &mut Segment, size_bytes: u64) -> bool {
     true
 }
 
-/// Scans from `(position, offset)` to the end of the file, noting each valid
-/// batch, and cuts the file at the first invalid one.
+/// Scans from `(position, offset)` to `end_bytes`, noting each valid batch;
+/// returns where and why it stopped early, if it did.
 async fn scan_tail(
     segment: &mut Segment,
-    position: u64,
-    offset: Offset,
+    start: (u64, Offset),
+    end_bytes: u64,
     index_interval_bytes: u64,
     report: &mut RecoveryReport,
-) -> Result<()> {
-    let file_size = segment.size_bytes;
-    segment.size_bytes = position;
-    segment.next_offset = offset;
+) -> Result<Option<(u64, String)>> {
+    segment.size_bytes = start.0;
+    segment.next_offset = start.1;
     let mut scanner = Scanner::new(
         segment.file.clone(),
         segment.log_path.clone(),
         segment.base_offset,
-        (position, offset),
-        file_size,
+        start,
+        end_bytes,
     );
     loop {
         match scanner.next().await? {
@@ -260,23 +260,39 @@ async fn scan_tail(
                 segment.note_batch(&header, position, index_interval_bytes);
                 report.scanned_bytes += header.total_bytes() as u64;
             }
-            ScanStep::End => return Ok(()),
-            ScanStep::Invalid { position, reason } => {
-                let zeros_only = all_zeros(segment, position, file_size).await?;
-                report.truncations.push(Truncation {
-                    segment_base_offset: segment.base_offset,
-                    position_bytes: position,
-                    cut_bytes: file_size - position,
-                    reason,
-                    zeros_only,
-                });
-                let io = |e: glommio::GlommioError<()>| StorageError::io(&segment.log_path, e);
-                segment.file.truncate(position).await.map_err(io)?;
-                segment.file.fdatasync().await.map_err(io)?;
-                return Ok(());
-            }
+            ScanStep::End => return Ok(None),
+            ScanStep::Invalid { position, reason } => return Ok(Some((position, reason))),
         }
     }
+}
+
+/// Cuts the segment file at `position`, recording why.
+async fn cut(
+    segment: &Segment,
+    position: u64,
+    reason: String,
+    file_size: u64,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let zeros_only = all_zeros(segment, position, file_size).await?;
+    report.truncations.push(Truncation {
+        segment_base_offset: segment.base_offset,
+        position_bytes: position,
+        cut_bytes: file_size - position,
+        reason,
+        zeros_only,
+    });
+    let io = |e: glommio::GlommioError<()>| StorageError::io(&segment.log_path, e);
+    segment.file.truncate(position).await.map_err(io)?;
+    segment.file.fdatasync().await.map_err(io)
+}
+
+fn reset_indexes(segment: &mut Segment) {
+    segment.index = OffsetIndex::default();
+    segment.time_index = TimeIndex::default();
+    segment.max_timestamp_ms = -1;
+    segment.max_timestamp_offset = segment.base_offset;
+    segment.bytes_since_index = 0;
 }
 
 /// Whether `[from, to)` of the segment file holds only zero bytes.

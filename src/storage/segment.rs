@@ -224,6 +224,7 @@ impl Scanner {
         }
         if header.base_offset < self.next_offset.0
             || header.last_offset() - self.base_offset.0 >= i32::MAX as i64
+            || self.position + header.total_bytes() as u64 > i32::MAX as u64
         {
             return Ok(self.invalid(format!("offset {} out of order", header.base_offset)));
         }
