@@ -1,7 +1,7 @@
 //! Named fault-injection points of the storage engine, for tests.
 //!
 //! Owns: a thread-local (so per-shard) table of armed faults. The storage
-//! code asks [`take`] at each named point; unarmed, that is one thread-local
+//! code asks `take` at each named point; unarmed, that is one thread-local
 //! read. Production code never arms a fault; tests (unit, crash) do, through
 //! [`arm`]. Must not be used to alter behaviour outside tests.
 

@@ -329,6 +329,7 @@ impl PartitionLog {
                 payload.slice(start..start + header.total_bytes()),
                 &header,
                 &config,
+                now_ms,
             );
             records_count += header.record_count as u64;
             self.await_backpressure().await?;
@@ -353,10 +354,14 @@ impl PartitionLog {
                 || !active.fits_offsets(header))
     }
 
-    fn append_batch(&self, bytes: Bytes, header: &BatchHeader, config: &LogConfig) {
+    fn append_batch(&self, bytes: Bytes, header: &BatchHeader, config: &LogConfig, now_ms: i64) {
         let mut state = self.inner.state.borrow_mut();
         let active = state.segments.last_mut().expect("active segment");
         let position = active.size_bytes;
+        if position == 0 {
+            // `segment.ms` counts from the first append, on the caller's clock.
+            active.created_ms = now_ms;
+        }
         let appender = active
             .appender
             .as_mut()

@@ -21,20 +21,32 @@
 //! # API the broker calls
 //!
 //! ```text
-//! ShardStorage::new(StorageConfig) -> ShardStorage        // once per shard, on its executor
+//! prime_direct_io(data_dir).await                          // once, before any other DmaFile (see shard.rs)
+//! ShardStorage::new(StorageConfig) -> ShardStorage          // once per shard, on its executor
 //! PartitionLog::open(dir, LogConfig, &ShardStorage).await -> Result<PartitionLog>
-//! log.append(&records, now_ms).await -> Result<AppendInfo>
-//! log.wait_durable(last_offset).await -> Result<()>       // acks=all (group commit)
+//! PartitionLog::dir_for(&shard, topic, partition) -> PathBuf   // <data_dir>/<topic>-<partition>
+//! log.append(&records, now_ms).await -> Result<AppendInfo>  // one produce payload, all or nothing
+//! log.wait_durable(last_offset).await -> Result<()>        // acks=all (group commit)
+//! log.config().syncs_every_append()                         // whether acks=all should wait
+//! log.flush().await                                         // force a sync now
 //! log.read(offset, max_bytes, min_one_batch).await -> Result<ReadResult>  // Memory or File region
 //! log.read_with(offset, ReadOptions { upper_offset, zero_copy, .. }).await
 //! log.offset_for_timestamp(ts).await -> Result<Option<(Offset, i64)>>
 //! log.log_start_offset(), log.log_end_offset(), log.durable_end_offset()
-//! log.delete_records_before(offset).await, log.truncate_to(offset).await
+//! log.delete_records_before(offset).await -> Result<Offset>
+//! log.truncate_to(offset).await -> Result<Offset>
 //! log.assign_leader_epoch(epoch, offset).await, log.leader_epochs()
+//! log.roll(now_ms).await, log.segment_base_offsets(), log.size_bytes()
+//! log.apply_retention(now_ms).await, log.compact(now_ms).await, log.run_maintenance(now_ms).await
+//! log.recovery_report() -> RecoveryReport
 //! log.close().await (clean-shutdown marker), log.remove().await
-//! shard.spawn_maintenance() / shard.run_maintenance(now_ms)   // retention + compaction
-//! shard.cache_stats(), shard.flush_stats()
+//! shard.spawn_maintenance() / shard.run_maintenance(now_ms)   // retention + compaction timer
+//! shard.cache_stats(), shard.flush_stats(), shard.stop()
 //! ```
+//!
+//! Errors: [`StorageError::kind`] gives the Kafka error to answer.
+//! Reads return whole batches, starting with the batch that contains the
+//! offset; [`ReadData::Memory`] holds one `Bytes` per batch.
 //!
 //! Decisions, each with its reason:
 //! - Offset-index keys are batch *base* offsets, so every entry is a batch
@@ -46,6 +58,11 @@
 //! - Appends are synchronous up to the copy into the aligned buffer; writes
 //!   run in spawned tasks and the group-commit flusher syncs them, so a
 //!   producer never waits for another partition's I/O.
+//! - Preallocation grows with the segment (one write buffer up to
+//!   `preallocate_bytes`): a shard holds thousands of mostly idle partitions,
+//!   and a fixed 64 MiB per active segment once filled the disk.
+//! - Fault injection is compiled in (one thread-local read per write when
+//!   unarmed) so that integration tests can use it; see [`fault`].
 
 mod appender;
 pub mod batch;

@@ -34,7 +34,7 @@ pub(crate) struct Segment {
     /// Largest batch max timestamp, -1 if none.
     pub max_timestamp_ms: i64,
     pub max_timestamp_offset: Offset,
-    /// Wall-clock time of creation (or of reopening), for `segment.ms`.
+    /// Time of the first append (or of reopening), for `segment.ms`.
     pub created_ms: i64,
     pub bytes_since_index: u64,
     pub appender: Option<Appender>,

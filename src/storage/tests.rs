@@ -706,3 +706,46 @@ fn leader_epochs_are_checkpointed_and_truncated() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn segment_ms_rolls_and_the_maintenance_timer_applies_retention() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().to_path_buf();
+    run(move || async move {
+        let mut storage = StorageConfig::new(&dir);
+        storage.retention_check_interval_ms = 20;
+        let shard = ShardStorage::new(storage);
+        let config = LogConfig {
+            segment_ms: 100,
+            segment_bytes: 1 << 30,
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.join("t-0"), config.clone(), &shard)
+            .await
+            .unwrap();
+        for now_ms in [0, 50, 99, 100, 150, 250] {
+            log.append(&batch(1, Some(b"k"), Some(b"v"), now_ms), now_ms)
+                .await
+                .unwrap();
+        }
+        // Rolled when the active segment reached 100 ms of age, twice.
+        assert_eq!(
+            log.segment_base_offsets(),
+            vec![Offset(0), Offset(3), Offset(5)]
+        );
+        log.set_config(LogConfig {
+            retention_bytes: Some(1),
+            ..config
+        });
+        let timer = shard.spawn_maintenance();
+        glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(
+            log.segment_base_offsets(),
+            vec![Offset(5)],
+            "the timer deleted closed segments"
+        );
+        assert_eq!(log.log_start_offset(), Offset(5));
+        drop(timer);
+        log.close().await.unwrap();
+    });
+}
