@@ -188,8 +188,10 @@ impl Connection {
     /// Sends `request` at `version` and waits for the answer.
     pub fn call_at<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
         let correlation_id = self.send(request, version)?;
-        let mut frame = self.receive_frame()?;
         let name = api_name(R::KEY);
+        let mut frame = self
+            .receive_frame()
+            .with_context(|| format!("waiting for the {name} v{version} response"))?;
         let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
             .with_context(|| format!("decoding the {name} response header"))?;
         if header.correlation_id != correlation_id {
@@ -233,7 +235,7 @@ impl Connection {
         let mut size = [0u8; 4];
         self.stream
             .read_exact(&mut size)
-            .with_context(|| format!("reading a response from {}", self.address))?;
+            .map_err(|error| self.read_error(error))?;
         let size = i32::from_be_bytes(size);
         if size < 4 || size as usize > RESPONSE_BYTES_MAX {
             bail!("{} sent a response frame of {size} bytes", self.address);
@@ -241,8 +243,27 @@ impl Connection {
         let mut body = vec![0u8; size as usize];
         self.stream
             .read_exact(&mut body)
-            .with_context(|| format!("reading a response from {}", self.address))?;
+            .map_err(|error| self.read_error(error))?;
         Ok(Bytes::from(body))
+    }
+
+    /// A read timeout reads as EAGAIN; say what it means.
+    fn read_error(&self, error: std::io::Error) -> anyhow::Error {
+        use std::io::ErrorKind;
+        if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+            let waited = self
+                .stream
+                .read_timeout()
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            return anyhow!(
+                "{} did not answer within {} ms (--request-timeout-ms)",
+                self.address,
+                waited.as_millis()
+            );
+        }
+        anyhow::Error::from(error).context(format!("reading a response from {}", self.address))
     }
 }
 

@@ -570,6 +570,7 @@ fn delete(client: &mut Client, output: OutputFormat, args: &DeleteArgs) -> Resul
     let response = connection.call_at(&request, version)?;
     let mut deleted = Vec::new();
     let mut missing = Vec::new();
+    let mut errors = Vec::new();
     for result in &response.responses {
         let name = result
             .name
@@ -585,14 +586,17 @@ fn delete(client: &mut Client, output: OutputFormat, args: &DeleteArgs) -> Resul
         } else {
             format!("deleting topic '{name}'")
         };
-        KafkaError::check(result.error_code, result.error_message.as_ref(), sentence)?;
-        deleted.push(name);
+        match KafkaError::check(result.error_code, result.error_message.as_ref(), sentence) {
+            Ok(()) => deleted.push(name),
+            Err(error) => errors.push(error),
+        }
     }
     match output {
         OutputFormat::Json => write_stdout(&render_json(&json!({
             "deleted": deleted,
             "did_not_exist": missing,
-        }))),
+            "errors": errors.iter().map(|error| format!("{error:#}")).collect::<Vec<_>>(),
+        })))?,
         OutputFormat::Table => {
             let mut text = String::new();
             for name in &deleted {
@@ -601,8 +605,16 @@ fn delete(client: &mut Client, output: OutputFormat, args: &DeleteArgs) -> Resul
             for name in &missing {
                 text.push_str(&format!("Topic '{name}' does not exist.\n"));
             }
-            write_stdout(&text)
+            write_stdout(&text)?;
         }
+    }
+    // Every topic's outcome is shown; the first failure is the error.
+    for error in errors.iter().skip(1) {
+        eprintln!("Error: {error:#}");
+    }
+    match errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
 }
 
