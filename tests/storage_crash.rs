@@ -65,8 +65,13 @@ async fn read_all_checked(log: &PartitionLog) -> Vec<(i64, i64)> {
             let bytes = match &data {
                 ReadData::Memory(batches) => batches.concat(),
                 ReadData::File(region) => {
-                    let file = std::fs::read(&region.path).unwrap();
-                    file[region.position as usize..(region.position + region.len) as usize].to_vec()
+                    use std::os::unix::fs::FileExt;
+                    let mut bytes = vec![0u8; region.len as usize];
+                    region
+                        .file
+                        .read_exact_at(&mut bytes, region.position)
+                        .unwrap();
+                    bytes
                 }
                 ReadData::Empty => panic!("empty read below the log end at {offset}"),
             };

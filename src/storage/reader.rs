@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use glommio::io::DmaFile;
@@ -23,11 +24,17 @@ use super::Offset;
 /// Bytes read per header-walk window.
 const WALK_WINDOW_BYTES: u64 = 16 << 10;
 
-/// A byte range of a segment file holding whole batches, for `sendfile` from
-/// a second, buffered file descriptor opened on `path`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A byte range of a segment file holding whole batches, for `sendfile`.
+///
+/// `file` is a second, buffered (non-O_DIRECT) descriptor of the segment,
+/// opened when the region was made: send from it, not from a fresh open of
+/// `path`, because compaction may rename a rewritten file over `path` (or
+/// retention delete it) before the bytes are sent; the descriptor keeps the
+/// bytes the region describes. `Arc` so the region can cross shards.
+#[derive(Clone, Debug)]
 pub struct FileRegion {
     pub path: PathBuf,
+    pub file: Arc<std::fs::File>,
     pub position: u64,
     pub len: u64,
     /// Base offset of the first batch in the region.
@@ -35,6 +42,26 @@ pub struct FileRegion {
     /// One past the last offset of the last batch in the region.
     pub next_offset: Offset,
 }
+
+impl PartialEq for FileRegion {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.path,
+            self.position,
+            self.len,
+            self.first_offset,
+            self.next_offset,
+        ) == (
+            &other.path,
+            other.position,
+            other.len,
+            other.first_offset,
+            other.next_offset,
+        )
+    }
+}
+
+impl Eq for FileRegion {}
 
 #[derive(Clone, Debug)]
 pub enum ReadData {
@@ -353,8 +380,18 @@ impl PartitionLog {
             end += len as u64;
             next_offset = header.last_offset() + 1;
         }
+        // The descriptor must be of the file the walk read: if the segment
+        // was swapped meanwhile (compaction), answer from memory instead.
+        let file = self.inner.with_segment(view.base_offset, |s| {
+            Rc::ptr_eq(&s.file, &view.file).then(|| s.buffered_file())
+        });
+        let file = match file.flatten() {
+            Some(file) => file.map_err(|e| StorageError::io(&view.path, e))?,
+            None => return Ok(None),
+        };
         Ok(Some(FileRegion {
             path: view.path.clone(),
+            file,
             position,
             len: end - position,
             first_offset: Offset(first.base_offset),

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use glommio::io::DmaFile;
@@ -38,6 +39,9 @@ pub(crate) struct Segment {
     pub created_ms: i64,
     pub bytes_since_index: u64,
     pub appender: Option<Appender>,
+    /// A buffered read-only descriptor for file regions (sendfile), opened
+    /// on first use.
+    pub buffered: Option<Arc<std::fs::File>>,
 }
 
 pub(crate) fn segment_file_name(base_offset: Offset, extension: &str) -> String {
@@ -68,6 +72,7 @@ impl Segment {
             created_ms: now_ms,
             bytes_since_index: 0,
             appender: None,
+            buffered: None,
         }
     }
 
@@ -118,6 +123,17 @@ impl Segment {
             self.time_index
                 .maybe_append(self.max_timestamp_ms, relative);
         }
+    }
+
+    /// The buffered descriptor for file regions. Opening is a blocking
+    /// syscall, once per segment, on the first zero-copy read of it.
+    pub fn buffered_file(&mut self) -> std::io::Result<Arc<std::fs::File>> {
+        if let Some(file) = &self.buffered {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(std::fs::File::open(&self.log_path)?);
+        self.buffered = Some(file.clone());
+        Ok(file)
     }
 
     /// Bytes below this are in the file; above, in the appender's memory.

@@ -49,8 +49,13 @@ pub(crate) fn read_bytes(data: &ReadData) -> Vec<u8> {
         ReadData::Empty => Vec::new(),
         ReadData::Memory(batches) => batches.concat(),
         ReadData::File(region) => {
-            let all = std::fs::read(&region.path).unwrap();
-            all[region.position as usize..(region.position + region.len) as usize].to_vec()
+            use std::os::unix::fs::FileExt;
+            let mut bytes = vec![0u8; region.len as usize];
+            region
+                .file
+                .read_exact_at(&mut bytes, region.position)
+                .unwrap();
+            bytes
         }
     }
 }
