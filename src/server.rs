@@ -78,6 +78,8 @@ async fn shard_main(
     listen: SocketAddr,
 ) -> Result<(), String> {
     let shard = Shard::install(mesh, config, image.clone());
+    // Work from other shards may run from here on: the shard's state exists.
+    shard.mesh.open_inbox();
     shard
         .install_image(image)
         .await

@@ -99,6 +99,10 @@ struct MeshInner {
     nr_shards: usize,
     senders: Senders<Job>,
     stats: MeshStats,
+    /// Until [`Mesh::open_inbox`], work from other shards waits in the
+    /// bounded queues (backpressure on the senders) instead of running
+    /// against state this shard has not built yet.
+    inbox: std::cell::RefCell<Option<glommio::channels::channel_mesh::Receivers<Job>>>,
 }
 
 impl Mesh {
@@ -112,6 +116,25 @@ impl Mesh {
 
     pub fn stats(&self) -> &MeshStats {
         &self.inner.stats
+    }
+
+    /// Starts running work sent by other shards. Call it once this shard's
+    /// state is in place; before that, their work waits in the queues.
+    pub fn open_inbox(&self) {
+        let Some(mut receivers) = self.inner.inbox.borrow_mut().take() else {
+            return; // already open
+        };
+        for (_peer, receiver) in receivers.streams() {
+            let mesh = self.clone();
+            glommio::spawn_local(async move {
+                while let Some(job) = receiver.recv().await {
+                    let stats = mesh.stats();
+                    stats.received.set(stats.received.get() + 1);
+                    glommio::spawn_local(job()).detach();
+                }
+            })
+            .detach();
+        }
     }
 
     /// Runs `work` on `shard` and returns its result here. The closure is
@@ -300,31 +323,20 @@ async fn join_mesh(
     builder: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
     nr_shards: usize,
 ) -> Result<Mesh, String> {
-    let (senders, mut receivers) = builder
+    let (senders, receivers) = builder
         .join()
         .await
         .map_err(|_| "could not join the shard mesh".to_string())?;
     let me = ShardId(senders.peer_id());
-    let mesh = Mesh {
+    Ok(Mesh {
         inner: Rc::new(MeshInner {
             me,
             nr_shards,
             senders,
             stats: MeshStats::default(),
+            inbox: std::cell::RefCell::new(Some(receivers)),
         }),
-    };
-    for (_peer, receiver) in receivers.streams() {
-        let mesh = mesh.clone();
-        glommio::spawn_local(async move {
-            while let Some(job) = receiver.recv().await {
-                let stats = mesh.stats();
-                stats.received.set(stats.received.get() + 1);
-                glommio::spawn_local(job()).detach();
-            }
-        })
-        .detach();
-    }
-    Ok(mesh)
+    })
 }
 
 fn available_cpus() -> Vec<usize> {
@@ -436,6 +448,7 @@ mod tests {
         ShardPool::run(&config, move |mesh: Mesh| {
             let done = done.clone();
             async move {
+                mesh.open_inbox();
                 // Executor threads are named `{name}-{index}` and shard ids
                 // follow creation order: each job reports where it really ran.
                 let seen = mesh
@@ -464,6 +477,7 @@ mod tests {
         ShardPool::run(&config, move |mesh: Mesh| {
             let done = done.clone();
             async move {
+                mesh.open_inbox();
                 if mesh.shard_id() != ShardId(0) {
                     barrier(&done, 2).await;
                     return Ok(());
@@ -501,6 +515,7 @@ mod tests {
         ShardPool::run(&config, move |mesh: Mesh| {
             let done = done.clone();
             async move {
+                mesh.open_inbox();
                 if mesh.shard_id() == ShardId(0) {
                     let mut replies = Vec::new();
                     for index in 0..100u32 {
@@ -524,6 +539,35 @@ mod tests {
                         .map_err(|e| e.to_string())?;
                     let expected: Vec<u32> = (0..100).collect();
                     assert_eq!(seen, vec![expected.clone(), expected]);
+                }
+                barrier(&done, 2).await;
+                Ok(())
+            }
+        })
+        .unwrap();
+    }
+
+    /// Regression: a job reached a shard before its state existed and
+    /// panicked there (a topic created while the other shard started).
+    #[test]
+    fn work_waits_until_the_target_opens_its_inbox() {
+        thread_local!(static READY: Cell<bool> = const { Cell::new(false) });
+        let config = small_pool(2);
+        let done = Arc::new(AtomicUsize::new(0));
+        ShardPool::run(&config, move |mesh: Mesh| {
+            let done = done.clone();
+            async move {
+                if mesh.shard_id() == ShardId(1) {
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                    READY.with(|ready| ready.set(true));
+                }
+                mesh.open_inbox();
+                if mesh.shard_id() == ShardId(0) {
+                    let ready = mesh
+                        .submit_to(ShardId(1), || async { READY.with(|ready| ready.get()) })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    assert!(ready, "the job ran before shard 1 was ready");
                 }
                 barrier(&done, 2).await;
                 Ok(())
