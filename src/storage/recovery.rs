@@ -94,7 +94,12 @@ pub(crate) async fn open(
     config: LogConfig,
     shard: &ShardStorage,
 ) -> Result<PartitionLog> {
+    let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+    if let (true, Some(parent)) = (created, dir.parent()) {
+        // A new partition directory must survive power loss with its data.
+        checkpoint::sync_directory(parent).await?;
+    }
     super::shard::prime_direct_io(dir).await?;
     let marker = checkpoint::clean_shutdown_path(dir);
     let clean = marker.exists();
