@@ -52,9 +52,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "config/sluice.toml";
 pub const SHARDS_MAX: i64 = 1024;
 /// io_uring refuses rings deeper than this.
 pub const RING_DEPTH_MAX: i64 = 32_768;
-/// Below this the per-executor registered buffer pool cannot hold even a
-/// handful of direct-I/O buffers.
-pub const IO_MEMORY_BYTES_MIN: i64 = 64 * 1024;
+/// glommio refuses a smaller registered buffer pool per executor.
+pub const IO_MEMORY_BYTES_MIN: i64 = sluice_shards::IO_MEMORY_BYTES_MIN as i64;
 
 const INT_MAX: i64 = i32::MAX as i64;
 const SHORT_MAX: i64 = i16::MAX as i64;
