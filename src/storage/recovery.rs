@@ -158,7 +158,7 @@ pub(crate) async fn open(
 
 fn drop_segments(bases: &[Offset], dir: &Path, report: &mut RecoveryReport) {
     for base in bases {
-        for extension in ["log", "index", "timeindex"] {
+        for extension in ["index", "timeindex", "log"] {
             let _ = std::fs::remove_file(dir.join(segment_file_name(*base, extension)));
         }
         report.segments_dropped.push(*base);

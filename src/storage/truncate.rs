@@ -18,7 +18,9 @@ pub(crate) async fn truncate_to(log: &PartitionLog, offset: Offset) -> Result<Of
     }
     log.seal_active(false).await?;
     let removed = remove_segments_from(log, offset);
-    for segment in &removed {
+    // Newest first: a crash part way leaves a prefix of the log, never a
+    // later segment after a hole (which would resurrect truncated data).
+    for segment in removed.iter().rev() {
         remove_segment_files(segment).await;
     }
     let new_end = cut_last_segment(log, offset).await?;
@@ -57,10 +59,12 @@ fn remove_segments_from(log: &PartitionLog, offset: Offset) -> Vec<Segment> {
 }
 
 pub(crate) async fn remove_segment_files(segment: &Segment) {
+    // Indexes first, so that no index outlives its `.log`: a later segment
+    // with the same base must not find a stale index.
     for path in [
-        segment.log_path.clone(),
         segment.index_path(),
         segment.time_index_path(),
+        segment.log_path.clone(),
     ] {
         if let Err(error) = glommio::io::remove(&path).await {
             tracing::warn!(?path, %error, "could not remove segment file");
