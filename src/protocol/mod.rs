@@ -227,6 +227,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes after a valid API key and version (every API and
+        /// version the broker serves) decode to a request or an error,
+        /// never a panic or an abort.
+        #[test]
+        fn arbitrary_bodies_never_panic(
+            api in 0usize..crate::handlers::SUPPORTED.len(),
+            version_offset in 0i16..20,
+            correlation_id in proptest::prelude::any::<i32>(),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let support = crate::handlers::SUPPORTED[api];
+            let span = support.versions.max - support.versions.min + 1;
+            let version = support.versions.min + version_offset % span;
+            let mut frame = BytesMut::new();
+            frame.put_i16(support.api_key as i16);
+            frame.put_i16(version);
+            frame.put_i32(correlation_id);
+            frame.extend_from_slice(&body);
+            let _ = decode_request(frame.freeze(), crate::handlers::supported_range);
+        }
+    }
+
     #[test]
     fn response_frames_carry_their_size_and_correlation_id() {
         let body = ResponseKind::ApiVersions(ApiVersionsResponse::default());
