@@ -4,9 +4,9 @@
 //! own thread. The socket is non-blocking (set once at accept: glommio's
 //! io_uring reads and writes still wait as before), so a full socket buffer
 //! answers EAGAIN instead of blocking the shard; then the task waits a
-//! little (a timer, not a blocked thread) and tries again. The region's
-//! file is opened through the page cache: the segment's O_DIRECT descriptor
-//! cannot sendfile at unaligned offsets.
+//! little (a timer, not a blocked thread) and tries again. The region
+//! carries a buffered descriptor of the segment (through the page cache):
+//! the O_DIRECT one cannot sendfile at unaligned offsets.
 
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::time::Duration;
@@ -31,7 +31,10 @@ pub fn set_nonblocking(socket: RawFd) -> std::io::Result<()> {
 
 /// Sends all of `region` into `socket`.
 pub async fn send_region(socket: RawFd, region: &FileRegion) -> std::io::Result<()> {
-    let file = std::fs::File::open(&region.path)?;
+    // The storage engine's buffered descriptor of the segment: the bytes it
+    // read the region from, even if compaction or retention has since
+    // replaced or removed the file by name.
+    let file = &region.file;
     let mut position = i64::try_from(region.position).map_err(std::io::Error::other)?;
     let mut left = usize::try_from(region.len).map_err(std::io::Error::other)?;
     let mut wait_us = WAIT_US_MIN;
