@@ -389,6 +389,37 @@ impl Client {
     }
 }
 
+/// Errors that clear up by themselves: a partition or coordinator still
+/// loading or moving (as right after a broker starts).
+pub const RETRIABLE: &[i16] = &[5, 6, 7, 14, 15, 16];
+/// The same, plus UNKNOWN_TOPIC_OR_PARTITION, for requests about partitions
+/// Metadata has just named (a restarted broker may not have opened them yet).
+pub const RETRIABLE_FOR_DATA: &[i16] = &[3, 5, 6, 7, 14, 15, 16];
+const RETRY_BACKOFF_MS: u64 = 100;
+
+/// Runs `attempt` until it succeeds, fails with an error that is not a
+/// Kafka error in `codes`, or the client's request timeout has passed.
+pub fn retrying<T>(
+    client: &mut Client,
+    codes: &[i16],
+    mut attempt: impl FnMut(&mut Client) -> Result<T>,
+) -> Result<T> {
+    let deadline = std::time::Instant::now() + client.timeout();
+    loop {
+        match attempt(client) {
+            Err(error)
+                if std::time::Instant::now() < deadline
+                    && error
+                        .downcast_ref::<KafkaError>()
+                        .is_some_and(|kafka| codes.contains(&kafka.code)) =>
+            {
+                std::thread::sleep(Duration::from_millis(RETRY_BACKOFF_MS));
+            }
+            result => return result,
+        }
+    }
+}
+
 fn coordinator_of(
     response: &FindCoordinatorResponse,
     version: i16,

@@ -1,11 +1,13 @@
 //! `sluice consume --topic T`: print records to stdout, as with
 //! `kafka-console-consumer.sh`.
 //!
-//! With `--group` the consumer starts from the group's committed offsets and
-//! commits what it printed, as a client outside the group: OffsetCommit with
-//! generation -1 and no member id. It does not join the group (no
-//! JoinGroup/SyncGroup), so it reads every partition itself, and Kafka
-//! accepts those commits only while the group has no active members.
+//! With `--group` the consumer joins the group as a real member (JoinGroup,
+//! SyncGroup, heartbeats, LeaveGroup on exit; see [`super::member`]), reads
+//! the partitions it is assigned from the group's committed offsets, and
+//! commits what it printed. With `--partition` or `--offset` it chooses its
+//! partitions by hand and, given `--group`, commits as a client outside the
+//! group (generation -1, no member id), which Kafka accepts only while the
+//! group has no active members.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,7 +22,8 @@ use kafka_protocol::messages::{BrokerId, FetchRequest};
 use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
 use serde_json::{json, Value};
 
-use super::client::{topic_name, Client, KafkaError};
+use super::client::{topic_name, Client, KafkaError, RETRIABLE_FOR_DATA};
+use super::member::{self, Membership};
 use super::offsets::{self, Leaders, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use super::output::OutputFormat;
 use super::Common;
@@ -45,9 +48,10 @@ const ATTRIBUTE_CONTROL: i16 = 0x20;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "With --group, offsets are committed by a client outside the group \
-    (generation -1, no member id); it does not join the group, so run it only while the \
-    group has no active members."
+    after_help = "With --group the consumer joins the group (range assignor), shares \
+    its partitions with the group's other members, and commits what it prints. With --group \
+    and --partition or --offset it does not join: it commits as a client outside the group \
+    (generation -1, no member id), which works only while the group has no active members."
 )]
 pub struct ConsumeArgs {
     /// The topic to read.
@@ -57,7 +61,7 @@ pub struct ConsumeArgs {
     /// (default: only records written from now on).
     #[arg(long, conflicts_with = "offset")]
     pub from_beginning: bool,
-    /// Start at this group's committed offsets and commit what is printed.
+    /// Join this group, start at its committed offsets and commit what is printed.
     #[arg(long)]
     pub group: Option<String>,
     /// Read only this partition.
@@ -253,28 +257,24 @@ pub fn run(common: &Common, args: ConsumeArgs) -> Result<ExitCode> {
     let topic = args.topic.clone();
     let leaders = offsets::leaders(&mut client, std::slice::from_ref(&topic))?;
     let all: Vec<i32> = leaders[&topic].keys().copied().collect();
-    let partitions = match args.partition {
-        Some(partition) if !all.contains(&partition) => bail!(
+    if let Some(partition) = args.partition.filter(|p| !all.contains(p)) {
+        bail!(
             "topic '{topic}' has no partition {partition} (it has {})",
             all.len()
-        ),
-        Some(partition) => vec![partition],
-        None => all,
-    };
-    let wanted: Vec<TopicPartition> = partitions.iter().map(|p| (topic.clone(), *p)).collect();
-    let committed = match &args.group {
-        Some(group) => {
-            let connection = client.coordinator(group)?;
-            offsets::committed(connection, group, Some(&offsets::by_topic(wanted.clone())))?
-        }
-        None => BTreeMap::new(),
-    };
+        );
+    }
+    // --partition and --offset choose partitions by hand; otherwise a
+    // --group consumer joins the group and reads what it is assigned.
+    let joins = args.group.is_some() && args.partition.is_none() && args.offset.is_none();
     let mut consumer = Consumer {
         client,
         leaders,
-        topic,
+        topic: topic.clone(),
+        group: args.group.clone(),
+        membership: None,
+        needs_rejoin: false,
         positions: BTreeMap::new(),
-        committed,
+        committed: BTreeMap::new(),
         partition_fetch_bytes: BTreeMap::new(),
         from_beginning: args.from_beginning,
         format: Format {
@@ -287,11 +287,24 @@ pub fn run(common: &Common, args: ConsumeArgs) -> Result<ExitCode> {
             json: common.output == OutputFormat::Json,
         },
     };
-    consumer.seek(&wanted, &args)?;
-    let printed = consumer.poll_until(&args, args.group.as_deref())?;
-    if let Some(group) = &args.group {
-        consumer.commit(group)?;
+    if joins {
+        let group = args.group.as_deref().expect("joins implies a group");
+        consumer.membership = Some(Membership::new(group, &topic));
+        consumer.rejoin()?;
+    } else {
+        let partitions = args.partition.map_or(all, |partition| vec![partition]);
+        let wanted: Vec<TopicPartition> = partitions.iter().map(|p| (topic.clone(), *p)).collect();
+        consumer.load_committed(&wanted)?;
+        consumer.seek(&wanted, args.offset)?;
     }
+    let polled = consumer.poll_until(&args);
+    // Commit what was printed and leave the group even after an error
+    // (a closed stdout included), then report the first error.
+    let committed = consumer.commit();
+    let left = consumer.leave();
+    let printed = polled?;
+    committed?;
+    left?;
     if args.max_messages.is_some_and(|max| printed < max) {
         eprintln!("Processed {printed} messages (fewer than --max-messages).");
     }
@@ -302,6 +315,11 @@ struct Consumer {
     client: Client,
     leaders: Leaders,
     topic: String,
+    /// `--group`: commit there (as a member when `membership` is set).
+    group: Option<String>,
+    membership: Option<Membership>,
+    /// The group asked this member to rejoin (seen on a commit).
+    needs_rejoin: bool,
     /// Partition -> the next offset to read.
     positions: BTreeMap<i32, i64>,
     /// What the group has committed (or we committed last).
@@ -324,14 +342,32 @@ impl Consumer {
             .collect())
     }
 
+    /// The group's committed offsets of `partitions` (none without --group).
+    fn load_committed(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.committed.clear();
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let topics = offsets::by_topic(partitions.to_vec());
+        self.committed = offsets::committed(&mut self.client, group, Some(&topics))?;
+        Ok(())
+    }
+
     /// Sets each partition's starting position: `--offset`, else the
     /// committed offset, else the earliest (`--from-beginning`) or latest.
-    fn seek(&mut self, partitions: &[TopicPartition], args: &ConsumeArgs) -> Result<()> {
+    fn seek(&mut self, partitions: &[TopicPartition], start: Option<StartOffset>) -> Result<()> {
+        self.positions.clear();
+        if partitions.is_empty() {
+            return Ok(());
+        }
         let earliest = self.log_offsets(partitions, EARLIEST_TIMESTAMP)?;
         let latest = self.log_offsets(partitions, LATEST_TIMESTAMP)?;
         for (topic, partition) in partitions {
             let committed = self.committed.get(&(topic.clone(), *partition)).copied();
-            let position = match (args.offset, committed) {
+            let position = match (start, committed) {
                 (Some(StartOffset::At(offset)), _) => offset,
                 (Some(StartOffset::Earliest), _) => earliest[partition],
                 (Some(StartOffset::Latest), _) => latest[partition],
@@ -344,9 +380,35 @@ impl Consumer {
         Ok(())
     }
 
+    /// Joins the group (again) and starts reading what it assigned us.
+    fn rejoin(&mut self) -> Result<()> {
+        let membership = self.membership.as_mut().expect("only members rejoin");
+        let assigned = membership.join(&mut self.client)?;
+        self.needs_rejoin = false;
+        let wanted: Vec<TopicPartition> = assigned
+            .iter()
+            .map(|partition| (self.topic.clone(), *partition))
+            .collect();
+        self.load_committed(&wanted)?;
+        self.seek(&wanted, None)
+    }
+
+    /// Keeps the membership alive; rejoins when the group rebalances.
+    fn keep_membership(&mut self) -> Result<()> {
+        let Some(membership) = self.membership.as_mut() else {
+            return Ok(());
+        };
+        if membership.heartbeat_if_due(&mut self.client)? || self.needs_rejoin {
+            // Commit what was printed while the generation may still take it.
+            self.commit()?;
+            self.rejoin()?;
+        }
+        Ok(())
+    }
+
     /// Fetches and prints until `--max-messages` or `--timeout-ms`;
     /// commits after each round when consuming for a group.
-    fn poll_until(&mut self, args: &ConsumeArgs, group: Option<&str>) -> Result<u64> {
+    fn poll_until(&mut self, args: &ConsumeArgs) -> Result<u64> {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut printed = 0u64;
@@ -364,6 +426,12 @@ impl Consumer {
                 }
                 wait_ms = wait_ms.min(timeout_ms - idle_ms);
             }
+            self.keep_membership()?;
+            if self.positions.is_empty() {
+                // More members than partitions: this one waits its turn.
+                std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+                continue;
+            }
             let lines = self.fetch_round(wait_ms, remaining)?;
             if !lines.is_empty() {
                 last_record_at = Instant::now();
@@ -373,9 +441,7 @@ impl Consumer {
                     out.write_all(b"\n")?;
                 }
                 out.flush()?;
-                if let Some(group) = group {
-                    self.commit(group)?;
-                }
+                self.commit()?;
             }
         }
         Ok(printed)
@@ -444,6 +510,12 @@ impl Consumer {
                 }
                 if partition.error_code == OFFSET_OUT_OF_RANGE {
                     self.reset_out_of_range(index)?;
+                    continue;
+                }
+                if RETRIABLE_FOR_DATA.contains(&partition.error_code) {
+                    // Not served here yet (a restarting broker); try again
+                    // next round, which the fetch wait paces.
+                    std::thread::sleep(std::time::Duration::from_millis(wait_ms.min(100)));
                     continue;
                 }
                 KafkaError::check(
@@ -528,8 +600,13 @@ impl Consumer {
         Ok(())
     }
 
-    /// Commits positions that moved past what the group has committed.
-    fn commit(&mut self, group: &str) -> Result<()> {
+    /// Commits positions that moved past what the group has committed
+    /// (nothing without --group). A commit the group refuses because it is
+    /// rebalancing marks this member for a rejoin instead of failing.
+    fn commit(&mut self) -> Result<()> {
+        let Some(group) = self.group.clone() else {
+            return Ok(());
+        };
         let changed: BTreeMap<TopicPartition, i64> = self
             .positions
             .iter()
@@ -539,11 +616,36 @@ impl Consumer {
         if changed.is_empty() {
             return Ok(());
         }
-        let connection = self.client.coordinator(group)?;
-        offsets::commit(connection, group, &changed)?;
-        self.committed.extend(changed);
-        Ok(())
+        let (generation, member_id) = match &self.membership {
+            Some(membership) => (membership.generation, membership.member_id.clone()),
+            None => (-1, String::new()),
+        };
+        let connection = self.client.coordinator(&group)?;
+        match offsets::commit_as(connection, &group, generation, &member_id, &changed) {
+            Ok(()) => {
+                self.committed.extend(changed);
+                Ok(())
+            }
+            Err(error) if self.membership.is_some() && rejoin_error(&error) => {
+                self.needs_rejoin = true;
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
     }
+
+    fn leave(&mut self) -> Result<()> {
+        match self.membership.as_mut() {
+            Some(membership) => membership.leave(&mut self.client),
+            None => Ok(()),
+        }
+    }
+}
+
+fn rejoin_error(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<KafkaError>()
+        .is_some_and(|kafka| member::means_rejoin(kafka.code))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Message};
 use serde_json::{json, Value};
 
-use super::client::{group_id, Client, Connection, KafkaError};
+use super::client::{group_id, retrying, Client, Connection, KafkaError, RETRIABLE};
 use super::offsets::{self, Leaders, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use super::output::{offset_cell, render_json, OutputFormat, Table};
 use super::{write_stdout, Common};
@@ -288,7 +288,13 @@ fn list(client: &mut Client, output: OutputFormat) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe_group(connection: &mut Connection, group: &str) -> Result<DescribedGroup> {
+fn describe_group(client: &mut Client, group: &str) -> Result<DescribedGroup> {
+    retrying(client, RETRIABLE, |client| {
+        describe_group_once(client.coordinator(group)?, group)
+    })
+}
+
+fn describe_group_once(connection: &mut Connection, group: &str) -> Result<DescribedGroup> {
     let request = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
     let response = connection.call(&request, 5)?;
     let Some(described) = response.groups.into_iter().next() else {
@@ -395,9 +401,8 @@ fn has_partition(leaders: &Leaders, (topic, partition): &TopicPartition) -> bool
 }
 
 fn view_group(client: &mut Client, group: &str) -> Result<GroupView> {
-    let connection = client.coordinator(group)?;
-    let described = describe_group(connection, group)?;
-    let committed = offsets::committed(connection, group, None)?;
+    let described = describe_group(client, group)?;
+    let committed = offsets::committed(client, group, None)?;
     if described.group_state.as_str() == "Dead" && committed.is_empty() {
         KafkaError::check(
             GROUP_ID_NOT_FOUND,
@@ -742,10 +747,9 @@ fn reset_scope(
 
 fn reset_offsets(client: &mut Client, output: OutputFormat, args: &ResetArgs) -> Result<ExitCode> {
     let group = &args.group;
-    let connection = client.coordinator(group)?;
-    let described = describe_group(connection, group)?;
+    let described = describe_group(client, group)?;
     check_inactive(&described, group)?;
-    let committed = offsets::committed(connection, group, None)?;
+    let committed = offsets::committed(client, group, None)?;
     let (partitions, leaders) = reset_scope(client, args, &committed)?;
     let plan = plan_offsets(client, &leaders, &partitions, &committed, args.target())?;
     if args.execute && !plan.is_empty() {

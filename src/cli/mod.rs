@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod client;
 pub mod consume;
 pub mod groups;
+pub mod member;
 pub mod offsets;
 pub mod output;
 pub mod produce;

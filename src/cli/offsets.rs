@@ -17,7 +17,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::client::{group_id, topic_name, Client, Connection, KafkaError};
+use super::client::{
+    group_id, retrying, topic_name, Client, Connection, KafkaError, RETRIABLE, RETRIABLE_FOR_DATA,
+};
 
 /// A topic and partition, ordered by topic then partition.
 pub type TopicPartition = (String, i32);
@@ -65,6 +67,17 @@ pub fn leaders_from(metadata: &MetadataResponse, topics: &[String]) -> Result<Le
 /// of each partition, asked of its leader; `None` when no record is that
 /// recent (a timestamp lookup past the end).
 pub fn list_offsets(
+    client: &mut Client,
+    leaders: &Leaders,
+    partitions: &[TopicPartition],
+    timestamp: i64,
+) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
+    retrying(client, RETRIABLE_FOR_DATA, |client| {
+        list_offsets_once(client, leaders, partitions, timestamp)
+    })
+}
+
+fn list_offsets_once(
     client: &mut Client,
     leaders: &Leaders,
     partitions: &[TopicPartition],
@@ -141,6 +154,16 @@ fn list_offsets_at(
 /// when `topics` is `None`. Partitions without a committed offset are left
 /// out.
 pub fn committed(
+    client: &mut Client,
+    group: &str,
+    topics: Option<&BTreeMap<String, Vec<i32>>>,
+) -> Result<BTreeMap<TopicPartition, i64>> {
+    retrying(client, RETRIABLE, |client| {
+        committed_once(client.coordinator(group)?, group, topics)
+    })
+}
+
+fn committed_once(
     connection: &mut Connection,
     group: &str,
     topics: Option<&BTreeMap<String, Vec<i32>>>,
@@ -225,6 +248,18 @@ pub fn commit(
     group: &str,
     offsets: &BTreeMap<TopicPartition, i64>,
 ) -> Result<()> {
+    commit_as(connection, group, -1, "", offsets)
+}
+
+/// Commits `offsets` for `group` as member `member_id` of `generation`
+/// (or, with -1 and "", as a client outside the group).
+pub fn commit_as(
+    connection: &mut Connection,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    offsets: &BTreeMap<TopicPartition, i64>,
+) -> Result<()> {
     let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
     for ((topic, partition), offset) in offsets {
         topics.entry(topic).or_default().push(
@@ -237,8 +272,8 @@ pub fn commit(
     }
     let request = OffsetCommitRequest::default()
         .with_group_id(group_id(group))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(StrBytes::from_static_str(""))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
         .with_topics(
             topics
                 .into_iter()

@@ -24,7 +24,7 @@ use kafka_protocol::records::{
 };
 use serde_json::json;
 
-use super::client::{topic_name, Client, KafkaError};
+use super::client::{retrying, topic_name, Client, KafkaError};
 use super::output::{render_json, OutputFormat};
 use super::{parse_key_value, write_stdout, Common};
 
@@ -345,39 +345,55 @@ impl Producer {
         Ok(())
     }
 
+    /// Sends to `leader`, again while it answers that it does not serve a
+    /// partition yet (an error answer wrote nothing, so no duplicates).
     fn send_to(&mut self, leader: i32, partitions: Vec<PartitionProduceData>) -> Result<()> {
-        let request = ProduceRequest::default()
-            .with_acks(self.acks)
-            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(&self.topic))
-                .with_partition_data(partitions)]);
-        let connection = self.client.broker(leader)?;
-        let version = connection.version::<ProduceRequest>(12)?;
-        if self.acks == 0 {
-            // The broker answers nothing to acks=0.
-            connection.send(&request, version)?;
-            return Ok(());
-        }
-        let response = connection.call_at(&request, version)?;
-        for topic in &response.responses {
-            for partition in &topic.partition_responses {
-                let detail = partition
-                    .record_errors
-                    .iter()
-                    .filter_map(|error| error.batch_index_error_message.as_ref())
-                    .map(|message| message.to_string())
-                    .next();
-                let message = partition.error_message.as_ref().map(|m| m.to_string());
-                KafkaError::check(
-                    partition.error_code,
-                    message.or(detail).map(StrBytes::from_string).as_ref(),
-                    format!("writing to {}-{}", self.topic, partition.index),
-                )?;
-            }
-        }
-        Ok(())
+        let topic = self.topic.clone();
+        let acks = self.acks;
+        retrying(&mut self.client, &[3, 5, 6], |client| {
+            send_once(client, &topic, acks, leader, partitions.clone())
+        })
     }
+}
+
+fn send_once(
+    client: &mut Client,
+    topic: &str,
+    acks: i16,
+    leader: i32,
+    partitions: Vec<PartitionProduceData>,
+) -> Result<()> {
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(partitions)]);
+    let connection = client.broker(leader)?;
+    let version = connection.version::<ProduceRequest>(12)?;
+    if acks == 0 {
+        // The broker answers nothing to acks=0.
+        connection.send(&request, version)?;
+        return Ok(());
+    }
+    let response = connection.call_at(&request, version)?;
+    for topic in &response.responses {
+        for partition in &topic.partition_responses {
+            let detail = partition
+                .record_errors
+                .iter()
+                .filter_map(|error| error.batch_index_error_message.as_ref())
+                .map(|message| message.to_string())
+                .next();
+            let message = partition.error_message.as_ref().map(|m| m.to_string());
+            KafkaError::check(
+                partition.error_code,
+                message.or(detail).map(StrBytes::from_string).as_ref(),
+                format!("writing to {}-{}", topic.name.0.as_str(), partition.index),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn now_ms() -> i64 {

@@ -452,3 +452,47 @@ def test_quickstart_walkthrough(broker):
     sluice(b, "groups", "delete", "--group", "quickstart")
     sluice(b, "topics", "delete", "--topic", "quickstart-events")
     assert "quickstart-events" not in sluice(b, "topics", "list").stdout
+
+
+def test_two_group_consumers_share_the_partitions(shared_broker):
+    """`consume --group` joins the group: two processes split a 4-partition
+    topic (range assignor), read every record between them, commit, and leave."""
+    b = shared_broker
+    topic, group = unique_topic("cli-share"), unique_topic("g")
+    produce_numbers(b, topic, 200, partitions=4)
+    binary = os.environ["SLUICE_BIN"]
+    command = [binary, "consume", "--topic", topic, "--group", group, "--from-beginning",
+               "--timeout-ms", "8000", "--bootstrap-server", b.bootstrap]
+    consumers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+    try:
+        def shared():
+            [view] = sluice_json(b, "groups", "describe", "--group", group)
+            counts = sorted(sum(len(a["partitions"]) for a in m["assignment"])
+                            for m in view["members"])
+            return view["state"] == "Stable" and counts == [2, 2] and view
+        view = wait_until(shared, timeout=30, what="two members with two partitions each")
+        assert view["protocol"] == "range"
+        assigned = sorted(p for m in view["members"] for a in m["assignment"]
+                          for p in a["partitions"])
+        assert assigned == [0, 1, 2, 3]
+        outputs = [c.communicate(timeout=CLI_TIMEOUT_S) for c in consumers]
+    finally:
+        for c in consumers:
+            c.kill()
+    for c, (_, err) in zip(consumers, outputs):
+        assert c.returncode == 0, err
+    values = [int(line) for out, _ in outputs for line in out.splitlines()]
+    assert set(values) == set(range(200))
+    [view] = sluice_json(b, "groups", "describe", "--group", group)
+    assert view["state"] == "Empty" and view["members"] == []
+    assert sum(row["current_offset"] for row in view["offsets"]) == 200
+
+
+def test_consume_one_partition_commits_without_joining(shared_broker):
+    b = shared_broker
+    topic, group = unique_topic("cli-manual"), unique_topic("g")
+    produce_numbers(b, topic, 40)
+    out = sluice(b, "consume", "--topic", topic, "--group", group, "--partition", "1",
+                 "--from-beginning", "--timeout-ms", "1500").stdout
+    assert committed(b, group) == {(topic, 1): len(out.splitlines())}
