@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -297,6 +298,9 @@ pub fn run(common: &Common, args: ConsumeArgs) -> Result<ExitCode> {
         consumer.load_committed(&wanted)?;
         consumer.seek(&wanted, args.offset)?;
     }
+    if consumer.group.is_some() {
+        stop_on_interrupt();
+    }
     let polled = consumer.poll_until(&args);
     // Commit what was printed and leave the group even after an error
     // (a closed stdout included), then report the first error.
@@ -415,7 +419,7 @@ impl Consumer {
         let mut last_record_at = Instant::now();
         loop {
             let remaining = args.max_messages.map(|max| max.saturating_sub(printed));
-            if remaining == Some(0) {
+            if remaining == Some(0) || stop_requested() {
                 break;
             }
             let mut wait_ms = FETCH_WAIT_MS_MAX;
@@ -638,6 +642,34 @@ impl Consumer {
         match self.membership.as_mut() {
             Some(membership) => membership.leave(&mut self.client),
             None => Ok(()),
+        }
+    }
+}
+
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP_REQUESTED.store(true, Ordering::Relaxed);
+}
+
+fn stop_requested() -> bool {
+    STOP_REQUESTED.load(Ordering::Relaxed)
+}
+
+/// The first Ctrl-C (or SIGTERM) ends the loop after the current fetch, so
+/// a group consumer commits what it printed and leaves the group; a second
+/// one kills the process as usual (SA_RESETHAND).
+fn stop_on_interrupt() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a handler that only stores to an
+        // atomic, installed for signals we own in this short-lived process.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = request_stop as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
 }

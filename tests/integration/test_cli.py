@@ -496,3 +496,29 @@ def test_consume_one_partition_commits_without_joining(shared_broker):
     out = sluice(b, "consume", "--topic", topic, "--group", group, "--partition", "1",
                  "--from-beginning", "--timeout-ms", "1500").stdout
     assert committed(b, group) == {(topic, 1): len(out.splitlines())}
+
+
+def test_interrupted_group_consumer_commits_and_leaves(shared_broker):
+    """Ctrl-C ends `consume --group` cleanly: what it printed is committed and
+    the group is empty at once, not after the session timeout."""
+    import signal
+    b = shared_broker
+    topic, group = unique_topic("cli-int"), unique_topic("g")
+    produce_numbers(b, topic, 30)
+    consumer = subprocess.Popen(
+        [os.environ["SLUICE_BIN"], "consume", "--topic", topic, "--group", group,
+         "--from-beginning", "--bootstrap-server", b.bootstrap],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: sluice_json(b, "groups", "describe", "--group", group)[0]
+                   ["state"] == "Stable", timeout=30, what="the consumer to join")
+        wait_until(lambda: sum(committed(b, group).values()) == 30, timeout=30,
+                   what="the consumer to commit 30 records")
+        consumer.send_signal(signal.SIGINT)
+        out, err = consumer.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        consumer.kill()
+    assert consumer.returncode == 0, err
+    assert sorted(map(int, out.splitlines())) == list(range(30))
+    [view] = sluice_json(b, "groups", "describe", "--group", group)
+    assert view["state"] == "Empty" and view["members"] == []
