@@ -522,3 +522,26 @@ def test_interrupted_group_consumer_commits_and_leaves(shared_broker):
     assert sorted(map(int, out.splitlines())) == list(range(30))
     [view] = sluice_json(b, "groups", "describe", "--group", group)
     assert view["state"] == "Empty" and view["members"] == []
+
+
+def test_produce_sends_each_typed_line_at_once(shared_broker):
+    """Lines typed into a still-open stdin reach the broker one by one, as
+    with kafka-console-producer.sh, not when stdin closes."""
+    b = shared_broker
+    topic = unique_topic("cli-typed")
+    sluice(b, "topics", "create", "--topic", topic, "--partitions", "1")
+    producer = subprocess.Popen(
+        [os.environ["SLUICE_BIN"], "produce", "--topic", topic,
+         "--bootstrap-server", b.bootstrap],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for n, line in enumerate(["first", "second"], start=1):
+            producer.stdin.write(line + "\n")
+            producer.stdin.flush()
+            wait_until(lambda: len(sluice(b, "consume", "--topic", topic, "--from-beginning",
+                                          "--timeout-ms", "300").stdout.splitlines()) == n,
+                       timeout=20, what=f"line {n} to arrive while stdin is open")
+        producer.stdin.close()
+        assert producer.wait(timeout=CLI_TIMEOUT_S) == 0
+    finally:
+        producer.kill()
