@@ -340,10 +340,16 @@ impl Consumer {
         timestamp: i64,
     ) -> Result<BTreeMap<i32, i64>> {
         let found = offsets::list_offsets(&mut self.client, &self.leaders, partitions, timestamp)?;
-        Ok(found
+        let offsets: BTreeMap<i32, i64> = found
             .into_iter()
             .map(|((_, partition), offset)| (partition, offset.unwrap_or(0)))
-            .collect())
+            .collect();
+        for (topic, partition) in partitions {
+            if !offsets.contains_key(partition) {
+                bail!("the broker listed no offset for {topic}-{partition}");
+            }
+        }
+        Ok(offsets)
     }
 
     /// The group's committed offsets of `partitions` (none without --group).
@@ -389,6 +395,15 @@ impl Consumer {
         let membership = self.membership.as_mut().expect("only members rejoin");
         let assigned = membership.join(&mut self.client)?;
         self.needs_rejoin = false;
+        // The topic may have gained partitions since we last looked.
+        self.leaders = offsets::leaders(&mut self.client, std::slice::from_ref(&self.topic))?;
+        let known = &self.leaders[&self.topic];
+        if let Some(partition) = assigned.iter().find(|p| !known.contains_key(p)) {
+            bail!(
+                "the group assigned {}-{partition}, which the broker's metadata does not list",
+                self.topic
+            );
+        }
         let wanted: Vec<TopicPartition> = assigned
             .iter()
             .map(|partition| (self.topic.clone(), *partition))

@@ -245,7 +245,10 @@ fn wait_for_leaders(
                 .iter()
                 .map(|partition| (partition.partition_index, partition.leader_id.0))
                 .collect();
-            let ready = code == 0 && !leaders.is_empty() && leaders.values().all(|l| *l >= 0);
+            // Partitions are numbered 0..n; the partitioner relies on it.
+            let numbered = leaders.keys().copied().eq(0..leaders.len() as i32);
+            let led = leaders.values().all(|leader| *leader >= 0);
+            let ready = code == 0 && !leaders.is_empty() && numbered && led;
             if ready {
                 return Ok(leaders);
             }
