@@ -807,6 +807,28 @@ mod tests {
         assert!(split_batches(Bytes::from_static(b"short")).is_empty());
     }
 
+    proptest::proptest! {
+        /// Whatever a broker sends as records, splitting and decoding return
+        /// values, never a panic: random bytes, and real batches with one
+        /// byte changed (CRC, lengths, varints, compression attributes).
+        #[test]
+        fn fetched_bytes_never_panic(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            flip_at in proptest::prelude::any::<proptest::sample::Index>(),
+            flip_to in proptest::prelude::any::<u8>(),
+        ) {
+            for batch in split_batches(Bytes::from(noise)) {
+                let _ = decode_batch(batch);
+            }
+            let mut real = encode(&[record(0, Some("k"), "v"), record(1, None, "w")]).to_vec();
+            let at = flip_at.index(real.len());
+            real[at] = flip_to;
+            for batch in split_batches(Bytes::from(real)) {
+                let _ = decode_batch(batch);
+            }
+        }
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let mut bytes = encode(&[record(0, None, "a")]).to_vec();
