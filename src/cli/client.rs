@@ -279,6 +279,8 @@ pub struct Client {
     timeout: Duration,
     brokers: BTreeMap<i32, String>,
     connections: BTreeMap<i32, Connection>,
+    /// Group -> its coordinator's node id and address.
+    coordinators: BTreeMap<String, (i32, String)>,
 }
 
 impl Client {
@@ -297,6 +299,7 @@ impl Client {
                         timeout,
                         brokers: BTreeMap::new(),
                         connections: BTreeMap::new(),
+                        coordinators: BTreeMap::new(),
                     })
                 }
                 Err(error) => last_error = Some(error),
@@ -369,8 +372,31 @@ impl Client {
         Ok(self.connections.get_mut(&node).expect("inserted above"))
     }
 
-    /// A connection to the coordinator of consumer group `group`.
+    /// A connection to the coordinator of consumer group `group`, found
+    /// with FindCoordinator once and remembered until
+    /// [`Client::forget_coordinators`].
     pub fn coordinator(&mut self, group: &str) -> Result<&mut Connection> {
+        let (node, address) = match self.coordinators.get(group) {
+            Some(found) => found.clone(),
+            None => {
+                let found = self.find_coordinator(group)?;
+                self.coordinators.insert(group.to_string(), found.clone());
+                found
+            }
+        };
+        if address == self.bootstrap.address {
+            return Ok(&mut self.bootstrap);
+        }
+        self.brokers.insert(node, address);
+        self.broker(node)
+    }
+
+    /// After NOT_COORDINATOR and the like: ask FindCoordinator again.
+    pub fn forget_coordinators(&mut self) {
+        self.coordinators.clear();
+    }
+
+    fn find_coordinator(&mut self, group: &str) -> Result<(i32, String)> {
         let version = self.bootstrap.version::<FindCoordinatorRequest>(4)?;
         let mut request = FindCoordinatorRequest::default().with_key_type(0);
         let key = StrBytes::from_string(group.to_string());
@@ -380,12 +406,7 @@ impl Client {
             request.with_key(key)
         };
         let response = self.bootstrap.call_at(&request, version)?;
-        let (node, address) = coordinator_of(&response, version, group)?;
-        if address == self.bootstrap.address {
-            return Ok(&mut self.bootstrap);
-        }
-        self.brokers.insert(node, address);
-        self.broker(node)
+        coordinator_of(&response, version, group)
     }
 }
 
@@ -413,6 +434,8 @@ pub fn retrying<T>(
                         .downcast_ref::<KafkaError>()
                         .is_some_and(|kafka| codes.contains(&kafka.code)) =>
             {
+                // The coordinator may have moved or be another broker now.
+                client.forget_coordinators();
                 std::thread::sleep(Duration::from_millis(RETRY_BACKOFF_MS));
             }
             result => return result,

@@ -23,7 +23,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest};
 use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
 use serde_json::{json, Value};
 
-use super::client::{topic_name, Client, KafkaError, RETRIABLE_FOR_DATA};
+use super::client::{retrying, topic_name, Client, KafkaError, RETRIABLE, RETRIABLE_FOR_DATA};
 use super::member::{self, Membership};
 use super::offsets::{self, Leaders, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use super::output::OutputFormat;
@@ -639,8 +639,11 @@ impl Consumer {
             Some(membership) => (membership.generation, membership.member_id.clone()),
             None => (-1, String::new()),
         };
-        let connection = self.client.coordinator(&group)?;
-        match offsets::commit_as(connection, &group, generation, &member_id, &changed) {
+        let committed = retrying(&mut self.client, RETRIABLE, |client| {
+            let connection = client.coordinator(&group)?;
+            offsets::commit_as(connection, &group, generation, &member_id, &changed)
+        });
+        match committed {
             Ok(()) => {
                 self.committed.extend(changed);
                 Ok(())

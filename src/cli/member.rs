@@ -103,6 +103,7 @@ impl Membership {
                 continue;
             }
             if is_transient(code) || code == REBALANCE_IN_PROGRESS {
+                client.forget_coordinators();
                 sleep(Duration::from_millis(RETRY_BACKOFF_MS));
                 continue;
             }
@@ -165,6 +166,9 @@ impl Membership {
             request = request.with_protocol_type(None).with_protocol_name(None);
         }
         let response = connection.call_at(&request, version)?;
+        if is_transient(response.error_code) {
+            client.forget_coordinators();
+        }
         if means_rejoin(response.error_code) || is_transient(response.error_code) {
             if response.error_code == UNKNOWN_MEMBER_ID {
                 self.member_id.clear();
@@ -198,6 +202,9 @@ impl Membership {
             .with_member_id(StrBytes::from_string(self.member_id.clone()));
         let response = client.coordinator(&self.group)?.call(&request, 4)?;
         self.last_heartbeat = Instant::now();
+        if is_transient(response.error_code) {
+            client.forget_coordinators();
+        }
         if means_rejoin(response.error_code) || is_transient(response.error_code) {
             if response.error_code == UNKNOWN_MEMBER_ID {
                 self.member_id.clear();
