@@ -136,11 +136,17 @@ impl LogInner {
     /// `None` if nothing is unsynced; else how long until a sync is due.
     pub fn sync_due_in(&self, now: Instant) -> Option<Duration> {
         let state = self.state.borrow();
-        if state.closed || state.failed.is_some() || state.unsynced_records == 0 {
+        if state.closed || state.failed.is_some() {
+            return None;
+        }
+        if self.force_sync.get() {
+            return Some(Duration::ZERO);
+        }
+        if state.unsynced_records == 0 {
             return None;
         }
         let config = self.config.borrow();
-        if self.force_sync.get() || state.unsynced_records >= config.flush_messages {
+        if state.unsynced_records >= config.flush_messages {
             return Some(Duration::ZERO);
         }
         let first = state.first_unsynced.unwrap_or(now);
@@ -160,14 +166,14 @@ impl LogInner {
             return None;
         }
         let target = state.log_end_offset;
+        // Without an appender a roll, truncation or close is sealing the
+        // segment; it syncs and advances durability itself.
+        state.segments.last()?.appender.as_ref()?;
         let records = std::mem::take(&mut state.unsynced_records);
         state.first_unsynced = None;
         self.force_sync.set(false);
-        let segment = state
-            .segments
-            .last_mut()
-            .expect("a log has an active segment");
-        let appender = segment.appender.as_mut()?;
+        let segment = state.segments.last_mut().expect("checked above");
+        let appender = segment.appender.as_mut().expect("checked above");
         appender.flush_tail();
         Some(SyncJob {
             target,

@@ -35,10 +35,14 @@ pub(crate) async fn truncate_to(log: &PartitionLog, offset: Offset) -> Result<Of
     }
     let compacted_end = inner.compacted_end.get().min(new_end);
     inner.compacted_end.set(compacted_end);
-    {
+    // Sealing synced everything up to the old end, and the cut was synced:
+    // all that remains is on disk.
+    let waiters = {
         let mut durability = inner.durability.borrow_mut();
-        durability.durable_end = durability.durable_end.min(new_end);
-    }
+        durability.durable_end = new_end;
+        std::mem::take(&mut durability.waiters)
+    };
+    waiters.into_iter().for_each(std::task::Waker::wake);
     let cache = &inner.shard.inner.cache;
     cache.borrow_mut().invalidate(inner.id, i64::MIN, i64::MAX);
     let epochs = log.leader_epochs();
