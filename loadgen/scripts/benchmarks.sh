@@ -5,7 +5,7 @@
 # medians.
 #
 # Usage: loadgen/scripts/benchmarks.sh [scenario...]   (default: all)
-#   scenarios: limits s1 s2 s3 s4
+#   scenarios: limits s1 s1b s2 s3 s4
 # Environment:
 #   LOADGEN     loadgen binary        (default target/release/loadgen)
 #   SLUICE_BIN  Sluice binary         (default target/release/sluice)
@@ -108,6 +108,17 @@ s1() { # maximum produce throughput, 1 KiB records, acks=1 and acks=all
     done
 }
 
+s1b() { # acks=all with more in flight: 2 producers x 2 connections x 5 requests
+    for broker in $(brokers); do
+        for run in $(seq "$RUNS"); do
+            start_broker "$broker" fresh
+            lg "s1b-$broker-acksall-4conn-$run" produce --topic s1 --partitions 2 \
+                --record-size 1024 --batch-size 65536 --linger-ms 5 --acks all \
+                --producers 2 --connections 2 --duration 15s --warmup 5s
+        done
+    done
+}
+
 s2() { # fixed 50 MB/s, acks=all, produce and end-to-end percentiles
     for broker in $(brokers); do
         for run in $(seq "$RUNS"); do
@@ -148,12 +159,14 @@ s4() { # 1,000 partitions: keyed produce at full speed, and end to end at 10 MB/
     for broker in $(brokers); do
         local partitions=${S4_PARTITIONS:-1000}
         if [ "$broker" = sluice ]; then
-            # Sluice preallocates 64 MiB per active segment: two topics of N
-            # partitions need 2 * N * 64 MiB of free disk.
+            # Sluice preallocates each active segment in steps (8 MiB since
+            # cb3d802, 64 MiB before): two topics of N partitions need
+            # 2 * N * step of free disk. Fewer partitions if they do not fit.
+            local step_mib=${SLUICE_PREALLOCATE_MIB:-8}
             local free_mib=$(($(df --output=avail -k "$DATA" | tail -1) / 1024))
-            local fit=$((free_mib / 2 / 64 * 8 / 10))
+            local fit=$((free_mib / 2 / step_mib * 8 / 10))
             if [ "$fit" -lt "$partitions" ]; then
-                echo "   sluice: $partitions partitions need $((2 * partitions * 64)) MiB preallocated, $free_mib MiB free: using $fit"
+                echo "   sluice: $partitions partitions need $((2 * partitions * step_mib)) MiB preallocated, $free_mib MiB free: using $fit"
                 partitions=$fit
             fi
         fi
