@@ -32,10 +32,16 @@ impl Drop for Broker {
 }
 
 fn sluice_binary() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("SLUICE_BIN") {
-        return Some(PathBuf::from(path));
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    if let Ok(path) = std::env::var("SLUICE_BIN") {
+        // The broker runs in a temporary directory: make the path absolute,
+        // trying it from here and from the workspace root.
+        let path = PathBuf::from(path);
+        let found = [path.clone(), root.join(&path)]
+            .into_iter()
+            .find_map(|candidate| candidate.canonicalize().ok());
+        return Some(found.unwrap_or(path));
+    }
     let target =
         std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
     ["release", "debug"]
