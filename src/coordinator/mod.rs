@@ -44,6 +44,13 @@
 //!   context carries the peer address.
 //! - OffsetFetch `require_stable` is accepted and ignored (no transactional
 //!   offset commits exist to wait for).
+//! - OffsetCommit, and the leader's SyncGroup, are answered once their
+//!   records are synced to disk (`fdatasync`, group-committed with the
+//!   shard's other appends); Kafka answers once the append is replicated,
+//!   without a sync. Costs a few milliseconds, more on a busy disk.
+//! - Group requests wait (up to 10 s) for the group's `__consumer_offsets`
+//!   partition to open right after the topic is created, instead of
+//!   answering COORDINATOR_NOT_AVAILABLE at once.
 
 pub mod errors;
 pub mod group;
