@@ -76,9 +76,10 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         )?,
         None => Vec::new(),
     };
-    // Producers start once every consumer has its partitions (a group join
-    // can take seconds), so joining does not count as end-to-end latency.
-    if workload == Workload::E2e {
+    // The clock starts (and producers start) once every consumer has its
+    // partitions: a group join can take seconds, and is neither end-to-end
+    // latency nor consume throughput.
+    if consume {
         let deadline = Instant::now() + timeout;
         let expected = consumers.len() as u64;
         sleep_until(deadline, &metrics, || {
