@@ -824,27 +824,47 @@ fn plan_offsets(
     };
     let mut plan = Plan::new();
     for key in partitions {
-        let low = earliest.get(key).copied().flatten().unwrap_or(0);
-        let high = latest.get(key).copied().flatten().unwrap_or(low).max(low);
-        let current = committed.get(key).copied();
-        let wanted = match target {
-            Target::Earliest => low,
-            Target::Latest => high,
-            Target::Offset(offset) => offset,
-            // No record that recent: the end of the log.
-            Target::Timestamp(_) => at_time.get(key).copied().flatten().unwrap_or(high),
-            Target::ShiftBy(shift) => match current {
-                Some(offset) => offset.saturating_add(shift),
-                None => bail!(
-                    "cannot shift the offset of {}-{}: the group has no committed offset there",
-                    key.0,
-                    key.1
-                ),
-            },
+        let range = LogRange {
+            earliest: earliest.get(key).copied().flatten(),
+            latest: latest.get(key).copied().flatten(),
+            at_time: at_time.get(key).copied().flatten(),
         };
-        plan.insert(key.clone(), (current, wanted.clamp(low, high)));
+        let current = committed.get(key).copied();
+        let new = new_offset(target, range, current).ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot shift the offset of {}-{}: the group has no committed offset there",
+                key.0,
+                key.1
+            )
+        })?;
+        plan.insert(key.clone(), (current, new));
     }
     Ok(plan)
+}
+
+/// What ListOffsets said of one partition.
+#[derive(Debug, Clone, Copy, Default)]
+struct LogRange {
+    earliest: Option<i64>,
+    latest: Option<i64>,
+    /// The first offset at or after `--to-datetime`, if any.
+    at_time: Option<i64>,
+}
+
+/// A partition's new offset, kept within its earliest and log-end offsets
+/// as Kafka's tool does; `None` for a shift without a committed offset.
+fn new_offset(target: Target, range: LogRange, current: Option<i64>) -> Option<i64> {
+    let low = range.earliest.unwrap_or(0);
+    let high = range.latest.unwrap_or(low).max(low);
+    let wanted = match target {
+        Target::Earliest => low,
+        Target::Latest => high,
+        Target::Offset(offset) => offset,
+        // No record that recent: the end of the log.
+        Target::Timestamp(_) => range.at_time.unwrap_or(high),
+        Target::ShiftBy(shift) => current?.saturating_add(shift),
+    };
+    Some(wanted.clamp(low, high))
 }
 
 #[cfg(test)]
@@ -881,6 +901,39 @@ mod tests {
         ] {
             assert!(parse_datetime_ms(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn new_offsets_stay_inside_the_log() {
+        let range = LogRange {
+            earliest: Some(10),
+            latest: Some(50),
+            at_time: None,
+        };
+        let check = |target, current, expected| {
+            assert_eq!(
+                new_offset(target, range, current),
+                expected,
+                "{target:?} from {current:?}"
+            );
+        };
+        check(Target::Earliest, Some(30), Some(10));
+        check(Target::Latest, None, Some(50));
+        check(Target::Offset(20), None, Some(20));
+        check(Target::Offset(5), None, Some(10));
+        check(Target::Offset(99), None, Some(50));
+        check(Target::ShiftBy(-5), Some(30), Some(25));
+        check(Target::ShiftBy(-50), Some(30), Some(10));
+        check(Target::ShiftBy(i64::MAX), Some(30), Some(50));
+        check(Target::ShiftBy(1), None, None);
+        check(Target::Timestamp(0), None, Some(50));
+        let found = LogRange {
+            at_time: Some(42),
+            ..range
+        };
+        assert_eq!(new_offset(Target::Timestamp(0), found, None), Some(42));
+        let empty = LogRange::default();
+        assert_eq!(new_offset(Target::Offset(7), empty, None), Some(0));
     }
 
     #[test]
