@@ -1002,7 +1002,11 @@ fn to_milliseconds(amount: i64, factor: i64) -> i64 {
     allow_negative_numbers = true,
     after_help = "Without --config, config/sluice.toml is read if it exists; otherwise built-in \
         defaults apply.\nPrecedence: default < file < --set < the flags above.\n\
-        Config keys use Kafka's names (log.retention.ms, num.partitions, ...); see config/README.md."
+        Config keys use Kafka's names (log.retention.ms, num.partitions, ...); see config/README.md.\n\n\
+        With no subcommand, sluice runs the broker. Tools for any Kafka-compatible broker \
+        (each with --help):\n  sluice topics list|create|describe|alter|delete\n  \
+        sluice produce --topic T\n  sluice consume --topic T\n  \
+        sluice groups list|describe|delete|reset-offsets"
 )]
 struct Cli {
     /// Config file (TOML with Kafka's dotted key names).
