@@ -78,6 +78,11 @@ async fn shard_main(
     listen: SocketAddr,
 ) -> Result<(), String> {
     let shard = Shard::install(mesh, config, image.clone());
+    // Before any direct-I/O file: glommio's per-device polling probe must
+    // see a non-empty file (see storage::prime_direct_io).
+    crate::storage::prime_direct_io(&shard.config.data_dir)
+        .await
+        .map_err(|error| format!("cannot use direct I/O in the data dir: {error}"))?;
     // Work from other shards may run from here on: the shard's state exists.
     shard.mesh.open_inbox();
     shard

@@ -31,7 +31,12 @@ pub async fn prime_direct_io(data_dir: &std::path::Path) -> Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io(data_dir, e))?;
-    let path = data_dir.join(format!(".sluice-iopoll-probe-{}", std::process::id()));
+    // One probe file per call: shards prime concurrently, and one must not
+    // remove the file another is opening.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let probe = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!(".sluice-iopoll-probe-{}-{probe}", std::process::id());
+    let path = data_dir.join(name);
     std::fs::write(&path, [0u8; 4096]).map_err(|e| StorageError::io(&path, e))?;
     let opened = glommio::io::DmaFile::open(&path).await;
     let _ = std::fs::remove_file(&path);
