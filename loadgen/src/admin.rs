@@ -248,3 +248,50 @@ pub fn list_all_offsets(
     }
     Ok(offsets)
 }
+
+/// Asks the leader of `partition` to delete its records below `offset`
+/// (DeleteRecords); returns the new log start offset.
+pub fn delete_records(
+    layout: &TopicLayout,
+    client_id: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> Result<i64> {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    let leader = *layout
+        .leaders
+        .get(partition as usize)
+        .with_context(|| format!("no partition {partition}"))?;
+    let mut connection = Connection::connect(layout.address(leader)?, client_id, timeout)?;
+    let version = connection.versions.pick::<DeleteRecordsRequest>(2)?;
+    let request = DeleteRecordsRequest::default()
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(topic_name(&layout.topic))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(partition)
+                .with_offset(offset)])])
+        .with_timeout_ms(timeout.as_millis() as i32);
+    let response = connection.call(&request, version)?;
+    for topic in &response.topics {
+        for result in &topic.partitions {
+            if result.partition_index == partition {
+                if result.error_code != 0 {
+                    bail!(
+                        "DeleteRecords on {}-{partition} failed with error code {}",
+                        layout.topic,
+                        result.error_code
+                    );
+                }
+                return Ok(result.low_watermark);
+            }
+        }
+    }
+    bail!(
+        "DeleteRecords did not answer for {}-{partition}",
+        layout.topic
+    )
+}

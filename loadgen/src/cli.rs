@@ -191,6 +191,17 @@ pub struct RunArgs {
     /// lost it; verification must then report exactly one lost record.
     #[arg(long)]
     pub drop_acked: Option<u64>,
+    /// Verify: consumers start only when producers are done, and read
+    /// everything this run wrote (checks what the broker kept, e.g. after a
+    /// fault; end-to-end latency is then not meaningful).
+    #[arg(long)]
+    pub consume_after: bool,
+    /// Self-test of verify mode against the broker itself: when producers
+    /// are done, DeleteRecords removes partition 0's records below this
+    /// offset, then consumers read (implies --consume-after). Verification
+    /// must report exactly the deleted acknowledged records as lost.
+    #[arg(long)]
+    pub delete_records_before: Option<i64>,
 
     #[arg(long, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
@@ -358,6 +369,9 @@ impl RunArgs {
         }
         if verify && self.acks == 0 {
             bail!("verify needs acknowledgements: --acks 1 or all");
+        }
+        if (self.consume_after || self.delete_records_before.is_some()) && !verify {
+            bail!("--consume-after and --delete-records-before belong to the verify command");
         }
         if self.drop_acked.is_some() && !verify {
             bail!("--drop-acked is a self-test of the verify command");

@@ -66,6 +66,11 @@ fn finish(args: &RunArgs, report: &Report) -> Result<ExitCode> {
     }
     if let Some(verify) = &report.results.verify {
         verify.print();
+        if !report.results.failures.is_empty() {
+            println!(
+                "verify: the run had failures (above); records it could not read count as lost"
+            );
+        }
         if !verify.passed {
             return Ok(ExitCode::from(2));
         }

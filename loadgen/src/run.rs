@@ -63,8 +63,9 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
     }
 
     let metrics = Arc::new(Metrics::new(Instant::now(), args.warmup));
-    let consumers = match &start_offsets {
-        Some(offsets) => spawn_consumers(
+    let consume_after = args.consume_after || args.delete_records_before.is_some();
+    let spawn = |offsets: &BTreeMap<i32, i64>| {
+        spawn_consumers(
             args,
             &layout,
             run_id,
@@ -73,8 +74,11 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
             offsets,
             &end_offsets,
             &metrics,
-        )?,
-        None => Vec::new(),
+        )
+    };
+    let mut consumers = match &start_offsets {
+        Some(offsets) if !consume_after => spawn(offsets)?,
+        _ => Vec::new(),
     };
     // The clock starts (and producers start) once every consumer has its
     // partitions: a group join can take seconds, and is neither end-to-end
@@ -127,13 +131,15 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         metrics.produced.snapshot(),
         metrics.consumed.snapshot(),
     );
-    let producers_done = || producers.iter().all(|handle| handle.is_finished());
-    let consumers_done = || consumers.iter().all(|handle| handle.is_finished());
-    let finished_early = || {
-        (produce && producers_done()) && (!consume || consumers_done())
-            || (!produce && consumers_done())
-    };
-    sleep_until(end, &metrics, finished_early);
+    {
+        let producers_done = || producers.iter().all(|handle| handle.is_finished());
+        let consumers_done = || consumers.iter().all(|handle| handle.is_finished());
+        let finished_early = || {
+            (produce && producers_done()) && (!consume || consumers_done())
+                || (!produce && consumers_done())
+        };
+        sleep_until(end, &metrics, finished_early);
+    }
     let stop_instant = Instant::now();
     let stop = (
         stop_instant,
@@ -150,13 +156,32 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         }
     }
     // Producers are done and acknowledged: consumers read up to here.
+    if let Some(offset) = args.delete_records_before {
+        match admin::delete_records(&layout, CLIENT_ID, 0, offset, timeout) {
+            Ok(start) => eprintln!(
+                "deleted the records of partition 0 below offset {offset}: it now starts at {start}"
+            ),
+            // Without the deletion the self-test means nothing: stop here.
+            Err(error) => {
+                metrics.stop.store(true, Ordering::Relaxed);
+                anyhow::bail!(
+                    "DeleteRecords on partition 0 failed, so nothing was verified: {error:#}"
+                );
+            }
+        }
+    }
     if workload == Workload::E2e {
         match admin::list_all_offsets(&layout, CLIENT_ID, LATEST, timeout) {
             Ok(offsets) => *end_offsets.lock().unwrap() = Some(offsets),
             Err(error) => metrics.fail(format!("listing end offsets: {error:#}")),
         }
+        if let (true, Some(offsets)) = (consume_after, &start_offsets) {
+            consumers = spawn(offsets)?;
+        }
         let drain_end = Instant::now() + args.drain_timeout;
-        sleep_until(drain_end, &metrics, consumers_done);
+        sleep_until(drain_end, &metrics, || {
+            consumers.iter().all(|handle| handle.is_finished())
+        });
     }
     metrics.stop.store(true, Ordering::Relaxed);
     let mut seen = SeenLog::default();

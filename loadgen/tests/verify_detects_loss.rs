@@ -1,6 +1,8 @@
-//! Verify mode against a real broker: a clean run passes, and a run where one
-//! acknowledged record goes missing (`--drop-acked`, the documented self-test)
-//! fails with exactly that record named.
+//! Verify mode against a real broker: a clean run passes; a run where one
+//! acknowledged record goes missing from what the consumer saw (`--drop-acked`,
+//! the documented self-test) fails with exactly that record named; and a run
+//! where the broker itself deletes five acknowledged records (DeleteRecords,
+//! `--delete-records-before 5`, when the broker serves it) names those five.
 //!
 //! The broker is Sluice's own binary (`SLUICE_BIN`, else target/release or
 //! target/debug), started on a free port in a temporary directory, or any
@@ -86,7 +88,7 @@ fn start_broker() -> Option<Broker> {
     };
     let socket: SocketAddr = address.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect_timeout(&socket, Duration::from_millis(200)).is_err() {
+    while !listening(&socket) {
         assert!(
             Instant::now() < deadline,
             "{} did not listen on {address}",
@@ -95,6 +97,16 @@ fn start_broker() -> Option<Broker> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Some(broker)
+}
+
+/// True when something listens on `socket`. With nothing listening, a
+/// connect to a port in the ephemeral range can connect to itself (same
+/// local and peer address): that is not the broker.
+fn listening(socket: &SocketAddr) -> bool {
+    match TcpStream::connect_timeout(socket, Duration::from_millis(200)) {
+        Ok(stream) => stream.local_addr().ok() != stream.peer_addr().ok(),
+        Err(_) => false,
+    }
 }
 
 fn loadgen(bootstrap: &str, topic: &str, report: &Path, extra: &[&str]) -> Output {
@@ -159,7 +171,9 @@ fn verify_mode_detects_a_dropped_acknowledged_record() {
         &[],
     );
     let stderr = String::from_utf8_lossy(&clean.stderr);
-    if stderr.contains("does not advertise") {
+    if stderr.contains("does not advertise")
+        || stderr.contains("DeleteRecords on partition 0 failed")
+    {
         eprintln!(
             "SKIPPED: the broker at {} does not serve Produce and Fetch yet: {stderr}",
             broker.bootstrap
@@ -206,5 +220,38 @@ fn verify_mode_detects_a_dropped_acknowledged_record() {
     assert_eq!(verify["lost"], 1);
     assert_eq!(verify["duplicated"], 0);
     assert_eq!(verify["reordered"], 0);
+
+    // The broker itself loses records: DeleteRecords removes partition 0's
+    // first five acknowledged records before the consumers read.
+    let deleted_report = scratch.join("deleted.json");
+    let deleted = loadgen(
+        &broker.bootstrap,
+        &format!("verify-deleted-{topic_suffix}"),
+        &deleted_report,
+        &["--delete-records-before", "5"],
+    );
+    let stdout = String::from_utf8_lossy(&deleted.stdout);
+    let stderr = String::from_utf8_lossy(&deleted.stderr);
+    if stderr.contains("does not advertise")
+        || stderr.contains("DeleteRecords on partition 0 failed")
+    {
+        eprintln!(
+            "SKIPPED the DeleteRecords case: the broker does not serve DeleteRecords: {stderr}"
+        );
+    } else {
+        assert_eq!(
+            deleted.status.code(),
+            Some(2),
+            "verify should fail:\n{stdout}\n{stderr}"
+        );
+        let verify = &report_json(&deleted_report)["results"]["verify"];
+        assert_eq!(verify["lost"], 5, "{verify}");
+        assert_eq!(verify["duplicated"], 0);
+        assert_eq!(verify["reordered"], 0);
+        for sequence in 0..5 {
+            let line = format!("lost: partition 0 producer 0 sequence {sequence}: acknowledged at offset {sequence},");
+            assert!(stdout.contains(&line), "{line} missing from:\n{stdout}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&scratch);
 }
