@@ -398,24 +398,6 @@ def test_kafka_python_sticky_assignor_group(group_broker, admin, tmp_path):
             p.wait()
 
 
-def test_member_that_stops_polling_is_replaced_within_max_poll_interval(group_broker, admin):
-    """max.poll.interval.ms is the member's rebalance timeout: a member that
-    stops polling does not hold a rebalance up past it."""
-    topic = create_topic(admin)
-    group = unique_group()
-    stuck = Tracker(consumer(group_broker, group, **{"max.poll.interval.ms": 6000}), topic)
-    newcomer = None
-    try:
-        poll_until([stuck], lambda: len(stuck.partitions()) == PARTITIONS, what="first assignment")
-        newcomer = Tracker(consumer(group_broker, group), topic)
-        # Only the newcomer polls from now on.
-        poll_until([newcomer], lambda: newcomer.partitions() == list(range(PARTITIONS)), timeout=40,
-                   what="the newcomer to own every partition")
-    finally:
-        for t in [stuck] + ([newcomer] if newcomer else []):
-            t.consumer.close()
-
-
 def test_cooperative_sticky_revokes_only_what_moves(group_broker, admin):
     topic = create_topic(admin)
     group = unique_group()
