@@ -83,8 +83,10 @@ pub(crate) fn client_id(context: &RequestContext) -> String {
         .unwrap_or_default()
 }
 
-/// The client's host as Kafka shows it (`/127.0.0.1`). The request context
-/// carries no peer address yet, so the host is unknown until it does.
-pub(crate) fn client_host(_context: &RequestContext) -> String {
-    "/unknown".to_string()
+/// The client's host as Kafka shows it (`/127.0.0.1`).
+pub(crate) fn client_host(context: &RequestContext) -> String {
+    context.client_address.map_or_else(
+        || "/unknown".to_string(),
+        |address| format!("/{}", address.ip()),
+    )
 }

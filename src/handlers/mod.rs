@@ -106,6 +106,8 @@ pub struct RequestContext {
     pub shard: Rc<Shard>,
     pub api_version: i16,
     pub header: RequestHeader,
+    /// The client's address, when the socket knows it.
+    pub client_address: Option<std::net::SocketAddr>,
 }
 
 /// A handler's answer: the response body, and the file regions its

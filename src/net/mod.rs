@@ -134,7 +134,7 @@ async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
             }
         };
         let next = match protocol::decode_request(frame, handlers::supported_range) {
-            Ok(request) => Pending::Running(start(shard.clone(), request).await),
+            Ok(request) => Pending::Running(start(shard.clone(), request, peer).await),
             Err(DecodeError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
                 correlation_id,
@@ -189,7 +189,7 @@ where
 
 /// Starts `request` (its ordered part runs now) and returns the task that
 /// finishes it and encodes the response.
-async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
+async fn start(shard: Rc<Shard>, request: Request, peer: Option<SocketAddr>) -> Task<Outcome> {
     let Request {
         api_key,
         api_version,
@@ -204,6 +204,7 @@ async fn start(shard: Rc<Shard>, request: Request) -> Task<Outcome> {
         shard,
         api_version,
         header,
+        client_address: peer,
     };
     let remainder = handlers::start(context, body).await;
     let finish = async move {

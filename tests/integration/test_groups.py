@@ -643,7 +643,7 @@ def test_list_describe_and_delete_groups(group_broker, admin):
         assert description.state == ConsumerGroupState.STABLE
         assert description.partition_assignor == "range"
         assert sorted(m.client_id for m in description.members) == ["client-0", "client-1"]
-        assert all(m.host for m in description.members)
+        assert all(m.host == "/127.0.0.1" for m in description.members), [m.host for m in description.members]
         assigned = sorted(tp.partition for m in description.members for tp in m.assignment.topic_partitions)
         assert assigned == list(range(PARTITIONS))
         with pytest.raises(KafkaException) as info:
