@@ -170,12 +170,8 @@ impl Controller {
         }
         let changed = results.iter().any(Result::is_ok);
         if changed && !validate_only {
-            if let Err(error) = self.commit(next).await {
-                let failure = TopicError::new(error_codes::KAFKA_STORAGE_ERROR, error);
-                return results
-                    .into_iter()
-                    .map(|r| r.and(Err(failure.clone())))
-                    .collect();
+            if let Err(failed) = self.commit_results(next, &results).await {
+                return failed;
             }
             for topic in results.iter().flatten() {
                 tracing::info!(topic = %topic.name, partitions = topic.partitions, "topic created");
@@ -209,12 +205,8 @@ impl Controller {
             }));
         }
         if results.iter().any(Result::is_ok) {
-            if let Err(error) = self.commit(next).await {
-                let failure = TopicError::new(error_codes::KAFKA_STORAGE_ERROR, error);
-                return results
-                    .into_iter()
-                    .map(|r| r.and(Err(failure.clone())))
-                    .collect();
+            if let Err(failed) = self.commit_results(next, &results).await {
+                return failed;
             }
             for topic in results.iter().flatten() {
                 tracing::info!(topic = %topic.name, "topic deleted");
@@ -257,12 +249,8 @@ impl Controller {
             results.push(outcome);
         }
         if !validate_only && results.iter().any(Result::is_ok) {
-            if let Err(error) = self.commit(next).await {
-                let failure = TopicError::new(error_codes::KAFKA_STORAGE_ERROR, error);
-                return results
-                    .into_iter()
-                    .map(|r| r.and(Err(failure.clone())))
-                    .collect();
+            if let Err(failed) = self.commit_results(next, &results).await {
+                return failed;
             }
         }
         results
@@ -285,12 +273,8 @@ impl Controller {
             .map(|change| apply_config_change(&mut next, &broker, change))
             .collect();
         if !validate_only && results.iter().any(Result::is_ok) {
-            if let Err(error) = self.commit(next).await {
-                let failure = TopicError::new(error_codes::KAFKA_STORAGE_ERROR, error);
-                return results
-                    .into_iter()
-                    .map(|r| r.and(Err(failure.clone())))
-                    .collect();
+            if let Err(failed) = self.commit_results(next, &results).await {
+                return failed;
             }
             tracing::info!("configs altered");
         }
@@ -310,6 +294,23 @@ impl Controller {
             .ok_or_else(|| "producer IDs exhausted".to_string())?;
         self.commit(next).await?;
         Ok(first)
+    }
+
+    /// Commits `next` for a request whose per-topic `results` are known; if
+    /// the commit fails, returns those results with every success turned
+    /// into KAFKA_STORAGE_ERROR (nothing of the request took effect).
+    async fn commit_results<T: Clone>(
+        &self,
+        next: MetadataImage,
+        results: &[Result<T, TopicError>],
+    ) -> Result<(), Vec<Result<T, TopicError>>> {
+        self.commit(next).await.map_err(|error| {
+            let failure = TopicError::new(error_codes::KAFKA_STORAGE_ERROR, error);
+            results
+                .iter()
+                .map(|r| r.clone().and(Err(failure.clone())))
+                .collect()
+        })
     }
 
     /// Persists `next`, then installs it on every shard. An error leaves the
