@@ -296,12 +296,7 @@ async fn write_segment(
 /// is still there (retention or truncation may have removed it meanwhile).
 async fn swap(log: &PartitionLog, view: &ClosedView, mut cleaned: Segment) -> Result<()> {
     let temporary = view.path.with_extension("log.cleaned");
-    let _permit = log
-        .inner
-        .lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| StorageError::Closed)?;
+    let _permit = log.exclusive().await?;
     let still_there = {
         let state = log.inner.state.borrow();
         let closed = &state.segments[..state.segments.len() - 1];

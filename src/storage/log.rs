@@ -301,12 +301,7 @@ impl PartitionLog {
             config.max_message_bytes,
             config.cleanup_policy.compacts(),
         )?;
-        let _permit = self
-            .inner
-            .lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| StorageError::Closed)?;
+        let _permit = self.exclusive().await?;
         self.inner.check_usable()?;
         let base_offset = self.log_end_offset();
         let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
@@ -552,12 +547,7 @@ impl PartitionLog {
     /// Syncs everything, writes indexes, checkpoints and the clean-shutdown
     /// marker, then refuses further work.
     pub async fn close(&self) -> Result<()> {
-        let _permit = self
-            .inner
-            .lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| StorageError::Closed)?;
+        let _permit = self.exclusive().await?;
         self.inner.check_usable()?;
         let end = self
             .seal_active(false)
@@ -574,12 +564,7 @@ impl PartitionLog {
 
     /// Closes the log and deletes its directory (partition deleted or moved).
     pub async fn remove(&self) -> Result<()> {
-        let _permit = self
-            .inner
-            .lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| StorageError::Closed)?;
+        let _permit = self.exclusive().await?;
         {
             let mut state = self.inner.state.borrow_mut();
             state.closed = true;
@@ -619,15 +604,20 @@ impl PartitionLog {
         checkpoint::write_leader_epochs(&self.inner.dir, &entries).await
     }
 
-    /// Removes everything at and after `offset` (the whole batch containing
-    /// it). The new log end offset is that batch's base offset.
-    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
-        let _permit = self
-            .inner
+    /// Holds the log's one-writer lock: appends, truncation, retention,
+    /// compaction, close and remove each take it for their whole step.
+    pub(crate) async fn exclusive(&self) -> Result<glommio::sync::Permit<'_>> {
+        self.inner
             .lock
             .acquire_permit(1)
             .await
-            .map_err(|_| StorageError::Closed)?;
+            .map_err(|_| StorageError::Closed)
+    }
+
+    /// Removes everything at and after `offset` (the whole batch containing
+    /// it). The new log end offset is that batch's base offset.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
+        let _permit = self.exclusive().await?;
         self.inner.check_usable()?;
         let outcome = super::truncate::truncate_to(self, offset).await;
         outcome.map_err(|error| self.inner.fail(error.to_string()))
@@ -636,12 +626,7 @@ impl PartitionLog {
     /// Kafka DeleteRecords: advances the log start offset to `offset` (at
     /// most the log end offset) and deletes segments wholly below it.
     pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset> {
-        let _permit = self
-            .inner
-            .lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| StorageError::Closed)?;
+        let _permit = self.exclusive().await?;
         self.inner.check_usable()?;
         let (start, end) = (self.log_start_offset(), self.log_end_offset());
         if offset > end {

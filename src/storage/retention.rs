@@ -59,12 +59,7 @@ fn count_expired(log: &PartitionLog, now_ms: i64) -> usize {
 
 /// Deletes expired closed segments; takes the log's lock.
 pub(crate) async fn apply(log: &PartitionLog, now_ms: i64) -> Result<RetentionReport> {
-    let _permit = log
-        .inner
-        .lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| super::StorageError::Closed)?;
+    let _permit = log.exclusive().await?;
     log.inner.check_usable()?;
     let count = count_expired(log, now_ms);
     delete_oldest(log, count).await
