@@ -13,7 +13,10 @@ use std::rc::Rc;
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+
+use crate::coordinator::runtime::{self, GroupMetrics};
+use crate::protocol::response_errors::{error_name, visit_error_codes};
 
 use crate::shard::{self, Shard};
 
@@ -48,18 +51,35 @@ impl LatencyHistogram {
     }
 }
 
+/// What one API has seen on one shard.
+#[derive(Clone, Debug, Default)]
+pub struct ApiMetrics {
+    /// Requests started.
+    pub requests: u64,
+    /// Request frame bytes read, size prefix included.
+    pub request_bytes: u64,
+    /// Response bytes written, size prefix and file regions included.
+    pub response_bytes: u64,
+    /// Error codes in responses, by code (an error per partition or
+    /// resource counts once each, as Kafka's `ErrorsPerSec`).
+    pub errors: BTreeMap<i16, u64>,
+    /// Time from a request's decode to its encoded response.
+    pub latency: LatencyHistogram,
+}
+
 #[derive(Default, Debug)]
 pub struct ShardMetrics {
     /// Record bytes sent to consumers by `sendfile` (cold reads).
     pub fetch_sendfile_bytes: Cell<u64>,
     /// Record bytes sent to consumers from memory (the read cache).
     pub fetch_memory_bytes: Cell<u64>,
-    /// Requests started, by API key.
-    pub requests: RefCell<BTreeMap<i16, u64>>,
     /// Connections closed for a bad frame (malformed, oversized, unknown API).
     pub bad_frames: Cell<u64>,
-    /// Time from a request's decode to its encoded response, by API key.
-    pub latency: RefCell<BTreeMap<i16, LatencyHistogram>>,
+    /// Client connections accepted, and those open now.
+    pub connections_accepted: Cell<u64>,
+    pub connections_open: Cell<u64>,
+    /// By API key.
+    pub apis: RefCell<BTreeMap<i16, ApiMetrics>>,
 }
 
 impl ShardMetrics {
@@ -73,25 +93,58 @@ impl ShardMetrics {
             .set(self.fetch_memory_bytes.get() + bytes);
     }
 
-    pub fn count_request(&self, api_key: ApiKey) {
-        *self
-            .requests
-            .borrow_mut()
-            .entry(api_key as i16)
-            .or_default() += 1;
+    fn with_api(&self, api_key: ApiKey, update: impl FnOnce(&mut ApiMetrics)) {
+        update(self.apis.borrow_mut().entry(api_key as i16).or_default());
     }
 
-    pub fn record_latency(&self, api_key: ApiKey, latency_us: u64) {
-        self.latency
-            .borrow_mut()
-            .entry(api_key as i16)
-            .or_default()
-            .record(latency_us);
+    /// A request of `frame_bytes` (size prefix included) has started.
+    pub fn count_request(&self, api_key: ApiKey, frame_bytes: u64) {
+        self.with_api(api_key, |api| {
+            api.requests += 1;
+            api.request_bytes += frame_bytes;
+        });
+    }
+
+    /// A request has been answered: how long it took, and its response.
+    pub fn record_response(&self, api_key: ApiKey, latency_us: u64, body: Option<&ResponseKind>) {
+        self.with_api(api_key, |api| {
+            api.latency.record(latency_us);
+            if let Some(body) = body {
+                visit_error_codes(body, &mut |code| {
+                    *api.errors.entry(code).or_default() += 1;
+                });
+            }
+        });
+    }
+
+    pub fn add_response_bytes(&self, api_key: ApiKey, bytes: u64) {
+        self.with_api(api_key, |api| api.response_bytes += bytes);
     }
 
     pub fn count_bad_frame(&self) {
         self.bad_frames.set(self.bad_frames.get() + 1);
     }
+
+    pub fn connection_opened(&self) {
+        self.connections_accepted
+            .set(self.connections_accepted.get() + 1);
+        self.connections_open.set(self.connections_open.get() + 1);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open
+            .set(self.connections_open.get().saturating_sub(1));
+    }
+}
+
+/// One partition's offsets, for lag.
+#[derive(Clone, Debug)]
+pub struct PartitionOffsets {
+    pub topic: String,
+    pub partition: i32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub size_bytes: u64,
 }
 
 /// One shard's numbers at one moment: what crosses the mesh to the scraper.
@@ -100,160 +153,452 @@ pub struct Snapshot {
     pub shard: usize,
     pub fetch_sendfile_bytes: u64,
     pub fetch_memory_bytes: u64,
-    pub requests: BTreeMap<i16, u64>,
-    pub latency: BTreeMap<i16, LatencyHistogram>,
+    pub apis: BTreeMap<i16, ApiMetrics>,
     pub bad_frames: u64,
+    pub connections_accepted: u64,
+    pub connections_open: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_bytes: u64,
-    pub partitions: u64,
     pub log_bytes: u64,
     pub mesh_sent: u64,
     pub mesh_queue_full: u64,
+    pub partitions: Vec<PartitionOffsets>,
+    /// The groups this shard coordinates.
+    pub groups: Vec<GroupMetrics>,
 }
 
 pub fn snapshot(shard: &Shard) -> Snapshot {
     let cache = shard.storage.cache_stats();
-    let partitions = shard.partitions.all();
+    let partitions: Vec<PartitionOffsets> = shard
+        .partitions
+        .all()
+        .iter()
+        .map(|partition| PartitionOffsets {
+            topic: partition.key.topic.clone(),
+            partition: partition.key.partition,
+            log_start_offset: partition.log_start_offset(),
+            log_end_offset: partition.high_watermark(),
+            size_bytes: partition.log.size_bytes(),
+        })
+        .collect();
     Snapshot {
         shard: shard.id().0,
         fetch_sendfile_bytes: shard.metrics.fetch_sendfile_bytes.get(),
         fetch_memory_bytes: shard.metrics.fetch_memory_bytes.get(),
-        requests: shard.metrics.requests.borrow().clone(),
-        latency: shard.metrics.latency.borrow().clone(),
+        apis: shard.metrics.apis.borrow().clone(),
         bad_frames: shard.metrics.bad_frames.get(),
+        connections_accepted: shard.metrics.connections_accepted.get(),
+        connections_open: shard.metrics.connections_open.get(),
         cache_hits: cache.hits,
         cache_misses: cache.misses,
         cache_bytes: cache.bytes as u64,
-        partitions: partitions.len() as u64,
-        log_bytes: partitions
-            .iter()
-            .map(|partition| partition.log.size_bytes())
-            .sum(),
+        log_bytes: partitions.iter().map(|p| p.size_bytes).sum(),
         mesh_sent: shard.mesh.stats().sent.get(),
         mesh_queue_full: shard.mesh.stats().queue_full.get(),
+        partitions,
+        groups: runtime::existing().map_or_else(Vec::new, |c| c.metrics()),
     }
+}
+
+/// A family's name, type and help text.
+type Family<'a> = (&'a str, &'a str, &'a str);
+
+/// Reads one per-shard value from a snapshot.
+type ShardValue = fn(&Snapshot) -> u64;
+
+/// Prometheus text, one family at a time.
+struct Writer {
+    text: String,
+}
+
+impl Writer {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let _ = write!(self.text, "{name}");
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (index, (label, text)) in labels.iter().enumerate() {
+                if index > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{label}=\"{}\"", escape_label(text));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    /// A family with one sample per shard.
+    fn per_shard(
+        &mut self,
+        snapshots: &[Snapshot],
+        (name, kind, help): Family,
+        value: impl Fn(&Snapshot) -> u64,
+    ) {
+        self.family(name, kind, help);
+        for snapshot in snapshots {
+            self.sample(
+                name,
+                &[("shard", &snapshot.shard.to_string())],
+                value(snapshot),
+            );
+        }
+    }
+
+    /// A family with one sample per shard and API.
+    fn per_api(
+        &mut self,
+        snapshots: &[Snapshot],
+        (name, help): (&str, &str),
+        value: impl Fn(&ApiMetrics) -> u64,
+    ) {
+        self.family(name, "counter", help);
+        for snapshot in snapshots {
+            let shard = snapshot.shard.to_string();
+            for (key, api) in &snapshot.apis {
+                self.sample(
+                    name,
+                    &[("shard", &shard), ("api", &api_name(*key))],
+                    value(api),
+                );
+            }
+        }
+    }
+}
+
+/// Escapes a label value as the text format asks (`\\`, `\"`, `\n`):
+/// group ids are arbitrary client strings.
+fn escape_label(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for character in value.chars() {
+        match character {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
 }
 
 /// Renders snapshots in the Prometheus text format (version 0.0.4).
 pub fn render(snapshots: &[Snapshot]) -> String {
-    let mut text = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&Snapshot) -> u64| {
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for snapshot in snapshots {
-            let _ = writeln!(
-                text,
-                "{name}{{shard=\"{}\"}} {}",
-                snapshot.shard,
-                value(snapshot)
-            );
-        }
+    let mut out = Writer {
+        text: String::new(),
     };
-    family(
-        "sluice_fetch_sendfile_bytes_total",
-        "counter",
-        "Record bytes sent to consumers by sendfile.",
-        &|s| s.fetch_sendfile_bytes,
-    );
-    family(
-        "sluice_fetch_memory_bytes_total",
-        "counter",
-        "Record bytes sent to consumers from memory.",
-        &|s| s.fetch_memory_bytes,
-    );
-    family(
-        "sluice_bad_frames_total",
-        "counter",
-        "Connections closed for a malformed, oversized or unknown frame.",
-        &|s| s.bad_frames,
-    );
-    family(
-        "sluice_read_cache_hits_total",
-        "counter",
-        "Read-cache hits.",
-        &|s| s.cache_hits,
-    );
-    family(
-        "sluice_read_cache_misses_total",
-        "counter",
-        "Read-cache misses.",
-        &|s| s.cache_misses,
-    );
-    family(
-        "sluice_read_cache_bytes",
+    let shard_families: [(Family, ShardValue); 12] = [
+        (
+            (
+                "sluice_fetch_sendfile_bytes_total",
+                "counter",
+                "Record bytes sent to consumers by sendfile.",
+            ),
+            |s| s.fetch_sendfile_bytes,
+        ),
+        (
+            (
+                "sluice_fetch_memory_bytes_total",
+                "counter",
+                "Record bytes sent to consumers from memory.",
+            ),
+            |s| s.fetch_memory_bytes,
+        ),
+        (
+            (
+                "sluice_bad_frames_total",
+                "counter",
+                "Connections closed for a malformed, oversized or unknown frame.",
+            ),
+            |s| s.bad_frames,
+        ),
+        (
+            (
+                "sluice_connections_accepted_total",
+                "counter",
+                "Client connections accepted.",
+            ),
+            |s| s.connections_accepted,
+        ),
+        (
+            ("sluice_connections", "gauge", "Client connections open."),
+            |s| s.connections_open,
+        ),
+        (
+            (
+                "sluice_read_cache_hits_total",
+                "counter",
+                "Read-cache hits.",
+            ),
+            |s| s.cache_hits,
+        ),
+        (
+            (
+                "sluice_read_cache_misses_total",
+                "counter",
+                "Read-cache misses.",
+            ),
+            |s| s.cache_misses,
+        ),
+        (
+            (
+                "sluice_read_cache_bytes",
+                "gauge",
+                "Bytes held by the read cache.",
+            ),
+            |s| s.cache_bytes,
+        ),
+        (
+            (
+                "sluice_partitions",
+                "gauge",
+                "Partitions owned by the shard.",
+            ),
+            |s| s.partitions.len() as u64,
+        ),
+        (
+            (
+                "sluice_log_bytes",
+                "gauge",
+                "Bytes of the partition logs owned by the shard.",
+            ),
+            |s| s.log_bytes,
+        ),
+        (
+            (
+                "sluice_mesh_sent_total",
+                "counter",
+                "Jobs sent to other shards.",
+            ),
+            |s| s.mesh_sent,
+        ),
+        (
+            (
+                "sluice_mesh_queue_full_total",
+                "counter",
+                "Sends that waited on a full cross-shard queue.",
+            ),
+            |s| s.mesh_queue_full,
+        ),
+    ];
+    for (family, value) in shard_families {
+        out.per_shard(snapshots, family, value);
+    }
+    let name = "sluice_read_cache_hit_ratio";
+    out.family(
+        name,
         "gauge",
-        "Bytes held by the read cache.",
-        &|s| s.cache_bytes,
-    );
-    family(
-        "sluice_partitions",
-        "gauge",
-        "Partitions owned by the shard.",
-        &|s| s.partitions,
-    );
-    family(
-        "sluice_log_bytes",
-        "gauge",
-        "Bytes of the partition logs owned by the shard.",
-        &|s| s.log_bytes,
-    );
-    family(
-        "sluice_mesh_sent_total",
-        "counter",
-        "Jobs sent to other shards.",
-        &|s| s.mesh_sent,
-    );
-    family(
-        "sluice_mesh_queue_full_total",
-        "counter",
-        "Sends that waited on a full cross-shard queue.",
-        &|s| s.mesh_queue_full,
-    );
-    let _ = writeln!(
-        text,
-        "# HELP sluice_requests_total Requests started, by API.\n# TYPE sluice_requests_total counter"
+        "Read-cache hits over lookups since start (0 before any lookup).",
     );
     for snapshot in snapshots {
-        for (key, count) in &snapshot.requests {
-            let _ = writeln!(
-                text,
-                "sluice_requests_total{{shard=\"{}\",api=\"{}\"}} {count}",
-                snapshot.shard,
-                api_name(*key)
-            );
+        let lookups = snapshot.cache_hits + snapshot.cache_misses;
+        let ratio = if lookups == 0 {
+            0.0
+        } else {
+            snapshot.cache_hits as f64 / lookups as f64
+        };
+        out.sample(name, &[("shard", &snapshot.shard.to_string())], ratio);
+    }
+    out.per_api(
+        snapshots,
+        ("sluice_requests_total", "Requests started, by API."),
+        |api| api.requests,
+    );
+    out.per_api(
+        snapshots,
+        (
+            "sluice_request_bytes_total",
+            "Request bytes received, by API (size prefix included).",
+        ),
+        |api| api.request_bytes,
+    );
+    out.per_api(
+        snapshots,
+        (
+            "sluice_response_bytes_total",
+            "Response bytes sent, by API (size prefix and sendfile bytes included).",
+        ),
+        |api| api.response_bytes,
+    );
+    render_errors(&mut out, snapshots);
+    render_latency(&mut out, snapshots);
+    render_partitions(&mut out, snapshots);
+    render_groups(&mut out, snapshots);
+    out.text
+}
+
+fn render_errors(out: &mut Writer, snapshots: &[Snapshot]) {
+    let name = "sluice_request_errors_total";
+    out.family(
+        name,
+        "counter",
+        "Error codes answered, by API and Kafka error name (one per partition or resource in error).",
+    );
+    for snapshot in snapshots {
+        let shard = snapshot.shard.to_string();
+        for (key, api) in &snapshot.apis {
+            let api_label = api_name(*key);
+            for (code, count) in &api.errors {
+                out.sample(
+                    name,
+                    &[
+                        ("shard", &shard),
+                        ("api", &api_label),
+                        ("error", &error_name(*code)),
+                    ],
+                    count,
+                );
+            }
         }
     }
-    let _ = writeln!(
-        text,
-        "# HELP sluice_request_latency_seconds Time from decode to encoded response, by API.\n# TYPE sluice_request_latency_seconds histogram"
+}
+
+fn render_latency(out: &mut Writer, snapshots: &[Snapshot]) {
+    let name = "sluice_request_latency_seconds";
+    out.family(
+        name,
+        "histogram",
+        "Time from decode to encoded response, by API.",
     );
     for snapshot in snapshots {
-        for (key, histogram) in &snapshot.latency {
-            let labels = format!("shard=\"{}\",api=\"{}\"", snapshot.shard, api_name(*key));
+        let shard = snapshot.shard.to_string();
+        for (key, api) in &snapshot.apis {
+            let histogram = &api.latency;
+            let api_label = api_name(*key);
+            let labels = [("shard", shard.as_str()), ("api", api_label.as_str())];
             let mut cumulative = 0;
             for (index, count) in histogram.buckets.iter().enumerate() {
                 cumulative += count;
                 let bound = LATENCY_BUCKETS_US
                     .get(index)
                     .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-                let _ = writeln!(
-                    text,
-                    "sluice_request_latency_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                out.sample(
+                    "sluice_request_latency_seconds_bucket",
+                    &[labels[0], labels[1], ("le", &bound)],
+                    cumulative,
                 );
             }
-            let _ = writeln!(
-                text,
-                "sluice_request_latency_seconds_sum{{{labels}}} {}",
-                histogram.sum_us as f64 / 1e6
+            out.sample(
+                "sluice_request_latency_seconds_sum",
+                &labels,
+                histogram.sum_us as f64 / 1e6,
             );
-            let _ = writeln!(
-                text,
-                "sluice_request_latency_seconds_count{{{labels}}} {}",
-                histogram.count
+            out.sample(
+                "sluice_request_latency_seconds_count",
+                &labels,
+                histogram.count,
             );
         }
     }
-    text
+}
+
+fn render_partitions(out: &mut Writer, snapshots: &[Snapshot]) {
+    type Field = fn(&PartitionOffsets) -> u64;
+    let families: [(&str, &str, Field); 3] = [
+        (
+            "sluice_partition_log_end_offset",
+            "The offset the next record appended to the partition gets.",
+            |p| p.log_end_offset.max(0) as u64,
+        ),
+        (
+            "sluice_partition_log_start_offset",
+            "The first offset still in the partition.",
+            |p| p.log_start_offset.max(0) as u64,
+        ),
+        (
+            "sluice_partition_log_bytes",
+            "Bytes of the partition's log segments.",
+            |p| p.size_bytes,
+        ),
+    ];
+    for (name, help, value) in families {
+        out.family(name, "gauge", help);
+        for snapshot in snapshots {
+            for partition in &snapshot.partitions {
+                out.sample(
+                    name,
+                    &[
+                        ("topic", &partition.topic),
+                        ("partition", &partition.partition.to_string()),
+                    ],
+                    value(partition),
+                );
+            }
+        }
+    }
+}
+
+fn render_groups(out: &mut Writer, snapshots: &[Snapshot]) {
+    let groups: Vec<&GroupMetrics> = snapshots.iter().flat_map(|s| &s.groups).collect();
+    let name = "sluice_consumer_groups";
+    out.family(
+        name,
+        "gauge",
+        "Consumer groups this broker coordinates, by state.",
+    );
+    for state in [
+        "Empty",
+        "PreparingRebalance",
+        "CompletingRebalance",
+        "Stable",
+    ] {
+        let count = groups.iter().filter(|g| g.state == state).count();
+        out.sample(name, &[("state", state)], count);
+    }
+    let name = "sluice_consumer_group_members";
+    out.family(name, "gauge", "Members of each consumer group.");
+    for group in &groups {
+        out.sample(name, &[("group", &group.group_id)], group.members);
+    }
+    // Lag joins a group's committed offsets (its coordinator shard) with
+    // log end offsets (the partitions' owner shards) from the same scrape.
+    let ends: BTreeMap<(&str, i32), i64> = snapshots
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .map(|p| ((p.topic.as_str(), p.partition), p.log_end_offset))
+        .collect();
+    out.family(
+        "sluice_consumer_group_committed_offset",
+        "gauge",
+        "The offset a consumer group committed, per partition.",
+    );
+    for group in &groups {
+        for (topic, partition, offset) in &group.offsets {
+            out.sample(
+                "sluice_consumer_group_committed_offset",
+                &[
+                    ("group", &group.group_id),
+                    ("topic", topic),
+                    ("partition", &partition.to_string()),
+                ],
+                offset,
+            );
+        }
+    }
+    out.family(
+        "sluice_consumer_group_lag",
+        "gauge",
+        "Log end offset minus committed offset, per group and partition (partitions this broker has).",
+    );
+    for group in &groups {
+        for (topic, partition, offset) in &group.offsets {
+            let Some(end) = ends.get(&(topic.as_str(), *partition)) else {
+                continue;
+            };
+            out.sample(
+                "sluice_consumer_group_lag",
+                &[
+                    ("group", &group.group_id),
+                    ("topic", topic),
+                    ("partition", &partition.to_string()),
+                ],
+                (end - offset).max(0),
+            );
+        }
+    }
 }
 
 fn api_name(key: i16) -> String {
@@ -311,36 +656,72 @@ mod tests {
         let mut first = Snapshot {
             shard: 0,
             fetch_sendfile_bytes: 42,
+            cache_hits: 3,
+            cache_misses: 1,
             ..Snapshot::default()
         };
-        first.requests.insert(ApiKey::Produce as i16, 3);
-        let mut histogram = LatencyHistogram::default();
-        histogram.record(300);
-        histogram.record(10_000_000);
-        first.latency.insert(ApiKey::Produce as i16, histogram);
-        let text = render(&[
-            first,
-            Snapshot {
-                shard: 1,
-                ..Snapshot::default()
-            },
-        ]);
-        assert!(text.contains("# TYPE sluice_fetch_sendfile_bytes_total counter"));
-        assert!(text.contains("sluice_fetch_sendfile_bytes_total{shard=\"0\"} 42"));
-        assert!(text.contains("sluice_fetch_sendfile_bytes_total{shard=\"1\"} 0"));
-        assert!(text.contains("sluice_requests_total{shard=\"0\",api=\"Produce\"} 3"));
+        let mut produce = ApiMetrics {
+            requests: 3,
+            request_bytes: 300,
+            response_bytes: 90,
+            ..ApiMetrics::default()
+        };
+        produce.errors.insert(3, 2);
+        produce.latency.record(300);
+        produce.latency.record(10_000_000);
+        first.apis.insert(ApiKey::Produce as i16, produce);
+        first.partitions.push(PartitionOffsets {
+            topic: "t".to_string(),
+            partition: 0,
+            log_start_offset: 0,
+            log_end_offset: 100,
+            size_bytes: 4096,
+        });
+        let second = Snapshot {
+            shard: 1,
+            groups: vec![GroupMetrics {
+                group_id: "g\"1".to_string(),
+                state: "Stable",
+                members: 2,
+                offsets: vec![("t".to_string(), 0, 40), ("gone".to_string(), 0, 5)],
+            }],
+            ..Snapshot::default()
+        };
+        let text = render(&[first, second]);
+        let has = |line: &str| assert!(text.contains(line), "missing {line:?} in\n{text}");
+        has("# TYPE sluice_fetch_sendfile_bytes_total counter");
+        has("sluice_fetch_sendfile_bytes_total{shard=\"0\"} 42");
+        has("sluice_fetch_sendfile_bytes_total{shard=\"1\"} 0");
+        has("sluice_read_cache_hit_ratio{shard=\"0\"} 0.75");
+        has("sluice_requests_total{shard=\"0\",api=\"Produce\"} 3");
+        has("sluice_request_bytes_total{shard=\"0\",api=\"Produce\"} 300");
+        has("sluice_response_bytes_total{shard=\"0\",api=\"Produce\"} 90");
+        has("sluice_request_errors_total{shard=\"0\",api=\"Produce\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"} 2");
         let bucket = |le: &str, count: u64| {
             format!("sluice_request_latency_seconds_bucket{{shard=\"0\",api=\"Produce\",le=\"{le}\"}} {count}")
         };
-        assert!(text.contains(&bucket("0.00025", 0)), "{text}");
-        assert!(text.contains(&bucket("0.0005", 1)), "{text}");
-        assert!(text.contains(&bucket("+Inf", 2)), "{text}");
-        assert!(
-            text.contains("sluice_request_latency_seconds_count{shard=\"0\",api=\"Produce\"} 2")
-        );
+        has(&bucket("0.00025", 0));
+        has(&bucket("0.0005", 1));
+        has(&bucket("+Inf", 2));
+        has("sluice_request_latency_seconds_count{shard=\"0\",api=\"Produce\"} 2");
+        has("sluice_partitions{shard=\"0\"} 1");
+        has("sluice_partition_log_end_offset{topic=\"t\",partition=\"0\"} 100");
+        has("sluice_consumer_groups{state=\"Stable\"} 1");
+        has("sluice_consumer_groups{state=\"Empty\"} 0");
+        has("sluice_consumer_group_members{group=\"g\\\"1\"} 2");
+        // Lag joins across shards: the group is on shard 1, the partition on 0.
+        has("sluice_consumer_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"0\"} 60");
+        has("sluice_consumer_group_committed_offset{group=\"g\\\"1\",topic=\"gone\",partition=\"0\"} 5");
+        assert!(!text.contains("topic=\"gone\",partition=\"0\"} 5\nsluice_consumer_group_lag"));
+        assert!(!text.contains("sluice_consumer_group_lag{group=\"g\\\"1\",topic=\"gone\""));
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
     }
 }

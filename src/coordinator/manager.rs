@@ -1161,6 +1161,11 @@ impl GroupManager {
     // -----------------------------------------------------------------
     // Administration
 
+    /// Every group this manager coordinates, in id order.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
     pub fn list(&self, states_filter: &[String]) -> Vec<ListedGroup> {
         self.groups
             .values()

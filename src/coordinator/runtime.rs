@@ -96,7 +96,44 @@ pub fn current() -> Rc<Coordinator> {
     })
 }
 
+/// This shard's coordinator if something already made it; never starts
+/// one (a metrics scrape must not load `__consumer_offsets`).
+pub fn existing() -> Option<Rc<Coordinator>> {
+    COORDINATOR.with(|cell| cell.get().cloned())
+}
+
+/// What the metrics report of one group.
+#[derive(Clone, Debug)]
+pub struct GroupMetrics {
+    pub group_id: String,
+    pub state: &'static str,
+    pub members: u64,
+    /// Committed offsets: topic, partition, offset.
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
 impl Coordinator {
+    /// The groups for the metrics endpoint, read without waiting: before
+    /// the load completes this is what is loaded so far.
+    pub fn metrics(&self) -> Vec<GroupMetrics> {
+        self.manager
+            .borrow()
+            .groups()
+            .map(|group| GroupMetrics {
+                group_id: group.group_id.clone(),
+                state: group.state.name(),
+                members: group.members.len() as u64,
+                offsets: group
+                    .offsets
+                    .iter()
+                    .map(|((topic, partition), committed)| {
+                        (topic.clone(), *partition, committed.offset)
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
     pub fn new(config: GroupConfig, log: Rc<dyn OffsetsLog>) -> Coordinator {
         Coordinator {
             manager: RefCell::new(GroupManager::new(config)),

@@ -105,6 +105,13 @@ enum FrameError {
 }
 
 async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
+    shard.metrics.connection_opened();
+    let metrics_shard = shard.clone();
+    serve_frames(stream, shard).await;
+    metrics_shard.metrics.connection_closed();
+}
+
+async fn serve_frames(stream: TcpStream, shard: Rc<Shard>) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let socket = stream.as_raw_fd();
@@ -133,8 +140,9 @@ async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
                 break;
             }
         };
+        let frame_bytes = frame.len() as u64 + 4;
         let next = match protocol::decode_request(frame, handlers::supported_range) {
-            Ok(request) => Pending::Running(start(shard.clone(), request, peer).await),
+            Ok(request) => Pending::Running(start(shard.clone(), request, frame_bytes, peer).await),
             Err(DecodeError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
                 correlation_id,
@@ -189,7 +197,12 @@ where
 
 /// Starts `request` (its ordered part runs now) and returns the task that
 /// finishes it and encodes the response.
-async fn start(shard: Rc<Shard>, request: Request, peer: Option<SocketAddr>) -> Task<Outcome> {
+async fn start(
+    shard: Rc<Shard>,
+    request: Request,
+    frame_bytes: u64,
+    peer: Option<SocketAddr>,
+) -> Task<Outcome> {
     let Request {
         api_key,
         api_version,
@@ -198,7 +211,7 @@ async fn start(shard: Rc<Shard>, request: Request, peer: Option<SocketAddr>) -> 
     } = request;
     let correlation_id = header.correlation_id;
     let started = std::time::Instant::now();
-    shard.metrics.count_request(api_key);
+    shard.metrics.count_request(api_key, frame_bytes);
     let metrics_shard = shard.clone();
     let context = RequestContext {
         shard,
@@ -210,12 +223,17 @@ async fn start(shard: Rc<Shard>, request: Request, peer: Option<SocketAddr>) -> 
     let finish = async move {
         let answer = remainder.await;
         let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        metrics_shard.metrics.record_latency(api_key, latency_us);
+        let metrics = &metrics_shard.metrics;
+        metrics.record_response(api_key, latency_us, answer.as_ref().map(|a| &a.body));
         let Some(answer) = answer else {
             return Outcome::Silent;
         };
         match protocol::encode_response_parts(api_key, api_version, correlation_id, &answer.body) {
-            Ok(parts) => Outcome::Respond(parts, answer.regions),
+            Ok(parts) => {
+                let bytes: usize = parts.iter().map(Part::len).sum();
+                metrics.add_response_bytes(api_key, bytes as u64);
+                Outcome::Respond(parts, answer.regions)
+            }
             Err(error) => {
                 tracing::error!(?api_key, api_version, %error, "could not encode a response");
                 Outcome::Close

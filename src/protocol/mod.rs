@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
 
 pub mod error_codes;
+pub mod response_errors;
 pub mod splice;
 
 /// The smallest request: api key, api version and correlation id.

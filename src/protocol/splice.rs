@@ -80,6 +80,20 @@ pub enum Part {
     },
 }
 
+impl Part {
+    /// Bytes this part puts on the wire.
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Bytes(bytes) => bytes.len(),
+            Part::Hole { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A `ByteBufMut` that cuts at placeholders.
 #[derive(Default)]
 pub struct SpliceBuf {

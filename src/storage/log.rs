@@ -323,8 +323,14 @@ impl PartitionLog {
         let payload = payload.freeze();
         let mut records_count = 0;
         for (start, header) in headers {
-            if self.needs_roll(&header, now_ms, &config) {
+            if let Some(reason) = self.roll_reason(&header, now_ms, &config) {
                 self.roll(now_ms).await?;
+                tracing::info!(
+                    log = %self.inner.dir.display(),
+                    base_offset = self.log_end_offset().0,
+                    reason,
+                    "segment rolled"
+                );
             }
             self.append_batch(
                 payload.slice(start..start + header.total_bytes()),
@@ -345,14 +351,30 @@ impl PartitionLog {
         })
     }
 
-    fn needs_roll(&self, header: &BatchHeader, now_ms: i64, config: &LogConfig) -> bool {
+    /// Why the active segment must be closed before `header`'s batch, if
+    /// it must: `segment.bytes`, `segment.ms`, or offsets its index cannot
+    /// hold relative to its base.
+    fn roll_reason(
+        &self,
+        header: &BatchHeader,
+        now_ms: i64,
+        config: &LogConfig,
+    ) -> Option<&'static str> {
         let state = self.inner.state.borrow();
         let active = state.segments.last().expect("active segment");
-        active.size_bytes > 0
-            && (active.size_bytes + header.total_bytes() as u64
-                > config.segment_bytes.min(i32::MAX as u64)
-                || now_ms - active.created_ms >= config.segment_ms
-                || !active.fits_offsets(header))
+        if active.size_bytes == 0 {
+            None
+        } else if active.size_bytes + header.total_bytes() as u64
+            > config.segment_bytes.min(i32::MAX as u64)
+        {
+            Some("segment.bytes")
+        } else if now_ms - active.created_ms >= config.segment_ms {
+            Some("segment.ms")
+        } else if !active.fits_offsets(header) {
+            Some("offset range")
+        } else {
+            None
+        }
     }
 
     fn append_batch(&self, bytes: Bytes, header: &BatchHeader, config: &LogConfig, now_ms: i64) {

@@ -65,6 +65,10 @@ def test_lowered_retention_deletes_on_the_next_check(make_broker):
     create(admin, topic, **{"segment.bytes": "20000"})
     produce_one_by_one(broker, topic, 100)
     assert watermarks(broker, topic) == (0, 100)
+    # 100 records of ~570 bytes in 20 kB segments: a log line per roll.
+    rolls = [line for line in broker.log().splitlines() if "segment rolled" in line]
+    assert len(rolls) >= 2 and all(f"{topic}-0" in line for line in rolls), broker.log()[-3000:]
+    assert "reason=\"segment.bytes\"" in rolls[0], rolls[0]
     # Default retention (7 days) keeps everything across several checks.
     assert topic_config(admin, topic)["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
     alter(admin, ResourceType.TOPIC, topic, ("retention.ms", "100", AlterConfigOpType.SET))
@@ -256,3 +260,69 @@ def test_metrics_endpoint_parses_and_counters_move(make_broker):
         raise AssertionError("expected 404")
     except urllib.error.HTTPError as error:
         assert error.code == 404
+
+
+def sample(samples, name, **labels):
+    """The value of the one sample of `name` whose labels include `labels`."""
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    found = [value for (sample_name, sample_labels), value in samples.items()
+             if sample_name == name and all(label in sample_labels for label in wanted)]
+    assert len(found) == 1, (name, labels, found)
+    return found[0]
+
+
+def test_metrics_report_errors_bytes_groups_and_lag(make_broker):
+    port = free_port()
+    broker = make_broker(extra_args=["--metrics", f"127.0.0.1:{port}"])
+    admin = confluent_admin(broker)
+    topic = unique_topic()
+    create(admin, topic, partitions=1)
+    # A second CreateTopics of the same name answers TOPIC_ALREADY_EXISTS.
+    try:
+        create(admin, topic, partitions=1)
+        raise AssertionError("creating an existing topic succeeded")
+    except KafkaException as error:
+        assert error.args[0].name() == "TOPIC_ALREADY_EXISTS"
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for index in range(25):
+        producer.produce(topic, value=b"v" * 100, key=str(index).encode())
+    assert producer.flush(10) == 0
+    group = unique_topic("metrics-group")
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    received = 0
+    deadline = time.monotonic() + 30
+    while received < 10 and time.monotonic() < deadline:
+        message = consumer.poll(0.2)
+        if message is not None and not message.error():
+            received += 1
+    assert received == 10
+    consumer.commit(offsets=[TopicPartition(topic, 0, 10)], asynchronous=False)
+
+    samples = parse_prometheus(scrape(port))
+    assert sample(samples, "sluice_request_errors_total",
+                  api="CreateTopics", error="TOPIC_ALREADY_EXISTS") == 1
+    produced_bytes = sum(v for (name, labels), v in samples.items()
+                         if name == "sluice_request_bytes_total" and 'api="Produce"' in labels)
+    assert produced_bytes >= 25 * 100
+    fetched_bytes = sum(v for (name, labels), v in samples.items()
+                        if name == "sluice_response_bytes_total" and 'api="Fetch"' in labels)
+    assert fetched_bytes >= 10 * 100
+    assert total(samples, "sluice_connections") >= 1
+    assert sample(samples, "sluice_partition_log_end_offset", topic=topic, partition=0) == 25
+    assert sample(samples, "sluice_consumer_group_committed_offset",
+                  group=group, topic=topic, partition=0) == 10
+    assert sample(samples, "sluice_consumer_group_lag", group=group, topic=topic, partition=0) == 15
+    assert sample(samples, "sluice_consumer_group_members", group=group) == 1
+    assert sample(samples, "sluice_consumer_groups", state="Stable") >= 1
+
+    # Lag follows new records; a closed consumer leaves an empty group.
+    for _ in range(5):
+        producer.produce(topic, value=b"w")
+    assert producer.flush(10) == 0
+    consumer.close()
+    samples = parse_prometheus(scrape(port))
+    assert sample(samples, "sluice_consumer_group_lag", group=group, topic=topic, partition=0) == 20
+    assert sample(samples, "sluice_consumer_group_members", group=group) == 0
+    assert sample(samples, "sluice_consumer_groups", state="Empty") >= 1
