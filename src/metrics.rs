@@ -560,43 +560,38 @@ fn render_groups(out: &mut Writer, snapshots: &[Snapshot]) {
         .flat_map(|s| &s.partitions)
         .map(|p| ((p.topic.as_str(), p.partition), p.log_end_offset))
         .collect();
-    out.family(
-        "sluice_consumer_group_committed_offset",
-        "gauge",
-        "The offset a consumer group committed, per partition.",
-    );
-    for group in &groups {
-        for (topic, partition, offset) in &group.offsets {
-            out.sample(
-                "sluice_consumer_group_committed_offset",
-                &[
-                    ("group", &group.group_id),
-                    ("topic", topic),
-                    ("partition", &partition.to_string()),
-                ],
-                offset,
-            );
-        }
-    }
-    out.family(
-        "sluice_consumer_group_lag",
-        "gauge",
-        "Log end offset minus committed offset, per group and partition (partitions this broker has).",
-    );
-    for group in &groups {
-        for (topic, partition, offset) in &group.offsets {
-            let Some(end) = ends.get(&(topic.as_str(), *partition)) else {
-                continue;
-            };
-            out.sample(
-                "sluice_consumer_group_lag",
-                &[
-                    ("group", &group.group_id),
-                    ("topic", topic),
-                    ("partition", &partition.to_string()),
-                ],
-                (end - offset).max(0),
-            );
+    type GroupValue<'a> = Box<dyn Fn(&str, i32, i64) -> Option<i64> + 'a>;
+    let families: [(&str, &str, GroupValue); 2] = [
+        (
+            "sluice_consumer_group_committed_offset",
+            "The offset a consumer group committed, per partition.",
+            Box::new(|_, _, offset| Some(offset)),
+        ),
+        (
+            "sluice_consumer_group_lag",
+            "Log end offset minus committed offset, per group and partition (partitions this broker has).",
+            Box::new(|topic, partition, offset| {
+                ends.get(&(topic, partition)).map(|end| (end - offset).max(0))
+            }),
+        ),
+    ];
+    for (name, help, value) in families {
+        out.family(name, "gauge", help);
+        for group in &groups {
+            for (topic, partition, offset) in &group.offsets {
+                let Some(value) = value(topic, *partition, *offset) else {
+                    continue;
+                };
+                out.sample(
+                    name,
+                    &[
+                        ("group", &group.group_id),
+                        ("topic", topic),
+                        ("partition", &partition.to_string()),
+                    ],
+                    value,
+                );
+            }
         }
     }
 }
