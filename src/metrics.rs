@@ -143,6 +143,8 @@ pub struct PartitionOffsets {
     pub topic: String,
     pub partition: i32,
     pub log_start_offset: i64,
+    /// Consumers read below it; lag is measured from it.
+    pub high_watermark: i64,
     pub log_end_offset: i64,
     pub size_bytes: u64,
 }
@@ -178,7 +180,8 @@ pub fn snapshot(shard: &Shard) -> Snapshot {
             topic: partition.key.topic.clone(),
             partition: partition.key.partition,
             log_start_offset: partition.log_start_offset(),
-            log_end_offset: partition.high_watermark(),
+            high_watermark: partition.high_watermark(),
+            log_end_offset: partition.log_end_offset(),
             size_bytes: partition.log.size_bytes(),
         })
         .collect();
@@ -497,7 +500,12 @@ fn render_latency(out: &mut Writer, snapshots: &[Snapshot]) {
 
 fn render_partitions(out: &mut Writer, snapshots: &[Snapshot]) {
     type Field = fn(&PartitionOffsets) -> u64;
-    let families: [(&str, &str, Field); 3] = [
+    let families: [(&str, &str, Field); 4] = [
+        (
+            "sluice_partition_high_watermark",
+            "The offset below which consumers read (on disk, by default).",
+            |p| p.high_watermark.max(0) as u64,
+        ),
         (
             "sluice_partition_log_end_offset",
             "The offset the next record appended to the partition gets.",
@@ -554,11 +562,12 @@ fn render_groups(out: &mut Writer, snapshots: &[Snapshot]) {
         out.sample(name, &[("group", &group.group_id)], group.members);
     }
     // Lag joins a group's committed offsets (its coordinator shard) with
-    // log end offsets (the partitions' owner shards) from the same scrape.
+    // high watermarks (the partitions' owner shards) from the same scrape,
+    // as `kafka-consumer-groups.sh` measures it.
     let ends: BTreeMap<(&str, i32), i64> = snapshots
         .iter()
         .flat_map(|s| &s.partitions)
-        .map(|p| ((p.topic.as_str(), p.partition), p.log_end_offset))
+        .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
         .collect();
     type GroupValue<'a> = Box<dyn Fn(&str, i32, i64) -> Option<i64> + 'a>;
     let families: [(&str, &str, GroupValue); 2] = [
@@ -569,7 +578,7 @@ fn render_groups(out: &mut Writer, snapshots: &[Snapshot]) {
         ),
         (
             "sluice_consumer_group_lag",
-            "Log end offset minus committed offset, per group and partition (partitions this broker has).",
+            "High watermark minus committed offset, per group and partition (partitions this broker has).",
             Box::new(|topic, partition, offset| {
                 ends.get(&(topic, partition)).map(|end| (end - offset).max(0))
             }),
@@ -669,7 +678,8 @@ mod tests {
             topic: "t".to_string(),
             partition: 0,
             log_start_offset: 0,
-            log_end_offset: 100,
+            high_watermark: 100,
+            log_end_offset: 101,
             size_bytes: 4096,
         });
         let second = Snapshot {
@@ -700,7 +710,8 @@ mod tests {
         has(&bucket("+Inf", 2));
         has("sluice_request_latency_seconds_count{shard=\"0\",api=\"Produce\"} 2");
         has("sluice_partitions{shard=\"0\"} 1");
-        has("sluice_partition_log_end_offset{topic=\"t\",partition=\"0\"} 100");
+        has("sluice_partition_high_watermark{topic=\"t\",partition=\"0\"} 100");
+        has("sluice_partition_log_end_offset{topic=\"t\",partition=\"0\"} 101");
         has("sluice_consumer_groups{state=\"Stable\"} 1");
         has("sluice_consumer_groups{state=\"Empty\"} 0");
         has("sluice_consumer_group_members{group=\"g\\\"1\"} 2");

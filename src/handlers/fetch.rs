@@ -183,7 +183,9 @@ async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
             log_start_offset,
             data: ReadData::Empty,
         };
-        if target.offset < log_start_offset || target.offset > high_watermark {
+        // As Kafka: out of range past the log end; between the high
+        // watermark and the log end, nothing to read yet.
+        if target.offset < log_start_offset || target.offset > partition.log_end_offset() {
             read.error_code = error_codes::OFFSET_OUT_OF_RANGE;
         } else if target.offset < high_watermark {
             let options = ReadOptions {

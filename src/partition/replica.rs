@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::producer_state::{ProducerBatch, ProducerStateTable, SequenceCheck};
 use super::TopicPartition;
 use crate::storage::batch::BatchHeader;
-use crate::storage::{Offset, PartitionLog, ReadData, ReadOptions, StorageError};
+use crate::storage::{DurableFuture, Offset, PartitionLog, ReadData, ReadOptions, StorageError};
 
 /// Bytes read per step when replaying the log for producer state.
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -103,9 +103,23 @@ impl Partition {
         })
     }
 
-    /// The offset below which consumers may read. One replica per
-    /// partition today, so it is the log end offset, as in Kafka.
+    /// The offset below which consumers may read: the end of what is on
+    /// disk when the log syncs every append (the default), so a consumer
+    /// never sees a record that a crash could take back, and a record is
+    /// visible no sooner than an `acks=all` producer hears of it. With a
+    /// relaxed flush policy (`flush.messages` > 1) the operator has chosen
+    /// Kafka's single-replica behaviour: the log end offset.
     pub fn high_watermark(&self) -> i64 {
+        if self.log.syncs_every_append() {
+            self.log.durable_end_offset().0
+        } else {
+            self.log.log_end_offset().0
+        }
+    }
+
+    /// The offset the next appended record gets (at or past the high
+    /// watermark).
+    pub fn log_end_offset(&self) -> i64 {
         self.log.log_end_offset().0
     }
 
@@ -167,6 +181,8 @@ impl Partition {
         DataWait {
             partition: self.clone(),
             offset,
+            durable: None,
+            durable_failed: false,
         }
     }
 
@@ -297,23 +313,111 @@ impl AppendWatch {
     }
 }
 
+/// Waits for the high watermark to pass an offset: an append wakes it
+/// through the partition's watch; when the record is appended but not yet
+/// on disk, the sync that covers it wakes it through the log.
 pub struct DataWait {
     partition: Rc<Partition>,
     offset: i64,
+    durable: Option<DurableFuture>,
+    /// The log failed before the sync: only removal (or the caller's
+    /// timer) ends the wait; the fetch reports the failure when it reads.
+    durable_failed: bool,
 }
 
 impl Future for DataWait {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.partition.high_watermark() > self.offset || self.partition.is_removed() {
+        let this = self.get_mut();
+        let partition = &this.partition;
+        if partition.high_watermark() > this.offset || partition.is_removed() {
             return Poll::Ready(());
         }
-        self.partition
+        partition
             .watch
             .waiters
             .borrow_mut()
             .push(context.waker().clone());
+        if partition.log_end_offset() > this.offset && !this.durable_failed {
+            let durable = this
+                .durable
+                .get_or_insert_with(|| partition.log.wait_durable(Offset(this.offset)));
+            match Pin::new(durable).poll(context) {
+                Poll::Ready(Ok(())) => return Poll::Ready(()),
+                Poll::Ready(Err(_)) => this.durable_failed = true,
+                Poll::Pending => {}
+            }
+        }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::test_batches::batch;
+    use crate::storage::tests::{run, shard, small_config};
+    use crate::storage::{LogConfig, ShardStorage};
+
+    async fn open_partition(
+        dir: &std::path::Path,
+        config: LogConfig,
+        storage: &ShardStorage,
+    ) -> Rc<Partition> {
+        let log = PartitionLog::open(dir.join("t-0"), config, storage)
+            .await
+            .unwrap();
+        let key = TopicPartition {
+            topic: "t".to_string(),
+            partition: 0,
+        };
+        Rc::new(Partition::open(key, Uuid::nil(), log).await.unwrap())
+    }
+
+    /// Consumers read only what is on disk: the high watermark trails the
+    /// log end until the sync, and a waiting fetch wakes at the sync.
+    #[test]
+    fn high_watermark_is_the_synced_end_and_waiters_wake_at_the_sync() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
+        run(move || async move {
+            let storage = shard(&dir).await;
+            let partition = open_partition(&dir, small_config(), &storage).await;
+            let outcome = partition
+                .append(&batch(3, None, Some(b"v"), 1000), 1)
+                .await
+                .unwrap();
+            assert_eq!((outcome.base_offset, outcome.last_offset), (0, 2));
+            assert_eq!(partition.log_end_offset(), 3);
+            assert_eq!(partition.high_watermark(), 0, "nothing synced yet");
+            // Waiting from offset 0 ends when the sync covers the batch.
+            partition.wait_for_data_after(0).await;
+            assert_eq!(partition.high_watermark(), 3);
+            partition.log.close().await.unwrap();
+        });
+    }
+
+    /// With a relaxed flush policy the operator chose Kafka's behaviour:
+    /// records are readable as soon as they are appended.
+    #[test]
+    fn relaxed_flush_policy_reads_up_to_the_log_end() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
+        run(move || async move {
+            let storage = shard(&dir).await;
+            let config = LogConfig {
+                flush_messages: 1000,
+                ..small_config()
+            };
+            let partition = open_partition(&dir, config, &storage).await;
+            partition
+                .append(&batch(2, None, Some(b"v"), 1000), 1)
+                .await
+                .unwrap();
+            assert_eq!(partition.high_watermark(), 2);
+            assert_eq!(partition.log.durable_end_offset().0, 0);
+            partition.log.close().await.unwrap();
+        });
     }
 }

@@ -247,6 +247,11 @@ impl PartitionLog {
         self.inner.config.borrow().clone()
     }
 
+    /// [`LogConfig::syncs_every_append`] of the current config, uncloned.
+    pub fn syncs_every_append(&self) -> bool {
+        self.inner.config.borrow().syncs_every_append()
+    }
+
     /// Replaces the log's configuration (topic config change).
     pub fn set_config(&self, config: LogConfig) {
         *self.inner.config.borrow_mut() = config;

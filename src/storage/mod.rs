@@ -161,4 +161,4 @@ impl PartitionLog {
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
