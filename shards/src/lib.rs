@@ -47,8 +47,13 @@ pub fn shard_for_hash(hash: u64, nr_shards: usize) -> ShardId {
 }
 
 /// A unit of work sent to another shard: built on the sender, run on the
-/// receiver, where it produces a shard-local future.
-type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+/// receiver (given the receiver's mesh, to send the result back), where it
+/// produces a shard-local future.
+type Job = Box<dyn FnOnce(Mesh) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// A result on its way back: run on the shard that asked, where it
+/// completes the asker's reply future.
+type Delivery = Box<dyn FnOnce() + Send>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
@@ -98,6 +103,10 @@ struct MeshInner {
     me: ShardId,
     nr_shards: usize,
     senders: Senders<Job>,
+    /// The reply mesh: results travel back on their own channels, read by
+    /// a loop that runs from the start (work waits for `open_inbox`,
+    /// replies never do, so a shard may ask before it serves).
+    reply_senders: Senders<Delivery>,
     stats: MeshStats,
     /// Until [`Mesh::open_inbox`], work from other shards waits in the
     /// bounded queues (backpressure on the senders) instead of running
@@ -130,7 +139,7 @@ impl Mesh {
                 while let Some(job) = receiver.recv().await {
                     let stats = mesh.stats();
                     stats.received.set(stats.received.get() + 1);
-                    glommio::spawn_local(job()).detach();
+                    glommio::spawn_local(job(mesh.clone())).detach();
                 }
             })
             .detach();
@@ -171,12 +180,22 @@ impl Mesh {
                 shard,
             });
         }
+        // The reply is completed on this shard, never on `shard`: a waker
+        // of a glommio task must not be woken or dropped by another thread.
+        // glommio 0.9's foreign-waker drop decrements the task's count to
+        // zero and then increments it again; if the task finishes in that
+        // window its own thread frees it, and the queued foreign wake frees
+        // it a second time (glibc: "double free detected in tcache 2").
         let (reply_tx, reply_rx) = futures_channel::oneshot::channel();
-        let job: Job = Box::new(move || {
+        let asker = self.inner.me;
+        let job: Job = Box::new(move |mesh: Mesh| {
             Box::pin(async move {
                 let result = work().await;
-                // The asker may have gone (connection closed): nothing to do.
-                let _ = reply_tx.send(result);
+                let delivery: Delivery = Box::new(move || {
+                    // The asker may have gone (connection closed): nothing to do.
+                    let _ = reply_tx.send(result);
+                });
+                mesh.deliver(asker, delivery).await;
             })
         });
         self.send_job(shard, job).await?;
@@ -199,6 +218,33 @@ impl Mesh {
             results.push(self.submit_to(ShardId(shard), work.clone()).await?);
         }
         Ok(results)
+    }
+
+    /// Sends a result back to the shard that asked for it.
+    async fn deliver(&self, asker: ShardId, delivery: Delivery) {
+        let outcome = match self.inner.reply_senders.try_send_to(asker.0, delivery) {
+            Ok(()) => Ok(()),
+            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(delivery))) => {
+                self.inner
+                    .reply_senders
+                    .send_to(asker.0, delivery)
+                    .await
+                    .map_err(|error| match error {
+                        glommio::GlommioError::Closed(glommio::ResourceType::Channel(d)) => Some(d),
+                        _ => None,
+                    })
+            }
+            Err(glommio::GlommioError::Closed(glommio::ResourceType::Channel(delivery))) => {
+                Err(Some(delivery))
+            }
+            Err(_) => Err(None),
+        };
+        // The asker is shutting down. Dropping the delivery here would drop
+        // its reply sender on this thread, waking the asker's task from a
+        // foreign thread: leak it instead (a handful of bytes, at shutdown).
+        if let Err(Some(delivery)) = outcome {
+            std::mem::forget(delivery);
+        }
     }
 
     async fn send_job(&self, shard: ShardId, job: Job) -> Result<(), MeshError> {
@@ -278,6 +324,8 @@ impl ShardPool {
         let cpus = available_cpus();
         let mesh_builder =
             MeshBuilder::<Job, _>::full(config.nr_shards, config.mesh_channel_capacity);
+        let reply_builder =
+            MeshBuilder::<Delivery, _>::full(config.nr_shards, config.mesh_channel_capacity);
         let mut handles = Vec::with_capacity(config.nr_shards);
         for index in 0..config.nr_shards {
             let cpu = cpus[index % cpus.len()];
@@ -287,11 +335,12 @@ impl ShardPool {
                 .ring_depth(config.ring_depth)
                 .preempt_timer(Duration::from_millis(100));
             let mesh_builder = mesh_builder.clone();
+            let reply_builder = reply_builder.clone();
             let shard_main = shard_main.clone();
             let nr_shards = config.nr_shards;
             let handle = builder
                 .spawn(move || async move {
-                    let mesh = join_mesh(mesh_builder, nr_shards).await?;
+                    let mesh = join_mesh(mesh_builder, reply_builder, nr_shards).await?;
                     shard_main(mesh).await
                 })
                 .map_err(|error| PoolError::Spawn {
@@ -321,18 +370,37 @@ impl ShardPool {
 
 async fn join_mesh(
     builder: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
+    reply_builder: MeshBuilder<Delivery, glommio::channels::channel_mesh::Full>,
     nr_shards: usize,
 ) -> Result<Mesh, String> {
     let (senders, receivers) = builder
         .join()
         .await
         .map_err(|_| "could not join the shard mesh".to_string())?;
+    let (reply_senders, mut reply_receivers) = reply_builder
+        .join()
+        .await
+        .map_err(|_| "could not join the shard reply mesh".to_string())?;
     let me = ShardId(senders.peer_id());
+    assert_eq!(
+        me.0,
+        reply_senders.peer_id(),
+        "both meshes order peers by executor id"
+    );
+    for (_peer, receiver) in reply_receivers.streams() {
+        glommio::spawn_local(async move {
+            while let Some(delivery) = receiver.recv().await {
+                delivery();
+            }
+        })
+        .detach();
+    }
     Ok(Mesh {
         inner: Rc::new(MeshInner {
             me,
             nr_shards,
             senders,
+            reply_senders,
             stats: MeshStats::default(),
             inbox: std::cell::RefCell::new(Some(receivers)),
         }),
@@ -465,6 +533,90 @@ mod tests {
                     return Err(format!("jobs ran on {seen:?}"));
                 }
                 Ok(())
+            }
+        })
+        .unwrap();
+    }
+
+    /// Polls `inner` with a waker that notes the thread it is woken on,
+    /// then passes the wake on.
+    struct WakeWitness<F> {
+        inner: Pin<Box<F>>,
+        woken_on: Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
+    }
+
+    struct NotingWaker {
+        inner: std::task::Waker,
+        woken_on: Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
+    }
+
+    impl std::task::Wake for NotingWaker {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            let mut woken_on = self.woken_on.lock().unwrap();
+            woken_on.push(std::thread::current().id());
+            drop(woken_on);
+            // Only wake the task from its own thread: another thread's wake
+            // of a glommio task is what this test guards against.
+            self.inner.wake_by_ref();
+        }
+    }
+
+    impl<F: Future> Future for WakeWitness<F> {
+        type Output = F::Output;
+
+        fn poll(
+            mut self: Pin<&mut Self>,
+            context: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<F::Output> {
+            let waker = std::task::Waker::from(Arc::new(NotingWaker {
+                inner: context.waker().clone(),
+                woken_on: self.woken_on.clone(),
+            }));
+            let mut noted = std::task::Context::from_waker(&waker);
+            self.inner.as_mut().poll(&mut noted)
+        }
+    }
+
+    /// A reply from another shard completes the asker's future on the
+    /// asker's own thread (glommio 0.9 can free a task twice when a foreign
+    /// thread wakes or drops its waker as the task finishes).
+    #[test]
+    fn replies_wake_the_asker_on_its_own_thread() {
+        let config = small_pool(2);
+        let done = Arc::new(AtomicUsize::new(0));
+        ShardPool::run(&config, move |mesh: Mesh| {
+            let done = done.clone();
+            async move {
+                mesh.open_inbox();
+                let mut outcome = Ok(());
+                if mesh.shard_id() == ShardId(0) {
+                    let woken_on = Arc::new(std::sync::Mutex::new(Vec::new()));
+                    for value in 0..20u64 {
+                        let reply = mesh.submit_to(ShardId(1), move || async move {
+                            // Answer after the asker has parked on the reply.
+                            glommio::timer::sleep(Duration::from_millis(2)).await;
+                            value + 1
+                        });
+                        let witness = WakeWitness {
+                            inner: Box::pin(reply),
+                            woken_on: woken_on.clone(),
+                        };
+                        if witness.await.map_err(|e| e.to_string())? != value + 1 {
+                            outcome = Err(format!("wrong reply to {value}"));
+                        }
+                    }
+                    let me = std::thread::current().id();
+                    let woken_on = woken_on.lock().unwrap().clone();
+                    if woken_on.is_empty() || woken_on.iter().any(|thread| *thread != me) {
+                        outcome = Err(format!("woken on {woken_on:?}, asker is {me:?}"));
+                    }
+                }
+                barrier(&done, 2).await;
+                outcome
             }
         })
         .unwrap();
