@@ -78,6 +78,30 @@ unsafe impl GlobalAlloc for SluiceAllocator {
     }
 }
 
+/// Request frames up to this size come from malloc's heap, not a fresh
+/// mapping per frame.
+const MALLOC_MMAP_THRESHOLD_BYTES: i32 = 64 << 20;
+/// Free memory at the top of a heap beyond this is given back to the OS.
+const MALLOC_TRIM_THRESHOLD_BYTES: i32 = 256 << 20;
+
+/// Tunes glibc malloc for a broker's allocation pattern, once, before the
+/// shards start. Each request frame is one allocation of its size (a
+/// produce of 64 KiB batches to two partitions is over 128 KiB). glibc
+/// serves such sizes with a fresh `mmap` and frees them with `munmap`, or
+/// trims its heaps after them: either way every frame's pages fault in
+/// again, and each unmap costs the other shards a TLB shootdown. A profile
+/// of 1 KiB-record produce showed 8% of broker time in page faults. Keeping
+/// frames up to [`MALLOC_MMAP_THRESHOLD_BYTES`] on the heap, and the heap's
+/// top pages mapped, removes that.
+pub fn tune_malloc() {
+    // SAFETY: mallopt only changes glibc's thresholds; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

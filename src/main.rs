@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         return code;
     }
     let config = BrokerConfig::from_args(std::env::args()).unwrap_or_else(|error| error.exit());
+    sluice::alloc::tune_malloc();
     init_logging(&config.log_level);
     if let Err(error) = watch_signals() {
         eprintln!("sluice: cannot install signal handling: {error}");
