@@ -9,7 +9,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
 use sluice_shards::ShardId;
 
-use super::{ApiSupport, RequestContext};
+use super::{owners, ApiSupport, RequestContext};
 use crate::protocol::error_codes;
 use crate::shard;
 use crate::storage::Offset;
@@ -43,18 +43,14 @@ pub async fn handle(
             ));
         }
     }
-    let mut results: BTreeMap<(String, i32), (i16, i64)> = BTreeMap::new();
-    for (owner, deletions) in jobs {
-        let keys: Vec<(String, i32)> = deletions.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-        let outcome = context
-            .shard
-            .mesh
-            .submit_to(owner, move || delete_on_owner(deletions))
-            .await;
-        let answers =
-            outcome.unwrap_or_else(|_| vec![(error_codes::NOT_LEADER_OR_FOLLOWER, -1); keys.len()]);
-        results.extend(keys.into_iter().zip(answers));
-    }
+    let results = owners::gather(
+        context,
+        jobs,
+        |(topic, partition, _)| (topic.clone(), *partition),
+        delete_on_owner,
+        (error_codes::NOT_LEADER_OR_FOLLOWER, -1),
+    )
+    .await;
     let topics = request
         .topics
         .into_iter()

@@ -24,7 +24,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind, TopicName};
 use sluice_shards::ShardId;
 
-use super::{str_bytes, Answer, ApiSupport, RequestContext};
+use super::{owners, str_bytes, Answer, ApiSupport, RequestContext};
 use crate::partition::replica::DataWait;
 use crate::protocol::{error_codes, splice};
 use crate::shard;
@@ -139,32 +139,14 @@ async fn read_all(
     context: &RequestContext,
     targets: &BTreeMap<ShardId, Vec<Target>>,
 ) -> BTreeMap<(String, i32), PartitionRead> {
-    let mut replies = Vec::new();
-    for (owner, owned) in targets {
-        let owned = owned.clone();
-        let keys: Vec<(String, i32)> = owned
-            .iter()
-            .map(|t| (t.topic.clone(), t.partition))
-            .collect();
-        let reply = context
-            .shard
-            .mesh
-            .send_to(*owner, move || read_on_owner(owned))
-            .await;
-        replies.push((keys, reply));
-    }
-    let mut reads = BTreeMap::new();
-    for (keys, reply) in replies {
-        let results = match reply {
-            Ok(reply) => reply.await.ok(),
-            Err(_) => None,
-        };
-        let results = results.unwrap_or_else(|| {
-            vec![PartitionRead::error(error_codes::NOT_LEADER_OR_FOLLOWER); keys.len()]
-        });
-        reads.extend(keys.into_iter().zip(results));
-    }
-    reads
+    owners::gather(
+        context,
+        targets.clone(),
+        |target| (target.topic.clone(), target.partition),
+        read_on_owner,
+        PartitionRead::error(error_codes::NOT_LEADER_OR_FOLLOWER),
+    )
+    .await
 }
 
 async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {

@@ -11,7 +11,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
 use sluice_shards::ShardId;
 
-use super::{str_bytes, ApiSupport, RequestContext};
+use super::{owners, str_bytes, ApiSupport, RequestContext};
 use crate::protocol::error_codes;
 use crate::shard;
 use crate::storage::Offset;
@@ -58,19 +58,14 @@ pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> Li
             }
         }
     }
-    let mut answers: BTreeMap<(String, i32), Answer> = BTreeMap::new();
-    for (owner, queries) in jobs {
-        let keys: Vec<(String, i32)> = queries.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-        let outcome = context
-            .shard
-            .mesh
-            .submit_to(owner, move || answer_on_owner(queries))
-            .await;
-        let results = outcome.unwrap_or_else(|_| {
-            vec![Answer::error(error_codes::NOT_LEADER_OR_FOLLOWER); keys.len()]
-        });
-        answers.extend(keys.into_iter().zip(results));
-    }
+    let answers = owners::gather(
+        context,
+        jobs,
+        |(topic, partition, _)| (topic.clone(), *partition),
+        answer_on_owner,
+        Answer::error(error_codes::NOT_LEADER_OR_FOLLOWER),
+    )
+    .await;
     // The leader epoch exists from v4; earlier versions must leave it unset.
     let leader_epoch = if context.api_version >= 4 { 0 } else { -1 };
     let topics = request

@@ -46,6 +46,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod owners;
 pub mod produce;
 pub mod sync_group;
 
