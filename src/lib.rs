@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod handlers;
+pub mod histogram;
 pub mod metrics;
 pub mod net;
 pub mod partition;

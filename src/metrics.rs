@@ -16,40 +16,13 @@ use glommio::net::{TcpListener, TcpStream};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 
 use crate::coordinator::runtime::{self, GroupMetrics};
+pub use crate::histogram::{LatencyHistogram, LATENCY_BUCKETS_US};
 use crate::protocol::response_errors::{error_name, visit_error_codes};
 
 use crate::shard::{self, Shard};
 
 /// The most bytes of an HTTP request head the endpoint reads.
 const REQUEST_HEAD_BYTES_MAX: usize = 8192;
-
-/// Upper bounds of the request-latency histogram buckets, in microseconds
-/// (Prometheus `le`, plus +Inf).
-pub const LATENCY_BUCKETS_US: [u64; 14] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 5_000_000,
-];
-
-/// A request-latency histogram: counts per bucket (the last is +Inf) and
-/// the sum.
-#[derive(Clone, Debug, Default)]
-pub struct LatencyHistogram {
-    pub buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
-    pub sum_us: u64,
-    pub count: u64,
-}
-
-impl LatencyHistogram {
-    pub fn record(&mut self, latency_us: u64) {
-        let index = LATENCY_BUCKETS_US
-            .iter()
-            .position(|bound| latency_us <= *bound)
-            .unwrap_or(LATENCY_BUCKETS_US.len());
-        self.buckets[index] += 1;
-        self.sum_us += latency_us;
-        self.count += 1;
-    }
-}
 
 /// What one API has seen on one shard.
 #[derive(Clone, Debug, Default)]
@@ -168,10 +141,14 @@ pub struct Snapshot {
     pub partitions: Vec<PartitionOffsets>,
     /// The groups this shard coordinates.
     pub groups: Vec<GroupMetrics>,
+    /// fdatasync calls, and the group-commit rounds' durations.
+    pub syncs: u64,
+    pub sync_rounds: LatencyHistogram,
 }
 
 pub fn snapshot(shard: &Shard) -> Snapshot {
     let cache = shard.storage.cache_stats();
+    let flush = shard.storage.flush_stats();
     let partitions: Vec<PartitionOffsets> = shard
         .partitions
         .all()
@@ -201,6 +178,8 @@ pub fn snapshot(shard: &Shard) -> Snapshot {
         mesh_queue_full: shard.mesh.stats().queue_full.get(),
         partitions,
         groups: runtime::existing().map_or_else(Vec::new, |c| c.metrics()),
+        syncs: flush.syncs,
+        sync_rounds: flush.round_latency,
     }
 }
 
@@ -233,6 +212,26 @@ impl Writer {
             self.text.push('}');
         }
         let _ = writeln!(self.text, " {value}");
+    }
+
+    /// The samples of one histogram: cumulative buckets, sum and count.
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &LatencyHistogram) {
+        let mut cumulative = 0;
+        for (index, count) in histogram.buckets.iter().enumerate() {
+            cumulative += count;
+            let bound = LATENCY_BUCKETS_US
+                .get(index)
+                .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+            let mut with_bound = labels.to_vec();
+            with_bound.push(("le", &bound));
+            self.sample(&format!("{name}_bucket"), &with_bound, cumulative);
+        }
+        self.sample(
+            &format!("{name}_sum"),
+            labels,
+            histogram.sum_us as f64 / 1e6,
+        );
+        self.sample(&format!("{name}_count"), labels, histogram.count);
     }
 
     /// A family with one sample per shard.
@@ -293,7 +292,15 @@ pub fn render(snapshots: &[Snapshot]) -> String {
     let mut out = Writer {
         text: String::new(),
     };
-    let shard_families: [(Family, ShardValue); 12] = [
+    let shard_families: [(Family, ShardValue); 13] = [
+        (
+            (
+                "sluice_log_syncs_total",
+                "counter",
+                "fdatasync calls on partition log segments.",
+            ),
+            |s| s.syncs,
+        ),
         (
             (
                 "sluice_fetch_sendfile_bytes_total",
@@ -469,32 +476,26 @@ fn render_latency(out: &mut Writer, snapshots: &[Snapshot]) {
     for snapshot in snapshots {
         let shard = snapshot.shard.to_string();
         for (key, api) in &snapshot.apis {
-            let histogram = &api.latency;
             let api_label = api_name(*key);
-            let labels = [("shard", shard.as_str()), ("api", api_label.as_str())];
-            let mut cumulative = 0;
-            for (index, count) in histogram.buckets.iter().enumerate() {
-                cumulative += count;
-                let bound = LATENCY_BUCKETS_US
-                    .get(index)
-                    .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-                out.sample(
-                    "sluice_request_latency_seconds_bucket",
-                    &[labels[0], labels[1], ("le", &bound)],
-                    cumulative,
-                );
-            }
-            out.sample(
-                "sluice_request_latency_seconds_sum",
-                &labels,
-                histogram.sum_us as f64 / 1e6,
-            );
-            out.sample(
-                "sluice_request_latency_seconds_count",
-                &labels,
-                histogram.count,
+            out.histogram(
+                name,
+                &[("shard", &shard), ("api", &api_label)],
+                &api.latency,
             );
         }
+    }
+    let name = "sluice_log_sync_round_seconds";
+    out.family(
+        name,
+        "histogram",
+        "Time of a group-commit round: writing out the due logs' tails and fdatasync of each.",
+    );
+    for snapshot in snapshots {
+        out.histogram(
+            name,
+            &[("shard", &snapshot.shard.to_string())],
+            &snapshot.sync_rounds,
+        );
     }
 }
 
@@ -682,8 +683,12 @@ mod tests {
             log_end_offset: 101,
             size_bytes: 4096,
         });
+        let mut sync_rounds = LatencyHistogram::default();
+        sync_rounds.record(2_000);
         let second = Snapshot {
             shard: 1,
+            syncs: 7,
+            sync_rounds,
             groups: vec![GroupMetrics {
                 group_id: "g\"1".to_string(),
                 state: "Stable",
@@ -710,6 +715,10 @@ mod tests {
         has(&bucket("+Inf", 2));
         has("sluice_request_latency_seconds_count{shard=\"0\",api=\"Produce\"} 2");
         has("sluice_partitions{shard=\"0\"} 1");
+        has("sluice_log_syncs_total{shard=\"1\"} 7");
+        has("sluice_log_sync_round_seconds_bucket{shard=\"1\",le=\"0.0025\"} 1");
+        has("sluice_log_sync_round_seconds_bucket{shard=\"1\",le=\"0.001\"} 0");
+        has("sluice_log_sync_round_seconds_count{shard=\"1\"} 1");
         has("sluice_partition_high_watermark{topic=\"t\",partition=\"0\"} 100");
         has("sluice_partition_log_end_offset{topic=\"t\",partition=\"0\"} 101");
         has("sluice_consumer_groups{state=\"Stable\"} 1");

@@ -18,9 +18,10 @@ use super::fault::{self, Fault, FaultPoint};
 use super::log::LogInner;
 use super::notify::{Completion, Signal};
 use super::shard::ShardInner;
+use crate::histogram::LatencyHistogram;
 
 /// Counters of the group commit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct FlushStats {
     /// Rounds that synced at least one file.
     pub rounds: u64,
@@ -28,6 +29,8 @@ pub struct FlushStats {
     pub syncs: u64,
     /// Records made durable.
     pub records: u64,
+    /// Time of each round, from taking its logs to their last sync.
+    pub round_latency: LatencyHistogram,
 }
 
 #[derive(Default)]
@@ -35,7 +38,7 @@ pub(crate) struct Flusher {
     dirty: RefCell<Vec<Rc<LogInner>>>,
     signal: Signal,
     stopped: Cell<bool>,
-    stats: Cell<FlushStats>,
+    stats: RefCell<FlushStats>,
 }
 
 impl Flusher {
@@ -58,7 +61,7 @@ impl Flusher {
     }
 
     pub fn stats(&self) -> FlushStats {
-        self.stats.get()
+        self.stats.borrow().clone()
     }
 
     /// Removes and returns the logs due for a sync now; returns also how long
@@ -119,13 +122,15 @@ pub(crate) async fn run(shard: Weak<ShardInner>) {
         let done = Completion::default();
         rounds.push_back(done.clone());
         glommio::spawn_local(async move {
+            let started = Instant::now();
             let stats = sync_round(due).await;
+            let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             if let Some(inner) = shard.upgrade() {
-                let mut total = inner.flusher.stats.get();
+                let mut total = inner.flusher.stats.borrow_mut();
                 total.rounds += 1;
                 total.syncs += stats.syncs;
                 total.records += stats.records;
-                inner.flusher.stats.set(total);
+                total.round_latency.record(latency_us);
             }
             done.complete(Ok(()));
         })

@@ -310,6 +310,9 @@ def test_metrics_report_errors_bytes_groups_and_lag(make_broker):
                         if name == "sluice_response_bytes_total" and 'api="Fetch"' in labels)
     assert fetched_bytes >= 10 * 100
     assert total(samples, "sluice_connections") >= 1
+    # librdkafka's default acks=all: every append was synced, in timed rounds.
+    assert total(samples, "sluice_log_syncs_total") > 0
+    assert total(samples, "sluice_log_sync_round_seconds_count") > 0
     assert sample(samples, "sluice_partition_log_end_offset", topic=topic, partition=0) == 25
     assert sample(samples, "sluice_consumer_group_committed_offset",
                   group=group, topic=topic, partition=0) == 10
