@@ -188,9 +188,15 @@ impl Mesh {
         // it a second time (glibc: "double free detected in tcache 2").
         let (reply_tx, reply_rx) = futures_channel::oneshot::channel();
         let asker = self.inner.me;
+        let unsent = UnsentReply(Some(reply_tx));
         let job: Job = Box::new(move |mesh: Mesh| {
+            let mut reply = ReplySender {
+                tx: unsent.take(),
+                route: (mesh.clone(), asker),
+            };
             Box::pin(async move {
                 let result = work().await;
+                let reply_tx = reply.tx.take().expect("answered once");
                 let delivery: Delivery = Box::new(move || {
                     // The asker may have gone (connection closed): nothing to do.
                     let _ = reply_tx.send(result);
@@ -262,6 +268,55 @@ impl Mesh {
                     .map_err(|_| MeshError::Closed(shard.0))
             }
             Err(_) => Err(MeshError::Closed(shard.0)),
+        }
+    }
+}
+
+/// The sending half of a reply while its work is away on another shard.
+/// Work dropped before it answers (its shard is stopping) must still not
+/// drop the sender there, since that wakes the asker from a foreign thread:
+/// the sender goes home to be dropped (the asker then sees
+/// [`MeshError::Closed`]), or, if it cannot, is leaked.
+struct ReplySender<T: Send + 'static> {
+    tx: Option<futures_channel::oneshot::Sender<T>>,
+    /// This shard's mesh, and the asker.
+    route: (Mesh, ShardId),
+}
+
+impl<T: Send + 'static> Drop for ReplySender<T> {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else {
+            return; // answered
+        };
+        let (mesh, asker) = &self.route;
+        let delivery: Delivery = Box::new(move || drop(tx));
+        match mesh.inner.reply_senders.try_send_to(asker.0, delivery) {
+            Ok(()) => {}
+            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(delivery)))
+            | Err(glommio::GlommioError::Closed(glommio::ResourceType::Channel(delivery))) => {
+                std::mem::forget(delivery);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The sending half of a reply on its way to the work's shard. Work that
+/// never runs (dropped with its queue at shutdown, or refused by a closed
+/// queue) has no way home: its sender is leaked, not dropped on a thread
+/// that does not own the asker.
+struct UnsentReply<T>(Option<futures_channel::oneshot::Sender<T>>);
+
+impl<T> UnsentReply<T> {
+    fn take(mut self) -> Option<futures_channel::oneshot::Sender<T>> {
+        self.0.take()
+    }
+}
+
+impl<T> Drop for UnsentReply<T> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            std::mem::forget(tx);
         }
     }
 }
@@ -617,6 +672,42 @@ mod tests {
                 }
                 barrier(&done, 2).await;
                 outcome
+            }
+        })
+        .unwrap();
+    }
+
+    /// Work dropped before it answers (its shard stopped) answers Closed,
+    /// and the asker hears it on its own thread.
+    #[test]
+    fn work_dropped_by_a_stopping_shard_answers_closed() {
+        let config = small_pool(2);
+        let started = Arc::new(AtomicUsize::new(0));
+        ShardPool::run(&config, move |mesh: Mesh| {
+            let started = started.clone();
+            async move {
+                mesh.open_inbox();
+                if mesh.shard_id() == ShardId(1) {
+                    // Stop once the never-ending work has started here.
+                    while started.load(Ordering::SeqCst) == 0 {
+                        glommio::timer::sleep(Duration::from_millis(1)).await;
+                    }
+                    return Ok(());
+                }
+                let flag = started.clone();
+                let reply = mesh.submit_to(ShardId(1), move || async move {
+                    flag.store(1, Ordering::SeqCst);
+                    futures_lite::future::pending::<u32>().await
+                });
+                let timeout = async {
+                    glommio::timer::sleep(Duration::from_secs(10)).await;
+                    Err(MeshError::NoSuchShard(99))
+                };
+                match futures_lite::future::or(reply, timeout).await {
+                    Err(MeshError::Closed(1)) => Ok(()),
+                    Err(MeshError::NoSuchShard(99)) => Err("no answer within 10 s".into()),
+                    other => Err(format!("expected Closed(1), got {:?}", other.is_ok())),
+                }
             }
         })
         .unwrap();
