@@ -135,7 +135,8 @@ pub struct RunArgs {
     /// Producer threads.
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
-    /// Connections per producer to each broker (requests rotate over them).
+    /// Connections per producer to each broker; each partition keeps to one
+    /// of them (partition modulo connections), so its batches stay in order.
     #[arg(long, default_value_t = 1)]
     pub connections: usize,
     /// Consumer threads; partitions are assigned round-robin.

@@ -115,7 +115,6 @@ struct Producer {
     produce_version: i16,
     /// Connections per broker id.
     links: BTreeMap<i32, Vec<Link>>,
-    next_link: usize,
     pacer: Pacer,
     rng: Rng,
     filler: Filler,
@@ -182,7 +181,6 @@ impl Producer {
         Ok(Producer {
             produce_version: produce_version.context("the topic has no partition")?,
             links,
-            next_link: share.index as usize,
             pacer: Pacer::new(share.start, share.records_per_second),
             rng: Rng::new(u64::from(config.run_id) << 32 | u64::from(share.index)),
             filler: Filler::new(config.payload, u64::from(share.index) + 1),
@@ -343,38 +341,48 @@ impl Producer {
     /// per request and at most `request_bytes_max` per request.
     fn send_ready(&mut self) -> Result<()> {
         let mut ready = std::mem::take(&mut self.ready);
-        ready.sort_by_key(|batch| {
-            (
-                self.config.layout.leaders[batch.partition as usize],
-                batch.partition,
-            )
-        });
+        ready.sort_by_key(|batch| (self.route(batch.partition), batch.partition));
         let mut request: Vec<ReadyBatch> = Vec::new();
         let mut request_bytes = 0;
-        let mut leader = None;
+        let mut route = None;
         for batch in ready {
-            let batch_leader = self.config.layout.leaders[batch.partition as usize];
+            let batch_route = self.route(batch.partition);
             let full = request_bytes + batch.bytes.len() > self.config.request_bytes_max;
             let repeated = request
                 .iter()
                 .any(|queued| queued.partition == batch.partition);
-            if !request.is_empty() && (leader != Some(batch_leader) || full || repeated) {
-                self.send_request(leader.unwrap(), std::mem::take(&mut request))?;
+            if !request.is_empty() && (route != Some(batch_route) || full || repeated) {
+                self.send_request(route.unwrap(), std::mem::take(&mut request))?;
                 request_bytes = 0;
             }
-            leader = Some(batch_leader);
+            route = Some(batch_route);
             request_bytes += batch.bytes.len();
             request.push(batch);
         }
-        if let Some(leader) = leader {
+        if let Some(route) = route {
             if !request.is_empty() {
-                self.send_request(leader, request)?;
+                self.send_request(route, request)?;
             }
         }
         Ok(())
     }
 
-    fn send_request(&mut self, leader: i32, batches: Vec<ReadyBatch>) -> Result<()> {
+    /// The leader of `partition` and the connection to it that carries the
+    /// partition's batches. One connection per partition keeps a
+    /// partition's batches in the order they were made, as a Kafka client's
+    /// one connection per broker does; `--connections` spreads partitions,
+    /// not the batches of one partition.
+    fn route(&self, partition: i32) -> (i32, usize) {
+        let leader = self.config.layout.leaders[partition as usize];
+        let links = self.links.get(&leader).map_or(1, Vec::len).max(1);
+        (leader, partition as usize % links)
+    }
+
+    fn send_request(
+        &mut self,
+        (leader, link): (i32, usize),
+        batches: Vec<ReadyBatch>,
+    ) -> Result<()> {
         let topic: TopicName = topic_name(&self.config.layout.topic);
         let partition_data = batches
             .iter()
@@ -394,8 +402,7 @@ impl Producer {
             .links
             .get_mut(&leader)
             .context("no connection to a leader")?;
-        self.next_link = (self.next_link + 1) % links.len();
-        let link = &mut links[self.next_link];
+        let link = &mut links[link];
         let records: u64 = batches
             .iter()
             .map(|batch| batch.intended.len() as u64)
