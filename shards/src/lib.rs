@@ -228,28 +228,15 @@ impl Mesh {
 
     /// Sends a result back to the shard that asked for it.
     async fn deliver(&self, asker: ShardId, delivery: Delivery) {
-        let outcome = match self.inner.reply_senders.try_send_to(asker.0, delivery) {
-            Ok(()) => Ok(()),
+        let senders = &self.inner.reply_senders;
+        let sent = match senders.try_send_to(asker.0, delivery) {
             Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(delivery))) => {
-                self.inner
-                    .reply_senders
-                    .send_to(asker.0, delivery)
-                    .await
-                    .map_err(|error| match error {
-                        glommio::GlommioError::Closed(glommio::ResourceType::Channel(d)) => Some(d),
-                        _ => None,
-                    })
+                senders.send_to(asker.0, delivery).await
             }
-            Err(glommio::GlommioError::Closed(glommio::ResourceType::Channel(delivery))) => {
-                Err(Some(delivery))
-            }
-            Err(_) => Err(None),
+            other => other,
         };
-        // The asker is shutting down. Dropping the delivery here would drop
-        // its reply sender on this thread, waking the asker's task from a
-        // foreign thread: leak it instead (a handful of bytes, at shutdown).
-        if let Err(Some(delivery)) = outcome {
-            std::mem::forget(delivery);
+        if let Err(error) = sent {
+            forget_returned(error);
         }
     }
 
@@ -290,14 +277,21 @@ impl<T: Send + 'static> Drop for ReplySender<T> {
         };
         let (mesh, asker) = &self.route;
         let delivery: Delivery = Box::new(move || drop(tx));
-        match mesh.inner.reply_senders.try_send_to(asker.0, delivery) {
-            Ok(()) => {}
-            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(delivery)))
-            | Err(glommio::GlommioError::Closed(glommio::ResourceType::Channel(delivery))) => {
-                std::mem::forget(delivery);
-            }
-            Err(_) => {}
+        if let Err(error) = mesh.inner.reply_senders.try_send_to(asker.0, delivery) {
+            forget_returned(error);
         }
+    }
+}
+
+/// A delivery the reply mesh refused (the asker is shutting down, or, from
+/// `Drop`, its queue is full) is leaked, not dropped: dropping it here would
+/// drop its reply sender on this thread and wake the asker's task from a
+/// foreign thread. A handful of bytes, at shutdown.
+fn forget_returned(error: glommio::GlommioError<Delivery>) {
+    if let glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(delivery))
+    | glommio::GlommioError::Closed(glommio::ResourceType::Channel(delivery)) = error
+    {
+        std::mem::forget(delivery);
     }
 }
 
