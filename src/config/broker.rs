@@ -1,0 +1,261 @@
+//! Building [`BrokerConfig`]: read the file, layer built-in default < file
+//! < `--set KEY=VALUE` < dedicated flags, check the rules that involve more
+//! than one key, and fill the typed fields. Also DescribeConfigs(BROKER)
+//! and runtime (AlterConfigs) overrides over the static values.
+//!
+//! Must not: read anything but the one config file, or change a
+//! `BrokerConfig` once built (`with_dynamic` returns a new one).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::cli::{flatten_toml, parse_cli, Cli};
+use super::definitions::{definition, ConfigDef, Scope, DEFINITIONS};
+use super::topic::resolve_topic;
+use super::validate::{parse_host_port, parse_listen, validate};
+use super::values::{Setting, Values};
+use super::{
+    BrokerConfig, ConfigEntry, ConfigError, ConfigSource, TopicConfig, DEFAULT_CONFIG_FILE,
+};
+
+impl BrokerConfig {
+    /// Parse `args` (including argv[0]), read the config file (`--config`,
+    /// else [`DEFAULT_CONFIG_FILE`] if present), apply the flags, validate.
+    /// `--help` and `--version` come back as errors of kind Help/Version;
+    /// call [`ConfigError::exit`] on any error.
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<BrokerConfig, ConfigError> {
+        let cli = parse_cli(args)?;
+        let default_file = Path::new(DEFAULT_CONFIG_FILE);
+        let file = match &cli.config {
+            Some(path) => Some(path.clone()),
+            None => default_file.exists().then(|| default_file.to_path_buf()),
+        };
+        let text = match &file {
+            None => None,
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|error| {
+                let message = format!("cannot read {}: {error}", path.display());
+                ConfigError::invalid("--config", "command line", message)
+            })?),
+        };
+        let file = file.zip(text);
+        Self::build(
+            &cli,
+            file.as_ref()
+                .map(|(path, text)| (path.as_path(), text.as_str())),
+        )
+    }
+
+    /// Built-in defaults and `text` as if read from a file; for tests and
+    /// tools. No flags.
+    pub fn from_toml_str(text: &str) -> Result<BrokerConfig, ConfigError> {
+        let cli = parse_cli(["sluice".to_string()])?;
+        Self::build(&cli, Some((Path::new("<toml>"), text)))
+    }
+
+    fn build(cli: &Cli, file: Option<(&Path, &str)>) -> Result<BrokerConfig, ConfigError> {
+        let mut values = Values::default();
+        if let Some((path, text)) = file {
+            let origin = path.display().to_string();
+            for (key, value) in flatten_toml(text, &origin)? {
+                values.set(&key, &value, &origin, false)?;
+            }
+        }
+        for assignment in &cli.set {
+            let Some((key, value)) = assignment.split_once('=') else {
+                let message = format!("expected KEY=VALUE, got {assignment:?}");
+                return Err(ConfigError::invalid("--set", "command line", message));
+            };
+            values.set(key.trim(), value, "flag --set", true)?;
+        }
+        for (key, value, flag) in cli.flags() {
+            values.set(key, value, &format!("flag {flag}"), true)?;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        values.resolve_defaults(cores);
+        let config_file = file.map(|(path, _)| path.to_path_buf());
+        Self::from_values(values, config_file)
+    }
+
+    fn from_values(
+        values: Values,
+        config_file: Option<PathBuf>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        check_cross_key_rules(&values)?;
+        let listen = parse_listen(values.text("listen")).expect("validated listen address");
+        let (advertise_host, advertise_port) = match parse_host_port(values.text("advertise")) {
+            Some(host_port) => host_port,
+            // Listening on port 0: the port is known only after bind.
+            None => (listen.ip().to_string(), listen.port()),
+        };
+        let log = resolve_topic(&values, &BTreeMap::new()).typed(&values);
+        let size = |name| usize::try_from(values.unsigned(name)).unwrap_or(usize::MAX);
+        let int = |name| i32::try_from(values.integer(name)).expect("validated as Int");
+        let short = |name| i16::try_from(values.integer(name)).expect("validated as Short");
+        Ok(BrokerConfig {
+            node_id: int("node.id"),
+            listen,
+            metrics: parse_listen(values.text("metrics")),
+            advertise_host,
+            advertise_port,
+            data_dir: PathBuf::from(values.text("data.dir")),
+            shards: size("shards"),
+            io_memory_bytes: size("io.memory.bytes"),
+            ring_depth: size("ring.depth"),
+            cache_bytes: size("cache.bytes"),
+            mesh_channel_capacity: size("mesh.channel.capacity"),
+            socket_request_max_bytes: size("socket.request.max.bytes"),
+            num_partitions: int("num.partitions"),
+            default_replication_factor: short("default.replication.factor"),
+            auto_create_topics_enable: values.boolean("auto.create.topics.enable"),
+            offsets_topic_num_partitions: int("offsets.topic.num.partitions"),
+            offsets_topic_replication_factor: short("offsets.topic.replication.factor"),
+            offsets_retention_minutes: values.unsigned("offsets.retention.minutes"),
+            offsets_retention_check_interval_ms: values
+                .unsigned("offsets.retention.check.interval.ms"),
+            group_initial_rebalance_delay_ms: values.unsigned("group.initial.rebalance.delay.ms"),
+            group_min_session_timeout_ms: values.unsigned("group.min.session.timeout.ms"),
+            group_max_session_timeout_ms: values.unsigned("group.max.session.timeout.ms"),
+            group_max_size: u32::try_from(values.unsigned("group.max.size")).expect("Int"),
+            log_level: values.text("log.level").to_string(),
+            log,
+            config_file,
+            values,
+        })
+    }
+
+    /// Every broker config, sorted by name, as DescribeConfigs(BROKER)
+    /// reports it (with synonyms; a handler drops them if not asked).
+    pub fn describe(&self) -> Vec<ConfigEntry> {
+        let mut entries: Vec<ConfigEntry> = DEFINITIONS
+            .iter()
+            .filter(|def| def.scope == Scope::Broker)
+            .map(|def| self.describe_broker_key(def))
+            .collect();
+        entries.sort_by(|left, right| left.name.cmp(&right.name));
+        entries
+    }
+
+    fn describe_broker_key(&self, def: &'static ConfigDef) -> ConfigEntry {
+        let source = self.values.source(def.name);
+        let synonyms = self.values.synonyms(def.name);
+        ConfigEntry {
+            name: def.name.to_string(),
+            value: self.values.get(def.name).map(str::to_string),
+            source,
+            read_only: def.read_only,
+            is_default: source == ConfigSource::DefaultConfig,
+            sensitive: false,
+            config_type: def.config_type,
+            documentation: def.documentation.to_string(),
+            synonyms,
+        }
+    }
+
+    /// The effective typed config of a topic with these overrides. Overrides
+    /// are validated on the way in ([`validate_topic_config`]); one that
+    /// fails here (say, metadata written by a newer Sluice) is ignored, never
+    /// a panic.
+    pub fn topic_config(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
+        resolve_topic(&self.values, overrides).typed(&self.values)
+    }
+
+    /// The effective text of a broker key (`None`: unset and no default, or
+    /// unknown).
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name)
+    }
+
+    /// Whether a broker key was set explicitly (`StaticBrokerConfig`) or is
+    /// a default (`DefaultConfig`); `Unknown` for a name that is no broker key.
+    pub fn source(&self, name: &str) -> ConfigSource {
+        match definition(Scope::Broker, name) {
+            Some(_) => self.values.source(name),
+            None => ConfigSource::Unknown,
+        }
+    }
+
+    /// This configuration with runtime overrides (AlterConfigs) on top of
+    /// the file and flags. Overrides that are unknown, read-only or invalid
+    /// (say, written by a newer Sluice) are ignored, never a panic; the
+    /// controller validates them on the way in
+    /// ([`validate_dynamic_broker_config`]).
+    pub fn with_dynamic(&self, dynamic: &BTreeMap<String, String>) -> BrokerConfig {
+        if dynamic.is_empty() {
+            return self.clone();
+        }
+        let mut values = self.values.clone();
+        for (name, value) in dynamic {
+            let Some(def) = definition(Scope::Broker, name).filter(|def| !def.read_only) else {
+                continue;
+            };
+            if let Ok(value) = validate(def, value) {
+                let origin = "dynamic".to_string();
+                let dynamic = true;
+                values.explicit.insert(
+                    def.name,
+                    Setting {
+                        value,
+                        origin,
+                        dynamic,
+                    },
+                );
+            }
+        }
+        match Self::from_values(values, self.config_file.clone()) {
+            Ok(mut next) => {
+                // Resolved at start-up (port 0), and read-only anyway.
+                next.listen = self.listen;
+                next.advertise_host = self.advertise_host.clone();
+                next.advertise_port = self.advertise_port;
+                next.metrics = self.metrics;
+                next
+            }
+            Err(_) => self.clone(),
+        }
+    }
+
+    /// Where an explicitly set broker key was set: a file path or a flag.
+    pub fn origin(&self, name: &str) -> Option<&str> {
+        Some(self.values.explicit.get(name)?.origin.as_str())
+    }
+}
+
+impl Default for BrokerConfig {
+    /// Built-in defaults: no file, no flags.
+    fn default() -> BrokerConfig {
+        let cli = parse_cli(["sluice".to_string()]).expect("no arguments parse");
+        BrokerConfig::build(&cli, None).expect("built-in defaults are valid")
+    }
+}
+
+/// Rules that involve more than one key.
+fn check_cross_key_rules(values: &Values) -> Result<(), ConfigError> {
+    let origin_of = |name: &str| {
+        values
+            .explicit
+            .get(name)
+            .map(|setting| setting.origin.clone())
+            .unwrap_or_default()
+    };
+    let session_min = values.integer("group.min.session.timeout.ms");
+    let session_max = values.integer("group.max.session.timeout.ms");
+    if session_min > session_max {
+        let key = "group.min.session.timeout.ms";
+        let message = format!("{session_min} is above group.max.session.timeout.ms {session_max}");
+        return Err(ConfigError::invalid(key, &origin_of(key), message));
+    }
+    let advertise = values.text("advertise");
+    let unroutable = parse_listen(advertise).is_some_and(|address| address.ip().is_unspecified());
+    if unroutable {
+        let message = format!(
+            "{advertise} is not an address clients can connect to; set advertise (--advertise) \
+             to a routable HOST:PORT"
+        );
+        return Err(ConfigError::invalid(
+            "advertise",
+            &origin_of("advertise"),
+            message,
+        ));
+    }
+    Ok(())
+}

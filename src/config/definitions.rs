@@ -1,0 +1,351 @@
+//! The table of every config key: `DEFINITIONS` (scope, type, default,
+//! validator, read-only flag, inherited broker key, documentation) and
+//! Kafka's unit ladders (`log.retention.ms` / `.minutes` / `.hours`).
+//!
+//! Owns: what keys exist and what each one is. Validation, defaults and
+//! DescribeConfigs all read this table, so they cannot disagree.
+//!
+//! Must not: hold a second list of keys anywhere else (this stays the one
+//! table, the single source of truth), or read values: applying the table
+//! is `values.rs`, `validate.rs` and `topic.rs`.
+
+use super::{ConfigType, IO_MEMORY_BYTES_MIN, RING_DEPTH_MAX, SHARDS_MAX};
+
+pub(super) const INT_MAX: i64 = i32::MAX as i64;
+pub(super) const SHORT_MAX: i64 = i16::MAX as i64;
+pub(super) const LONG_MAX: i64 = i64::MAX;
+pub(super) const MS_PER_MINUTE: i64 = 60_000;
+pub(super) const MS_PER_HOUR: i64 = 3_600_000;
+
+const _: () = assert!(IO_MEMORY_BYTES_MIN % 4096 == 0);
+const _: () = assert!((RING_DEPTH_MAX as u64).is_power_of_two() && RING_DEPTH_MAX <= INT_MAX);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Scope {
+    Broker,
+    Topic,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum DefaultValue {
+    Value(&'static str),
+    /// No value (Kafka's `null`): a lower rung of a unit ladder applies.
+    Null,
+    /// `std::thread::available_parallelism()`.
+    Cores,
+    /// The effective value of `listen`.
+    ListenAddress,
+    /// Topic keys: the value inherited from the broker synonym.
+    Inherited,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Validator {
+    /// Inclusive; also clipped to the range of the config's type.
+    Range {
+        min: i64,
+        max: i64,
+    },
+    Ratio,
+    Bool,
+    OneOf(&'static [&'static str]),
+    ListOf(&'static [&'static str]),
+    ListenAddress,
+    /// A listen address, or empty for "off".
+    OptionalListenAddress,
+    HostPort,
+    Path,
+    LogLevel,
+}
+
+#[derive(Debug)]
+pub(super) struct ConfigDef {
+    pub(super) name: &'static str,
+    pub(super) scope: Scope,
+    pub(super) config_type: ConfigType,
+    pub(super) default: DefaultValue,
+    pub(super) validator: Validator,
+    pub(super) read_only: bool,
+    /// Topic keys: the broker key they inherit from (Kafka's synonym).
+    pub(super) synonym: Option<&'static str>,
+    pub(super) documentation: &'static str,
+}
+
+const fn at_least(min: i64) -> Validator {
+    Validator::Range { min, max: LONG_MAX }
+}
+
+const fn range(min: i64, max: i64) -> Validator {
+    Validator::Range { min, max }
+}
+
+const fn broker(
+    name: &'static str,
+    config_type: ConfigType,
+    default: DefaultValue,
+    validator: Validator,
+    read_only: bool,
+    documentation: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        scope: Scope::Broker,
+        config_type,
+        default,
+        validator,
+        read_only,
+        synonym: None,
+        documentation,
+    }
+}
+
+const fn topic(
+    name: &'static str,
+    synonym: &'static str,
+    config_type: ConfigType,
+    validator: Validator,
+    documentation: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        scope: Scope::Topic,
+        config_type,
+        default: DefaultValue::Inherited,
+        validator,
+        read_only: false,
+        synonym: Some(synonym),
+        documentation,
+    }
+}
+
+use ConfigType as T;
+use DefaultValue::{Cores, ListenAddress, Null, Value as V};
+
+const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
+const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const FLUSH_DOC: &str = "Messages appended to a partition before an fsync is forced. Sluice's \
+    default is 1 (Kafka's is 9223372036854775807): every produced batch is fsynced before it is \
+    acknowledged, which is what makes acknowledged acks=all data survive a crash on a single \
+    node. Storage syncs once per batch, not per record. Larger values answer before the sync and \
+    can lose acknowledged data in a crash.";
+
+/// Every config Sluice knows, broker keys then topic keys. DescribeConfigs
+/// reports them sorted by name.
+#[rustfmt::skip]
+pub(super) static DEFINITIONS: &[ConfigDef] = &[
+    // Sluice's own keys (the flags) and runtime bounds.
+    broker("node.id", T::Int, V("1"), range(0, INT_MAX), true,
+        "The id of this node in the cluster, as Metadata reports it. Flag: --node-id."),
+    broker("listen", T::String, V("127.0.0.1:9092"), Validator::ListenAddress, true,
+        "IP:PORT the Kafka listener binds (Kafka: listeners). Port 0 picks a free port. Flag: --listen."),
+    broker("metrics", T::String, V(""), Validator::OptionalListenAddress, true,
+        "IP:PORT of the Prometheus metrics endpoint (HTTP GET /metrics), served by shard 0; \
+         empty turns it off. Flag: --metrics."),
+    broker("advertise", T::String, ListenAddress, Validator::HostPort, true,
+        "HOST:PORT that Metadata tells clients to connect to (Kafka: advertised.listeners). \
+        Default: the listen address; required when listening on an unspecified address such as 0.0.0.0. \
+        Flag: --advertise."),
+    broker("data.dir", T::String, V("./data"), Validator::Path, true,
+        "Directory holding all partition logs and metadata (Kafka: log.dirs). Flag: --data-dir."),
+    broker("shards", T::Int, Cores, range(1, SHARDS_MAX), true,
+        "Executors (shards), one thread pinned per core. Default: one per available core. Flag: --shards."),
+    broker("io.memory.bytes", T::Long, V("1048576"), at_least(IO_MEMORY_BYTES_MIN), true,
+        "glommio io_memory per executor: registered, locked buffers for direct I/O. Default 1 MiB \
+        because it counts against ulimit -l (8 MiB on our machines) once per shard."),
+    broker("ring.depth", T::Int, V("128"), range(1, RING_DEPTH_MAX), true,
+        "io_uring submission queue depth per executor ring."),
+    broker("cache.bytes", T::Long, V("67108864"), at_least(0), true,
+        "Read cache per shard, in bytes. Direct I/O bypasses the page cache, so this is what serves \
+        tailing consumers from memory."),
+    broker("mesh.channel.capacity", T::Int, V("1024"), range(1, INT_MAX), true,
+        "Bound of each shard-to-shard channel. A full channel is backpressure, never a blocked reactor."),
+    broker("log.level", T::String, V("info"), Validator::LogLevel, true,
+        "Log filter: a level (trace, debug, info, warn, error, off) or comma-separated \
+        target=level directives, e.g. sluice=debug,glommio=warn."),
+    // Kafka broker keys.
+    broker("socket.request.max.bytes", T::Int, V("104857600"), at_least(1), true,
+        "The maximum number of bytes in a request; larger requests close the connection."),
+    broker("num.partitions", T::Int, V("1"), at_least(1), true,
+        "Partitions of an auto-created topic, or of a CreateTopics request that leaves it unset (-1)."),
+    broker("default.replication.factor", T::Int, V("1"), range(1, SHORT_MAX), true,
+        "Replication factor of an auto-created topic, or of a CreateTopics request that leaves it unset (-1)."),
+    broker("auto.create.topics.enable", T::Boolean, V("true"), Validator::Bool, true,
+        "Create a topic when Metadata or Produce names one that does not exist."),
+    broker("offsets.topic.num.partitions", T::Int, V("50"), at_least(1), true,
+        "Partitions of __consumer_offsets; a group's coordinator is the owner of partition hash(group) % this."),
+    broker("offsets.topic.replication.factor", T::Short, V("1"), range(1, SHORT_MAX), true,
+        "Replication factor of __consumer_offsets. Sluice's default is 1 (Kafka's 3) because it runs single-node."),
+    broker("offsets.retention.minutes", T::Int, V("10080"), at_least(1), true,
+        "Committed offsets of a group that has been empty this long are deleted."),
+    broker("offsets.retention.check.interval.ms", T::Long, V("600000"), at_least(1), true,
+        "How often expired committed offsets are looked for."),
+    broker("group.initial.rebalance.delay.ms", T::Int, V("3000"), at_least(0), true,
+        "How long the coordinator waits for more members before the first rebalance of an empty group."),
+    broker("group.min.session.timeout.ms", T::Int, V("6000"), at_least(0), true,
+        "The smallest session timeout a consumer may ask for."),
+    broker("group.max.session.timeout.ms", T::Int, V("1800000"), at_least(0), true,
+        "The largest session timeout a consumer may ask for."),
+    broker("group.max.size", T::Int, V("2147483647"), at_least(1), true,
+        "The most members one consumer group may have."),
+    broker("log.retention.ms", T::Long, Null, at_least(-1), false,
+        "Default retention.ms: keep a segment this long after its last record. -1: forever. \
+        Unset: log.retention.minutes, then log.retention.hours, applies."),
+    broker("log.retention.minutes", T::Int, Null, at_least(-1), false,
+        "Retention in minutes, used when log.retention.ms is unset. -1: forever."),
+    broker("log.retention.hours", T::Int, V("168"), at_least(-1), false,
+        "Retention in hours, used when log.retention.ms and log.retention.minutes are unset. -1: forever."),
+    broker("log.retention.bytes", T::Long, V("-1"), at_least(-1), false,
+        "Default retention.bytes: the most bytes a partition keeps before deleting old segments. -1: no limit."),
+    broker("log.retention.check.interval.ms", T::Long, V("300000"), at_least(1), true,
+        "How often each shard looks for segments to delete under the retention settings."),
+    broker("log.segment.bytes", T::Int, V("1073741824"), at_least(14), false,
+        "Default segment.bytes: a segment is rolled when it would grow past this size."),
+    broker("log.roll.ms", T::Long, Null, at_least(1), false,
+        "Default segment.ms: a segment is rolled when its first record is this old. \
+        Unset: log.roll.hours applies."),
+    broker("log.roll.hours", T::Int, V("168"), at_least(1), false,
+        "Segment roll time in hours, used when log.roll.ms is unset."),
+    broker("log.roll.jitter.ms", T::Long, V("0"), at_least(0), false,
+        "Default segment.jitter.ms: random jitter subtracted from the roll time."),
+    broker("message.max.bytes", T::Int, V("1048588"), at_least(0), false,
+        "Default max.message.bytes: the largest record batch a topic accepts."),
+    broker("log.cleanup.policy", T::List, V("delete"), Validator::ListOf(CLEANUP_POLICIES), false,
+        "Default cleanup.policy: delete, compact, or compact,delete."),
+    broker("log.flush.interval.messages", T::Long, V("1"), at_least(1), false, FLUSH_DOC),
+    broker("log.flush.interval.ms", T::Long, V("9223372036854775807"), at_least(0), false,
+        "Default flush.ms: the longest a written record may stay unsynced. Kafka's default is unset \
+        (never by time); Sluice reports 9223372036854775807 for the same meaning."),
+    broker("log.index.interval.bytes", T::Int, V("4096"), at_least(0), false,
+        "Default index.interval.bytes: bytes of log between two offset-index entries."),
+    broker("log.index.size.max.bytes", T::Int, V("10485760"), at_least(4), false,
+        "Default segment.index.bytes: the most bytes one segment's offset index may take."),
+    broker("log.segment.delete.delay.ms", T::Long, V("60000"), at_least(0), false,
+        "Default file.delete.delay.ms: how long a deleted segment's files stay before removal."),
+    broker("log.cleaner.delete.retention.ms", T::Long, V("86400000"), at_least(0), false,
+        "Default delete.retention.ms: how long tombstones stay in a compacted topic."),
+    broker("log.cleaner.min.compaction.lag.ms", T::Long, V("0"), at_least(0), false,
+        "Default min.compaction.lag.ms: records younger than this are never compacted."),
+    broker("log.cleaner.max.compaction.lag.ms", T::Long, V("9223372036854775807"), at_least(1), false,
+        "Default max.compaction.lag.ms: records older than this are eligible for compaction regardless of dirtiness."),
+    broker("log.cleaner.min.cleanable.ratio", T::Double, V("0.5"), Validator::Ratio, false,
+        "Default min.cleanable.dirty.ratio: the dirty share of a log above which it is compacted."),
+    broker("log.message.timestamp.type", T::String, V("CreateTime"), Validator::OneOf(TIMESTAMP_TYPES), false,
+        "Default message.timestamp.type: CreateTime (the producer's) or LogAppendTime (the broker's clock)."),
+    broker("log.message.timestamp.difference.max.ms", T::Long, V("9223372036854775807"), at_least(0), false,
+        "Default message.timestamp.difference.max.ms (deprecated in Kafka for the before/after pair)."),
+    broker("log.message.timestamp.before.max.ms", T::Long, V("9223372036854775807"), at_least(0), false,
+        "Default message.timestamp.before.max.ms: how far in the past a CreateTime timestamp may be."),
+    broker("log.message.timestamp.after.max.ms", T::Long, V("9223372036854775807"), at_least(0), false,
+        "Default message.timestamp.after.max.ms: how far in the future a CreateTime timestamp may be."),
+    broker("log.preallocate", T::Boolean, V("false"), Validator::Bool, false,
+        "Default preallocate: allocate a segment's file at full size when it is created."),
+    broker("min.insync.replicas", T::Int, V("1"), at_least(1), false,
+        "Default min.insync.replicas: replicas that must have a batch before acks=all is answered."),
+    broker("compression.type", T::String, V("producer"), Validator::OneOf(COMPRESSION_TYPES), false,
+        "Default compression.type: producer keeps the producer's codec; uncompressed, gzip, snappy, \
+        lz4 or zstd store batches in that codec."),
+    broker("unclean.leader.election.enable", T::Boolean, V("false"), Validator::Bool, false,
+        "Default unclean.leader.election.enable: allow an out-of-sync replica to become leader, losing data."),
+    // Topic keys, each inheriting from its broker synonym.
+    topic("cleanup.policy", "log.cleanup.policy", T::List, Validator::ListOf(CLEANUP_POLICIES),
+        "delete: drop old segments under retention.ms/retention.bytes; compact: keep the last record \
+        per key; compact,delete: both."),
+    topic("compression.type", "compression.type", T::String, Validator::OneOf(COMPRESSION_TYPES),
+        "The codec batches are stored in; producer keeps whatever the producer sent."),
+    topic("delete.retention.ms", "log.cleaner.delete.retention.ms", T::Long, at_least(0),
+        "How long tombstones stay in a compacted topic, so consumers see the delete."),
+    topic("file.delete.delay.ms", "log.segment.delete.delay.ms", T::Long, at_least(0),
+        "How long a deleted segment's files stay before removal."),
+    topic("flush.messages", "log.flush.interval.messages", T::Long, at_least(1), FLUSH_DOC),
+    topic("flush.ms", "log.flush.interval.ms", T::Long, at_least(0),
+        "The longest a written record may stay unsynced."),
+    topic("index.interval.bytes", "log.index.interval.bytes", T::Int, at_least(0),
+        "Bytes of log between two offset-index entries."),
+    topic("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", T::Long, at_least(1),
+        "Records older than this are eligible for compaction regardless of dirtiness."),
+    topic("max.message.bytes", "message.max.bytes", T::Int, at_least(0),
+        "The largest record batch the topic accepts, after compression."),
+    topic("message.timestamp.difference.max.ms", "log.message.timestamp.difference.max.ms", T::Long, at_least(0),
+        "Deprecated: the largest difference between a CreateTime timestamp and the broker's clock."),
+    topic("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", T::Long, at_least(0),
+        "How far in the past a CreateTime timestamp may be."),
+    topic("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", T::Long, at_least(0),
+        "How far in the future a CreateTime timestamp may be."),
+    topic("message.timestamp.type", "log.message.timestamp.type", T::String, Validator::OneOf(TIMESTAMP_TYPES),
+        "CreateTime keeps the producer's timestamp; LogAppendTime stamps batches with the broker's clock."),
+    topic("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio", T::Double, Validator::Ratio,
+        "The dirty share of the log above which it is compacted."),
+    topic("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms", T::Long, at_least(0),
+        "Records younger than this are never compacted."),
+    topic("min.insync.replicas", "min.insync.replicas", T::Int, at_least(1),
+        "Replicas that must have a batch before an acks=all produce is answered."),
+    topic("preallocate", "log.preallocate", T::Boolean, Validator::Bool,
+        "Allocate a segment's file at full size when it is created."),
+    topic("retention.bytes", "log.retention.bytes", T::Long, at_least(-1),
+        "The most bytes a partition keeps before deleting its oldest segments. -1: no limit."),
+    topic("retention.ms", "log.retention.ms", T::Long, at_least(-1),
+        "How long a segment is kept after its last record. -1: forever."),
+    topic("segment.bytes", "log.segment.bytes", T::Int, at_least(14),
+        "A segment is rolled when it would grow past this size."),
+    topic("segment.index.bytes", "log.index.size.max.bytes", T::Int, at_least(4),
+        "The most bytes one segment's offset index may take."),
+    topic("segment.jitter.ms", "log.roll.jitter.ms", T::Long, at_least(0),
+        "Random jitter subtracted from segment.ms, so segments of many partitions do not roll at once."),
+    topic("segment.ms", "log.roll.ms", T::Long, at_least(1),
+        "A segment is rolled when its first record is this old, even if not full."),
+    topic("unclean.leader.election.enable", "unclean.leader.election.enable", T::Boolean, Validator::Bool,
+        "Allow an out-of-sync replica to become leader, losing data."),
+];
+
+/// Kafka's unit ladders: broker keys that set one value in different units,
+/// most specific first, with the factor to milliseconds.
+pub(super) static LADDERS: &[&[(&str, i64)]] = &[
+    &[
+        ("log.retention.ms", 1),
+        ("log.retention.minutes", MS_PER_MINUTE),
+        ("log.retention.hours", MS_PER_HOUR),
+    ],
+    &[("log.roll.ms", 1), ("log.roll.hours", MS_PER_HOUR)],
+];
+
+pub(super) fn definition(scope: Scope, name: &str) -> Option<&'static ConfigDef> {
+    DEFINITIONS
+        .iter()
+        .find(|def| def.scope == scope && def.name == name)
+}
+
+/// The rungs from `name` down its ladder, or `name` alone (factor 1).
+pub(super) fn ladder(name: &'static str) -> Vec<(&'static str, i64)> {
+    for rungs in LADDERS {
+        if let Some(position) = rungs.iter().position(|(rung, _)| *rung == name) {
+            return rungs[position..].to_vec();
+        }
+    }
+    vec![(name, 1)]
+}
+
+/// Every broker key, sorted; for callers listing what `--set` accepts.
+pub fn broker_config_names() -> Vec<&'static str> {
+    sorted_names(Scope::Broker)
+}
+
+/// Every topic key, sorted.
+pub fn topic_config_names() -> Vec<&'static str> {
+    sorted_names(Scope::Topic)
+}
+
+/// Whether `name` is a topic config Sluice knows.
+pub fn is_topic_config(name: &str) -> bool {
+    definition(Scope::Topic, name).is_some()
+}
+
+fn sorted_names(scope: Scope) -> Vec<&'static str> {
+    let mut names: Vec<_> = DEFINITIONS
+        .iter()
+        .filter(|def| def.scope == scope)
+        .map(|def| def.name)
+        .collect();
+    names.sort_unstable();
+    names
+}
