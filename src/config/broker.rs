@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::cli::{flatten_toml, parse_cli, Cli};
+use super::cluster;
 use super::definitions::{definition, ConfigDef, Scope, DEFINITIONS};
 use super::topic::resolve_topic;
 use super::validate::{parse_host_port, parse_listen, validate};
@@ -116,6 +117,33 @@ impl BrokerConfig {
             group_min_session_timeout_ms: values.unsigned("group.min.session.timeout.ms"),
             group_max_session_timeout_ms: values.unsigned("group.max.session.timeout.ms"),
             group_max_size: u32::try_from(values.unsigned("group.max.size")).expect("Int"),
+            process_roles: values
+                .text("process.roles")
+                .split(',')
+                .map(str::to_string)
+                .collect(),
+            controller_listen: values.get("controller.listen").and_then(parse_listen),
+            controller_quorum_voters: cluster::voters(&values),
+            broker_session_timeout_ms: values.unsigned("broker.session.timeout.ms"),
+            broker_heartbeat_interval_ms: values.unsigned("broker.heartbeat.interval.ms"),
+            controller_quorum_election_timeout_ms: values
+                .unsigned("controller.quorum.election.timeout.ms"),
+            metadata_log_max_record_bytes_between_snapshots: values
+                .unsigned("metadata.log.max.record.bytes.between.snapshots"),
+            replica_lag_time_max_ms: values.unsigned("replica.lag.time.max.ms"),
+            replica_fetch_max_bytes: int("replica.fetch.max.bytes"),
+            replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms"),
+            replica_fetch_min_bytes: int("replica.fetch.min.bytes"),
+            replica_fetch_response_max_bytes: int("replica.fetch.response.max.bytes"),
+            replica_fetch_backoff_ms: values.unsigned("replica.fetch.backoff.ms"),
+            unclean_leader_election_enable: values.boolean("unclean.leader.election.enable"),
+            auto_leader_rebalance_enable: values.boolean("auto.leader.rebalance.enable"),
+            leader_imbalance_check_interval_seconds: values
+                .unsigned("leader.imbalance.check.interval.seconds"),
+            leader_imbalance_per_broker_percentage: u32::try_from(
+                values.unsigned("leader.imbalance.per.broker.percentage"),
+            )
+            .expect("validated as 0 to 100"),
             log_level: values.text("log.level").to_string(),
             log,
             config_file,
@@ -230,19 +258,12 @@ impl Default for BrokerConfig {
 
 /// Rules that involve more than one key.
 fn check_cross_key_rules(values: &Values) -> Result<(), ConfigError> {
-    let origin_of = |name: &str| {
-        values
-            .explicit
-            .get(name)
-            .map(|setting| setting.origin.clone())
-            .unwrap_or_default()
-    };
     let session_min = values.integer("group.min.session.timeout.ms");
     let session_max = values.integer("group.max.session.timeout.ms");
     if session_min > session_max {
         let key = "group.min.session.timeout.ms";
         let message = format!("{session_min} is above group.max.session.timeout.ms {session_max}");
-        return Err(ConfigError::invalid(key, &origin_of(key), message));
+        return Err(ConfigError::invalid(key, values.origin_of(key), message));
     }
     let advertise = values.text("advertise");
     let unroutable = parse_listen(advertise).is_some_and(|address| address.ip().is_unspecified());
@@ -253,9 +274,9 @@ fn check_cross_key_rules(values: &Values) -> Result<(), ConfigError> {
         );
         return Err(ConfigError::invalid(
             "advertise",
-            &origin_of("advertise"),
+            values.origin_of("advertise"),
             message,
         ));
     }
-    Ok(())
+    cluster::check_rules(values)
 }

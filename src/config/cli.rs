@@ -45,6 +45,14 @@ pub(super) struct Cli {
     /// Prometheus metrics endpoint (key: metrics; default: off).
     #[arg(long, value_name = "HOST:PORT")]
     metrics: Option<String>,
+    /// Address the controller (Raft) listener binds (key: controller.listen;
+    /// default: this node's entry in the voters).
+    #[arg(long, value_name = "HOST:PORT")]
+    controller_listen: Option<String>,
+    /// The Raft quorum, ID@HOST:PORT,... (key: controller.quorum.voters;
+    /// default: none, a single node).
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    controller_quorum_voters: Option<String>,
     /// Set any broker config key; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(super) set: Vec<String>,
@@ -60,6 +68,16 @@ impl Cli {
             ("shards", &self.shards, "--shards"),
             ("node.id", &self.node_id, "--node-id"),
             ("metrics", &self.metrics, "--metrics"),
+            (
+                "controller.listen",
+                &self.controller_listen,
+                "--controller-listen",
+            ),
+            (
+                "controller.quorum.voters",
+                &self.controller_quorum_voters,
+                "--controller-quorum-voters",
+            ),
         ];
         flags
             .into_iter()

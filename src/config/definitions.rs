@@ -35,6 +35,10 @@ pub(super) enum DefaultValue {
     Cores,
     /// The effective value of `listen`.
     ListenAddress,
+    /// This node's own entry in `controller.quorum.voters`, resolved to an
+    /// address; none without voters (a single node needs no controller
+    /// listener). Comes after `node.id` and the voters in the table.
+    OwnVoterAddress,
     /// Topic keys: the value inherited from the broker synonym.
     Inherited,
 }
@@ -56,6 +60,8 @@ pub(super) enum Validator {
     HostPort,
     Path,
     LogLevel,
+    /// Kafka's `ID@HOST:PORT,...`, or empty.
+    QuorumVoters,
 }
 
 #[derive(Debug)]
@@ -119,11 +125,12 @@ const fn topic(
 }
 
 use ConfigType as T;
-use DefaultValue::{Cores, ListenAddress, Null, Value as V};
+use DefaultValue::{Cores, ListenAddress, Null, OwnVoterAddress, Value as V};
 
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const PROCESS_ROLES: &[&str] = &["broker", "controller"];
 const FLUSH_DOC: &str = "Messages appended to a partition before an fsync is forced. Sluice's \
     default is 1 (Kafka's is 9223372036854775807): every produced batch is fsynced before it is \
     acknowledged, which is what makes acknowledged acks=all data survive a crash on a single \
@@ -174,8 +181,9 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
         "Create a topic when Metadata or Produce names one that does not exist."),
     broker("offsets.topic.num.partitions", T::Int, V("50"), at_least(1), true,
         "Partitions of __consumer_offsets; a group's coordinator is the owner of partition hash(group) % this."),
-    broker("offsets.topic.replication.factor", T::Short, V("1"), range(1, SHORT_MAX), true,
-        "Replication factor of __consumer_offsets. Sluice's default is 1 (Kafka's 3) because it runs single-node."),
+    broker("offsets.topic.replication.factor", T::Short, V("3"), range(1, SHORT_MAX), true,
+        "Replication factor of __consumer_offsets. It is capped to the number of live brokers when \
+        __consumer_offsets is created, so a single node creates it with 1."),
     broker("offsets.retention.minutes", T::Int, V("10080"), at_least(1), true,
         "Committed offsets of a group that has been empty this long are deleted."),
     broker("offsets.retention.check.interval.ms", T::Long, V("600000"), at_least(1), true,
@@ -247,6 +255,45 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
         lz4 or zstd store batches in that codec."),
     broker("unclean.leader.election.enable", T::Boolean, V("false"), Validator::Bool, false,
         "Default unclean.leader.election.enable: allow an out-of-sync replica to become leader, losing data."),
+    // Kafka's cluster keys: the Raft metadata quorum (KRaft) and replication.
+    broker("process.roles", T::List, V("broker,controller"), Validator::ListOf(PROCESS_ROLES), true,
+        "The roles of this node: broker, controller, or both. Only the combined broker,controller \
+        is supported in this version."),
+    broker("controller.quorum.voters", T::List, V(""), Validator::QuorumVoters, true,
+        "The Raft metadata quorum: ID@HOST:PORT of each voter's controller listener, comma-separated, \
+        e.g. 1@127.0.0.1:9191,2@127.0.0.1:9192,3@127.0.0.1:9193. node.id must be among them. Empty: \
+        a single-node cluster, this node the only voter. Flag: --controller-quorum-voters."),
+    broker("controller.listen", T::String, OwnVoterAddress, Validator::ListenAddress, true,
+        "IP:PORT the controller (Raft) listener binds (Kafka: the CONTROLLER listener). Default: \
+        this node's own entry in controller.quorum.voters, resolved at start-up; unset on a single \
+        node. Flag: --controller-listen."),
+    broker("broker.session.timeout.ms", T::Int, V("9000"), at_least(1), true,
+        "A broker that sends no heartbeat to the controller for this long is fenced."),
+    broker("broker.heartbeat.interval.ms", T::Int, V("2000"), at_least(1), true,
+        "How often a broker sends a heartbeat to the controller; less than broker.session.timeout.ms."),
+    broker("controller.quorum.election.timeout.ms", T::Int, V("1000"), at_least(1), true,
+        "How long a voter goes without hearing from the leader before it calls an election."),
+    broker("metadata.log.max.record.bytes.between.snapshots", T::Long, V("20971520"), at_least(1), true,
+        "Bytes of metadata log records after the last snapshot that make the controller write a new one."),
+    broker("replica.lag.time.max.ms", T::Long, V("30000"), at_least(1), true,
+        "A follower that has not caught up to the leader's log end for this long leaves the ISR; \
+        at least replica.fetch.wait.max.ms."),
+    broker("replica.fetch.max.bytes", T::Int, V("1048576"), at_least(0), true,
+        "Bytes a follower asks for per partition in one fetch (a larger first batch is still returned)."),
+    broker("replica.fetch.wait.max.ms", T::Int, V("500"), at_least(0), true,
+        "The longest a follower's fetch waits on the leader for replica.fetch.min.bytes."),
+    broker("replica.fetch.min.bytes", T::Int, V("1"), at_least(0), true,
+        "Bytes a follower's fetch waits for before the leader answers."),
+    broker("replica.fetch.response.max.bytes", T::Int, V("10485760"), at_least(0), true,
+        "Bytes a follower asks for in one whole fetch response."),
+    broker("replica.fetch.backoff.ms", T::Int, V("1000"), at_least(0), true,
+        "How long a follower waits after a fetch error before it fetches again."),
+    broker("auto.leader.rebalance.enable", T::Boolean, V("true"), Validator::Bool, true,
+        "Move leadership back to each partition's preferred replica when brokers are imbalanced."),
+    broker("leader.imbalance.check.interval.seconds", T::Long, V("300"), at_least(1), true,
+        "How often the controller checks leader imbalance."),
+    broker("leader.imbalance.per.broker.percentage", T::Int, V("10"), range(0, 100), true,
+        "Share of a broker's partitions led elsewhere, in percent, above which leadership is rebalanced."),
     // Topic keys, each inheriting from its broker synonym.
     topic("cleanup.policy", "log.cleanup.policy", T::List, Validator::ListOf(CLEANUP_POLICIES),
         "delete: drop old segments under retention.ms/retention.bytes; compact: keep the last record \

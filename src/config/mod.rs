@@ -49,10 +49,13 @@
 //! - `cli.rs`: flag parsing and TOML flattening into `(key, text)` pairs.
 //! - `broker.rs`: building [`BrokerConfig`] (default < file < `--set` <
 //!   flags), cross-key rules, DescribeConfigs(BROKER), runtime overrides.
+//! - `cluster.rs`: the cluster keys (`process.roles`, the quorum voters,
+//!   `controller.listen`) and the rules between them.
 //! - `topic.rs`: a topic's effective config and DescribeConfigs(TOPIC).
 
 mod broker;
 mod cli;
+mod cluster;
 mod definitions;
 #[cfg(test)]
 mod tests;
@@ -250,7 +253,9 @@ pub struct TopicConfig {
     pub message_timestamp_after_max_ms: u64,
     pub min_cleanable_dirty_ratio: f64,
     pub min_compaction_lag_ms: u64,
-    pub min_insync_replicas: u32,
+    /// Replicas that must have a batch before an `acks=all` produce is
+    /// answered (`min.insync.replicas`, Kafka's INT).
+    pub min_insync_replicas: i32,
     pub preallocate: bool,
     /// `None`: no size limit (`retention.bytes = -1`).
     pub retention_bytes: Option<u64>,
@@ -260,11 +265,22 @@ pub struct TopicConfig {
     pub segment_index_bytes: u64,
     pub segment_jitter_ms: u64,
     pub segment_ms: u64,
+    /// Whether an out-of-sync replica may become leader, losing data.
     pub unclean_leader_election_enable: bool,
     /// Broker-wide (`log.retention.check.interval.ms`), not settable per
     /// topic; carried here so the retention task finds all it needs in one
     /// place.
     pub retention_check_interval_ms: u64,
+}
+
+/// One entry of `controller.quorum.voters` (Kafka's `ID@HOST:PORT`): a
+/// node of the Raft metadata quorum and the address of its controller
+/// listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
 }
 
 /// The broker-wide defaults that topics inherit: a topic with no overrides.
@@ -298,6 +314,8 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub auto_create_topics_enable: bool,
     pub offsets_topic_num_partitions: i32,
+    /// Kafka's default, 3. `__consumer_offsets` is created with this capped
+    /// to the number of live brokers, so one node still gets RF 1.
     pub offsets_topic_replication_factor: i16,
     pub offsets_retention_minutes: u64,
     pub offsets_retention_check_interval_ms: u64,
@@ -305,6 +323,34 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,
     pub group_max_size: u32,
+    // --- The cluster: Raft metadata quorum and replication (Kafka's names).
+    /// `process.roles`: only the combined `broker,controller` is supported.
+    pub process_roles: Vec<String>,
+    /// Where the controller (Raft) listener binds. `None` only on a single
+    /// node (no voters); with voters it defaults to this node's own entry in
+    /// `controller.quorum.voters`, resolved at start-up.
+    pub controller_listen: Option<SocketAddr>,
+    /// The Raft quorum. Empty (the default): a single-node cluster, this
+    /// node the only voter, no controller listener needed. Otherwise
+    /// `node_id` is one of them and their node ids are distinct.
+    pub controller_quorum_voters: Vec<QuorumVoter>,
+    pub broker_session_timeout_ms: u64,
+    /// Always less than `broker_session_timeout_ms`.
+    pub broker_heartbeat_interval_ms: u64,
+    pub controller_quorum_election_timeout_ms: u64,
+    pub metadata_log_max_record_bytes_between_snapshots: u64,
+    /// Never less than `replica_fetch_wait_max_ms`.
+    pub replica_lag_time_max_ms: u64,
+    pub replica_fetch_max_bytes: i32,
+    pub replica_fetch_wait_max_ms: i32,
+    pub replica_fetch_min_bytes: i32,
+    pub replica_fetch_response_max_bytes: i32,
+    pub replica_fetch_backoff_ms: u64,
+    /// The broker default; a topic's own value is in its [`TopicConfig`].
+    pub unclean_leader_election_enable: bool,
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: u64,
+    pub leader_imbalance_per_broker_percentage: u32,
     /// A tracing filter: a level (`info`) or directives (`sluice=debug,warn`).
     pub log_level: String,
     /// The broker-wide defaults topics inherit (`log.*` keys and friends).

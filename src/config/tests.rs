@@ -601,7 +601,7 @@ fn example_single_node_is_the_defaults() {
         "log.retention.ms",
         "log.retention.minutes",
     ];
-    let computed = [&computed[..], &["log.roll.ms"]].concat();
+    let computed = [&computed[..], &["log.roll.ms", "controller.listen"]].concat();
     for name in broker_config_names() {
         let explicit = config.source(name) == ConfigSource::StaticBrokerConfig;
         assert_eq!(

@@ -123,7 +123,7 @@ impl ResolvedTopic {
                 .parse()
                 .expect("validated ratio"),
             min_compaction_lag_ms: self.unsigned("min.compaction.lag.ms"),
-            min_insync_replicas: u32::try_from(self.unsigned("min.insync.replicas"))
+            min_insync_replicas: i32::try_from(self.integer("min.insync.replicas"))
                 .expect("validated as Int"),
             preallocate: self.text("preallocate") == "true",
             retention_bytes: self.limit("retention.bytes"),

@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::cluster::{format_voters, parse_voters};
 use super::definitions::{definition, ConfigDef, Scope, Validator, DEFINITIONS};
 use super::definitions::{INT_MAX, LONG_MAX, SHORT_MAX};
 use super::{ConfigError, ConfigType};
@@ -63,6 +64,7 @@ pub(super) fn validate(def: &ConfigDef, value: &str) -> Result<String, String> {
         Validator::HostPort => parse_host_port(value)
             .map(|(host, port)| format_host_port(&host, port))
             .ok_or_else(|| format!("expected HOST:PORT such as broker1:9092, {}", got())),
+        Validator::QuorumVoters => parse_voters(value).map(|voters| format_voters(&voters)),
         Validator::Path if value.trim().is_empty() => Err("expected a directory path".to_string()),
         Validator::Path => Ok(value.to_string()),
         Validator::LogLevel => validate_log_level(value)
@@ -113,6 +115,12 @@ pub(super) fn parse_listen(value: &str) -> Option<SocketAddr> {
 /// `HOST:PORT` with a non-empty host (brackets around IPv6 removed) and a
 /// non-zero port.
 pub(super) fn parse_host_port(value: &str) -> Option<(String, u16)> {
+    split_host_port(value).filter(|(_, port)| *port != 0)
+}
+
+/// `HOST:PORT` with a non-empty host (brackets around IPv6 removed); the
+/// port may be 0.
+pub(super) fn split_host_port(value: &str) -> Option<(String, u16)> {
     let (host, port) = value.trim().rsplit_once(':')?;
     let host = host
         .strip_prefix('[')
@@ -120,10 +128,10 @@ pub(super) fn parse_host_port(value: &str) -> Option<(String, u16)> {
         .unwrap_or(host);
     let port: u16 = port.parse().ok()?;
     let host_valid = !host.is_empty() && !host.chars().any(|c| c.is_whitespace() || c == '/');
-    (host_valid && port != 0).then(|| (host.to_string(), port))
+    host_valid.then(|| (host.to_string(), port))
 }
 
-fn format_host_port(host: &str, port: u16) -> String {
+pub(super) fn format_host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::cluster::default_controller_listen;
 use super::definitions::{definition, ladder, DefaultValue, Scope, DEFINITIONS};
 use super::validate::{unknown_key_message, validate};
 use super::{ConfigError, ConfigSource, SHARDS_MAX};
@@ -65,6 +66,13 @@ impl Values {
         self.text(name) == "true"
     }
 
+    /// Where an explicitly set key was set; empty for a default.
+    pub(super) fn origin_of(&self, name: &str) -> &str {
+        self.explicit
+            .get(name)
+            .map_or("", |setting| setting.origin.as_str())
+    }
+
     pub(super) fn source(&self, name: &str) -> ConfigSource {
         self.explicit
             .get(name)
@@ -110,6 +118,7 @@ impl Values {
                 DefaultValue::Null | DefaultValue::Inherited => None,
                 DefaultValue::Cores => Some(cores.clamp(1, SHARDS_MAX as usize).to_string()),
                 DefaultValue::ListenAddress => self.get("listen").map(str::to_string),
+                DefaultValue::OwnVoterAddress => default_controller_listen(self),
             };
             self.defaults.insert(def.name, value);
         }

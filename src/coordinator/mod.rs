@@ -156,7 +156,10 @@ pub async fn ensure_offsets_topic(shard: &Shard) -> Result<(), String> {
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: config.offsets_topic_num_partitions,
-        replication_factor: config.offsets_topic_replication_factor,
+        // capped by the controller: Kafka creates __consumer_offsets with
+        // min(offsets.topic.replication.factor, live brokers). Until the
+        // controller counts live brokers, this node is the only one.
+        replication_factor: config.offsets_topic_replication_factor.min(1),
         configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
     };
     let outcome = shard
