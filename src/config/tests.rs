@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod cluster;
+
 use super::definitions::{definition, Scope, DEFINITIONS, LADDERS};
 use super::validate::validate;
 use super::*;
