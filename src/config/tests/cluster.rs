@@ -348,3 +348,42 @@ fn cluster_topic_keys() {
             .unclean_leader_election_enable
     );
 }
+
+#[test]
+fn example_cluster_node1_loads() {
+    let (path, _) = example("cluster-node1.toml");
+    let path = path.display().to_string();
+    let config = load(&["-c", &path], None).unwrap();
+    assert_eq!(config.node_id, 1);
+    assert_eq!(config.listen, "127.0.0.1:9092".parse().unwrap());
+    assert_eq!(
+        config.controller_listen,
+        Some("127.0.0.1:9191".parse().unwrap())
+    );
+    assert_eq!(config.data_dir, PathBuf::from("./data/node1"));
+    let ids: Vec<i32> = config
+        .controller_quorum_voters
+        .iter()
+        .map(|v| v.node_id)
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    // Node 3 from the same file, as its comment says.
+    let args = [
+        "-c",
+        &path,
+        "--node-id",
+        "3",
+        "--data-dir",
+        "./data/node3",
+        "--listen",
+        "127.0.0.1:9094",
+        "--controller-listen",
+        "127.0.0.1:9193",
+    ];
+    let config = load(&args, None).unwrap();
+    assert_eq!(config.node_id, 3);
+    assert_eq!(
+        config.controller_listen,
+        Some("127.0.0.1:9193".parse().unwrap())
+    );
+}
