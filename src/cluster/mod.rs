@@ -3,3 +3,4 @@
 
 pub mod controller;
 pub mod metadata;
+pub mod raft_store;
