@@ -4,3 +4,6 @@
 pub mod controller;
 pub mod metadata;
 pub mod raft_store;
+
+#[cfg(test)]
+mod raft_tests;
