@@ -3,3 +3,7 @@
 
 pub mod controller;
 pub mod metadata;
+pub mod raft_store;
+
+#[cfg(test)]
+mod raft_tests;
