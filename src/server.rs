@@ -8,19 +8,23 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sluice_shards::{Mesh, PoolConfig, ShardPool};
 
-use crate::cluster::metadata::{self, MetadataImage};
+use crate::cluster::metadata::{self, MetadataDelta, MetadataImage};
+use crate::cluster::node::{self, MetaProperties, NodeStart};
+use crate::cluster::records::MetadataRecord;
 use crate::config::BrokerConfig;
-use crate::partition;
-use crate::shard::Shard;
+use crate::shard::{Shard, CONTROLLER_SHARD};
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Why the broker stopped on its own, if it did.
+static FATAL: Mutex<Option<String>> = Mutex::new(None);
 /// How often shards look for a shutdown request.
 const SHUTDOWN_POLL_MS: u64 = 50;
 
@@ -29,15 +33,24 @@ pub fn request_shutdown() {
     SHUTDOWN.store(true, Ordering::SeqCst);
 }
 
+/// Stops the broker because it cannot go on safely; `run` returns `why`.
+pub fn fail(why: String) {
+    tracing::error!("{why}");
+    FATAL
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .get_or_insert(why);
+    request_shutdown();
+}
+
 /// Runs the broker until shutdown is requested.
 pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
-    let image = load_or_create_image(&config)?;
-    for removed in partition::remove_orphan_dirs(&config.data_dir, &image)? {
-        tracing::info!(dir = %removed.display(), "removed the directory of a deleted topic");
-    }
+    let meta =
+        node::claim_data_dir(&config.data_dir, config.node_id).map_err(anyhow::Error::msg)?;
+    let bootstrap = legacy_bootstrap(&config)?;
     let listen = check_listen_address(config.listen)?;
     if let Some(metrics) = config.metrics {
         config.metrics = Some(check_listen_address(metrics).context("key 'metrics'")?);
@@ -57,27 +70,51 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         advertise = %format!("{}:{}", config.advertise_host, config.advertise_port),
         shards = config.shards,
         node_id = config.node_id,
-        cluster_id = %image.cluster_id,
+        cluster_id = meta.cluster_id.as_deref().unwrap_or("(not yet formatted)"),
         data_dir = %config.data_dir.display(),
-        topics = image.topics.len(),
+        voters = config.controller_quorum_voters.len().max(1),
         "sluice starting"
     );
     let config = Arc::new(config);
-    let image = Arc::new(image);
+    let start = Arc::new(Mutex::new(Some((meta, bootstrap))));
     ShardPool::run(&pool, move |mesh: Mesh| {
-        shard_main(mesh, config.clone(), image.clone(), listen)
+        shard_main(mesh, config.clone(), start.clone(), listen)
     })?;
+    if let Some(why) = FATAL
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .take()
+    {
+        bail!(why);
+    }
     tracing::info!("sluice stopped");
     Ok(())
+}
+
+/// What shard 0 needs to open the quorum, taken once.
+type StartState = Arc<Mutex<Option<(MetaProperties, Option<Vec<MetadataRecord>>)>>>;
+
+/// Records recreating a single-node data dir of an earlier version, if the
+/// data dir has one and no metadata log yet. The old file is kept, renamed.
+fn legacy_bootstrap(config: &BrokerConfig) -> anyhow::Result<Option<Vec<MetadataRecord>>> {
+    if config.data_dir.join(node::METADATA_LOG_DIR_NAME).exists() {
+        return Ok(None);
+    }
+    let records =
+        metadata::load_legacy(&config.data_dir, config.node_id).map_err(anyhow::Error::msg)?;
+    if records.is_some() {
+        tracing::info!("migrating the single-node metadata file into the metadata log");
+    }
+    Ok(records)
 }
 
 async fn shard_main(
     mesh: Mesh,
     config: Arc<BrokerConfig>,
-    image: Arc<MetadataImage>,
+    start: StartState,
     listen: SocketAddr,
 ) -> Result<(), String> {
-    let shard = Shard::install(mesh, config, image.clone());
+    let shard = Shard::install(mesh, config, Arc::new(MetadataImage::default()));
     // Before any direct-I/O file: glommio's per-device polling probe must
     // see a non-empty file (see storage::prime_direct_io).
     crate::storage::prime_direct_io(&shard.config.data_dir)
@@ -85,10 +122,19 @@ async fn shard_main(
         .map_err(|error| format!("cannot use direct I/O in the data dir: {error}"))?;
     // Work from other shards may run from here on: the shard's state exists.
     shard.mesh.open_inbox();
-    shard
-        .install_image(image)
-        .await
-        .map_err(|error| format!("cannot open partitions: {error}"))?;
+    if shard.id() == CONTROLLER_SHARD {
+        start_node(&shard, start)?;
+    }
+    // Serve clients once this broker is registered and unfenced: before
+    // that it knows no partitions and leads nothing.
+    let mut waited_ms = 0u64;
+    while !shard.is_live() && !SHUTDOWN.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+        waited_ms += SHUTDOWN_POLL_MS;
+        if waited_ms % 10_000 == 0 && shard.id() == CONTROLLER_SHARD {
+            tracing::info!("waiting for the controller quorum to register this broker");
+        }
+    }
     let listener = crate::net::bind_shared(listen)
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let accepting = glommio::spawn_local(crate::net::accept_loop(listener, shard.clone()));
@@ -145,22 +191,52 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
-fn load_or_create_image(config: &BrokerConfig) -> anyhow::Result<MetadataImage> {
-    if let Some(image) = metadata::load(&config.data_dir)? {
-        if image.node_id != config.node_id {
-            bail!(
-                "data dir {} belongs to node.id {}, but this broker is node.id {} (key 'node.id')",
-                config.data_dir.display(),
-                image.node_id,
-                config.node_id
-            );
-        }
-        return Ok(image);
-    }
-    let image = MetadataImage::new(metadata::new_cluster_id(), config.node_id);
-    metadata::store(&config.data_dir, &image)?;
-    tracing::info!(cluster_id = %image.cluster_id, "formatted a new data dir");
-    Ok(image)
+/// Opens the metadata quorum on shard 0 and starts the node's cluster parts.
+fn start_node(shard: &Rc<Shard>, start: StartState) -> Result<(), String> {
+    let (meta, bootstrap) = start
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .take()
+        .expect("shard 0 starts once");
+    let mesh_shard = shard.clone();
+    let install: crate::cluster::quorum::Install = Box::new(move |image, delta| {
+        let shard = mesh_shard.clone();
+        Box::pin(async move { install_everywhere(&shard, image, delta).await })
+    });
+    let controller = node::start(NodeStart {
+        config: shard.config.clone(),
+        data_dir: shard.config.data_dir.clone(),
+        meta,
+        bootstrap,
+        install,
+        fatal: Box::new(fail),
+    })?;
+    shard.set_controller(controller);
+    Ok(())
+}
+
+/// Installs `image` on every shard and waits until each has reconciled the
+/// partitions `delta` names.
+async fn install_everywhere(
+    shard: &Shard,
+    image: Arc<MetadataImage>,
+    delta: MetadataDelta,
+) -> Result<(), String> {
+    let outcomes = shard
+        .mesh
+        .submit_to_all(move || {
+            let (image, delta) = (image.clone(), delta.clone());
+            async move {
+                let shard = crate::shard::current();
+                shard
+                    .install_image(image, delta)
+                    .await
+                    .map_err(|error| format!("{}: {error}", shard.id()))
+            }
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+    outcomes.into_iter().collect()
 }
 
 /// Shards bind with SO_REUSEPORT, which would silently share a port with

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use sluice_shards::{shard_for_hash, Mesh, ShardId};
 
 use crate::cluster::controller::Controller;
-use crate::cluster::metadata::MetadataImage;
+use crate::cluster::metadata::{MetadataDelta, MetadataImage};
 use crate::config::BrokerConfig;
 use crate::metrics::ShardMetrics;
 use crate::partition::PartitionTable;
@@ -33,8 +33,8 @@ pub struct Shard {
     pub partitions: PartitionTable,
     pub storage: ShardStorage,
     pub metrics: ShardMetrics,
-    /// Present on [`CONTROLLER_SHARD`] only.
-    controller: Option<Controller>,
+    /// Set on [`CONTROLLER_SHARD`] only, once the quorum is open.
+    controller: OnceCell<Rc<Controller>>,
 }
 
 thread_local! {
@@ -49,8 +49,6 @@ pub fn current() -> Rc<Shard> {
 impl Shard {
     /// Builds this thread's shard and makes it [`current`].
     pub fn install(mesh: Mesh, config: Arc<BrokerConfig>, image: Arc<MetadataImage>) -> Rc<Shard> {
-        let controller = (mesh.shard_id() == CONTROLLER_SHARD)
-            .then(|| Controller::new(config.data_dir.clone(), image.clone()));
         let mut storage_config = StorageConfig::new(config.data_dir.clone());
         storage_config.read_cache_bytes = config.cache_bytes;
         storage_config.retention_check_interval_ms = config.log.retention_check_interval_ms;
@@ -62,7 +60,7 @@ impl Shard {
             mesh,
             config,
             image: RefCell::new(image),
-            controller,
+            controller: OnceCell::new(),
         });
         CURRENT.with(|cell| {
             assert!(cell.set(shard.clone()).is_ok(), "one shard per thread");
@@ -85,13 +83,28 @@ impl Shard {
 
     /// The controller, if this is the controller shard.
     pub fn controller(&self) -> Option<&Controller> {
-        self.controller.as_ref()
+        self.controller.get().map(|controller| controller.as_ref())
+    }
+
+    /// Installs the controller (shard 0, at start-up).
+    pub fn set_controller(&self, controller: Rc<Controller>) {
+        assert_eq!(self.id(), CONTROLLER_SHARD);
+        assert!(self.controller.set(controller).is_ok(), "one controller");
+    }
+
+    /// Whether this broker is registered and not fenced in the image it has.
+    pub fn is_live(&self) -> bool {
+        self.image.borrow().is_live(self.config.node_id)
     }
 
     /// Replaces the image with a newer one and brings this shard's
-    /// partitions in line with it. Older images are ignored, so messages
-    /// that arrive out of order do no harm.
-    pub async fn install_image(&self, image: Arc<MetadataImage>) -> Result<(), String> {
+    /// partitions of the topics `delta` names in line with it. Older images
+    /// are ignored, so messages that arrive out of order do no harm.
+    pub async fn install_image(
+        &self,
+        image: Arc<MetadataImage>,
+        delta: MetadataDelta,
+    ) -> Result<(), String> {
         if image.epoch < self.image.borrow().epoch {
             return Ok(());
         }
@@ -100,9 +113,18 @@ impl Shard {
             let effective = Arc::new(self.config.with_dynamic(&image.broker_configs));
             *self.effective_config.borrow_mut() = effective;
         }
+        if !delta.full && delta.topics.is_empty() && !delta.broker_configs_changed {
+            return Ok(());
+        }
         let config = self.effective_config();
         self.partitions
-            .reconcile(&image, self.mesh.nr_shards(), &self.storage, &config)
+            .reconcile(
+                &image,
+                &delta,
+                self.mesh.nr_shards(),
+                &self.storage,
+                &config,
+            )
             .await
     }
 

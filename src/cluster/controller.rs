@@ -1,218 +1,572 @@
-//! The node's controller: the one writer of topic metadata.
+//! The controller on this node (shard 0): the way every change to cluster
+//! metadata is made, and, while this node leads the quorum, the active
+//! controller's duties.
 //!
-//! Lives on shard 0 ([`crate::shard::CONTROLLER_SHARD`]); handlers on other
-//! shards reach it with `mesh.submit_to`. Every change is validated against
-//! the authoritative image, written to disk, and only then copied to every
-//! shard, which opens or removes its partitions before the change is
-//! answered. Changes are serialized by a one-permit semaphore, so two
-//! concurrent creates of one name cannot both succeed.
+//! Any shard reaches it with `mesh.submit_to(CONTROLLER_SHARD, ..)`. A
+//! change is a [`ControllerRequest`]: on the active controller it runs
+//! under a one-permit semaphore (so two creates of one name cannot both
+//! win) against an image that has applied the whole log, its records are
+//! proposed, and it is answered once they are applied here; on any other
+//! node it is forwarded to the active controller over the controller
+//! listener, and answered once this node has applied the same entry, so a
+//! client that created a topic through one broker sees it there at once.
 //!
-//! It must not touch partition data itself: each shard does that for the
-//! partitions it owns when the new image reaches it.
+//! The active controller also fences brokers whose heartbeats stop for
+//! `broker.session.timeout.ms` (moving their leaderships), unfences them
+//! when they come back, and moves leaders back to preferred replicas.
+//!
+//! Must not: touch partition data (each shard does that for its own
+//! partitions when the new image reaches it) or apply records itself.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::metadata::{self, MetadataImage, TopicMetadata};
+use super::commands::{self, Placement};
+pub use super::commands::{
+    validate_topic_name, ConfigChange, ConfigOp, ConfigTarget, NewPartitions, NewTopic, TopicError,
+    TopicRef,
+};
+use super::metadata::{MetadataImage, TopicMetadata};
+use super::placement;
+use super::quorum::{ProposeError, Quorum};
+use super::records::{MetadataRecord, RecordBatch};
+use super::rpc;
+use crate::config::BrokerConfig;
 use crate::protocol::error_codes;
-use crate::shard;
 
-/// Kafka's bound on topic name length (so that `<topic>-<partition>` and
-/// its suffixes fit a file name).
-pub const TOPIC_NAME_BYTES_MAX: usize = 249;
-/// A bound on partitions per topic; beyond it the request is refused.
-pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
+/// How long a change waits for an active controller before it fails with
+/// NOT_CONTROLLER.
+const CONTROLLER_WAIT_MS: u64 = 10_000;
+const RETRY_MS: u64 = 100;
+/// How often the active controller looks for brokers to fence.
+const DUTY_INTERVAL_MS: u64 = 250;
 
-/// A failed change to one topic, as Kafka reports it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TopicError {
-    pub code: i16,
-    pub message: String,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        topics: Vec<TopicRef>,
+    },
+    CreatePartitions {
+        changes: Vec<NewPartitions>,
+        validate_only: bool,
+    },
+    AlterConfigs {
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    },
+    AllocateProducerIds {
+        count: i64,
+    },
+    BrokerHeartbeat(BrokerHeartbeat),
+    ElectLeaders {
+        unclean: bool,
+        /// `None`: every partition.
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
-impl TopicError {
-    pub fn new(code: i16, message: impl Into<String>) -> TopicError {
-        TopicError {
-            code,
-            message: message.into(),
-        }
-    }
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BrokerHeartbeat {
+    pub node_id: i32,
+    pub incarnation: Uuid,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
 }
 
-/// A topic to create, with defaults already resolved by the handler.
-#[derive(Clone, Debug)]
-pub struct NewTopic {
-    pub name: String,
-    pub partitions: i32,
-    pub replication_factor: i16,
-    pub configs: BTreeMap<String, String>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ControllerResponse {
+    NotController,
+    Topics(Vec<Result<TopicMetadata, TopicError>>),
+    Outcomes(Vec<Result<(), TopicError>>),
+    ProducerIds(Result<i64, String>),
+    Heartbeat { fenced: bool },
+    Elected(Vec<((String, i32), Result<(), TopicError>)>),
 }
 
-/// A topic named by name or, in newer request versions, by ID.
-#[derive(Clone, Debug)]
-pub enum TopicRef {
-    Name(String),
-    Id(Uuid),
+/// An answer and the log index this node must apply before answering.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ControllerReply {
+    pub applied_index: u64,
+    pub response: ControllerResponse,
 }
 
 pub struct Controller {
-    data_dir: PathBuf,
-    image: RefCell<Arc<MetadataImage>>,
+    quorum: Rc<Quorum>,
+    voters: BTreeMap<i32, SocketAddr>,
+    config: Arc<BrokerConfig>,
     change_permit: Semaphore,
+    /// The active controller's view of broker liveness (not in the log).
+    heartbeats: RefCell<BTreeMap<i32, Instant>>,
+    leadership_seen: Cell<u64>,
+    /// Records that recreate an earlier single-node data dir, proposed by
+    /// the first leader of a new log.
+    bootstrap: RefCell<Option<Vec<MetadataRecord>>>,
 }
 
-/// Checks a topic name as Kafka does.
-pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
-    let invalid = |why: String| Err(TopicError::new(error_codes::INVALID_TOPIC_EXCEPTION, why));
-    if name.is_empty() {
-        return invalid("Topic name is illegal, it can't be empty".into());
-    }
-    if name == "." || name == ".." {
-        return invalid("Topic name cannot be \".\" or \"..\"".into());
-    }
-    if name.len() > TOPIC_NAME_BYTES_MAX {
-        return invalid(format!(
-            "Topic name is illegal, it can't be longer than {TOPIC_NAME_BYTES_MAX} characters, topic name: {name}"
-        ));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return invalid(format!(
-            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-' (found {bad:?})"
-        ));
-    }
-    Ok(())
-}
-
-fn validate_new_topic(topic: &NewTopic, brokers: i16) -> Result<(), TopicError> {
-    validate_topic_name(&topic.name)?;
-    if topic.partitions < 1 || topic.partitions > TOPIC_PARTITIONS_MAX {
-        return Err(TopicError::new(
-            error_codes::INVALID_PARTITIONS,
-            format!(
-                "Number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, got {}",
-                topic.partitions
-            ),
-        ));
-    }
-    if topic.replication_factor < 1 {
-        return Err(TopicError::new(
-            error_codes::INVALID_REPLICATION_FACTOR,
-            "Replication factor must be larger than 0.",
-        ));
-    }
-    if topic.replication_factor > brokers {
-        return Err(TopicError::new(
-            error_codes::INVALID_REPLICATION_FACTOR,
-            format!(
-                "Unable to replicate the partition {} time(s): The target replication factor of {} cannot be reached because only {brokers} broker(s) are registered.",
-                topic.replication_factor, topic.replication_factor
-            ),
-        ));
-    }
-    for (name, value) in &topic.configs {
-        crate::config::validate_topic_config(name, Some(value))
-            .map_err(|error| TopicError::new(error_codes::INVALID_CONFIG, error.to_string()))?;
-    }
-    Ok(())
+fn not_controller() -> TopicError {
+    TopicError::new(
+        error_codes::NOT_CONTROLLER,
+        "No active controller could be reached; retry.",
+    )
 }
 
 impl Controller {
-    pub fn new(data_dir: PathBuf, image: Arc<MetadataImage>) -> Controller {
+    pub fn new(
+        quorum: Rc<Quorum>,
+        voters: BTreeMap<i32, SocketAddr>,
+        config: Arc<BrokerConfig>,
+        bootstrap: Option<Vec<MetadataRecord>>,
+    ) -> Controller {
         Controller {
-            data_dir,
-            image: RefCell::new(image),
+            quorum,
+            voters,
+            config,
             change_permit: Semaphore::new(1),
+            heartbeats: RefCell::new(BTreeMap::new()),
+            leadership_seen: Cell::new(0),
+            bootstrap: RefCell::new(bootstrap),
         }
     }
 
-    /// Brokers in the cluster; one until clustering arrives.
-    fn broker_count(&self) -> i16 {
-        1
+    pub fn quorum(&self) -> &Rc<Quorum> {
+        &self.quorum
     }
+
+    /// Makes a change through the active controller, wherever it is.
+    pub async fn call(&self, request: ControllerRequest) -> Result<ControllerResponse, TopicError> {
+        let deadline = Instant::now() + Duration::from_millis(CONTROLLER_WAIT_MS);
+        loop {
+            let reply = if self.quorum.is_leader() {
+                Some(self.execute(request.clone()).await)
+            } else if let Some(address) = self.quorum.leader().and_then(|id| self.voters.get(&id)) {
+                match rpc::call::<_, ControllerReply>(*address, &self.quorum.hello(), &request)
+                    .await
+                {
+                    Ok(reply) => Some(reply),
+                    Err(error) => {
+                        tracing::debug!(%error, "forwarding to the active controller failed");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            match reply {
+                Some(ControllerReply {
+                    response: ControllerResponse::NotController,
+                    ..
+                })
+                | None => {}
+                Some(reply) => {
+                    self.quorum.wait_applied(reply.applied_index).await;
+                    return Ok(reply.response);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(not_controller());
+            }
+            glommio::timer::sleep(Duration::from_millis(RETRY_MS)).await;
+        }
+    }
+
+    /// Runs a request on this node, which should be the active controller;
+    /// answers NotController if it is not (the caller retries elsewhere).
+    pub async fn execute(&self, request: ControllerRequest) -> ControllerReply {
+        let _permit = self.change_permit.acquire_permit(1).await;
+        let not_controller = ControllerReply {
+            applied_index: 0,
+            response: ControllerResponse::NotController,
+        };
+        if !self.quorum.is_leader() {
+            return not_controller;
+        }
+        // Decide on an image that has applied every entry of the log,
+        // earlier leaders' included.
+        self.quorum.wait_caught_up().await;
+        let image = self.quorum.image();
+        let (response, records) = self.decide(&image, request);
+        if records.is_empty() {
+            return ControllerReply {
+                applied_index: image.epoch,
+                response,
+            };
+        }
+        match self.quorum.propose(RecordBatch { records }).await {
+            Ok(index) => ControllerReply {
+                applied_index: index,
+                response: self.refresh(response),
+            },
+            Err(ProposeError::NotController(_)) => not_controller,
+            Err(ProposeError::Failed(error)) => ControllerReply {
+                applied_index: 0,
+                response: failed(response, &error),
+            },
+        }
+    }
+
+    /// The response and the records of a request, from `image`.
+    fn decide(
+        &self,
+        image: &MetadataImage,
+        request: ControllerRequest,
+    ) -> (ControllerResponse, Vec<MetadataRecord>) {
+        let keep_if = |validate_only: bool, records: Vec<MetadataRecord>| {
+            if validate_only {
+                Vec::new()
+            } else {
+                records
+            }
+        };
+        match request {
+            ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+            } => {
+                let (results, records) =
+                    commands::create_topics(image, topics, Placement::random());
+                for topic in results.iter().flatten().filter(|_| !validate_only) {
+                    tracing::info!(topic = %topic.name, partitions = topic.partitions, replication_factor = topic.replication_factor, "topic created");
+                }
+                (
+                    ControllerResponse::Topics(results),
+                    keep_if(validate_only, records),
+                )
+            }
+            ControllerRequest::DeleteTopics { topics } => {
+                let (results, records) = commands::delete_topics(image, topics);
+                for topic in results.iter().flatten() {
+                    tracing::info!(topic = %topic.name, "topic deleted");
+                }
+                (ControllerResponse::Topics(results), records)
+            }
+            ControllerRequest::CreatePartitions {
+                changes,
+                validate_only,
+            } => {
+                let (results, records) =
+                    commands::create_partitions(image, changes, Placement::random());
+                (
+                    ControllerResponse::Outcomes(results),
+                    keep_if(validate_only, records),
+                )
+            }
+            ControllerRequest::AlterConfigs {
+                changes,
+                validate_only,
+            } => {
+                let (results, records) = commands::alter_configs(image, &self.config, changes);
+                (
+                    ControllerResponse::Outcomes(results),
+                    keep_if(validate_only, records),
+                )
+            }
+            ControllerRequest::AllocateProducerIds { count } => {
+                match commands::allocate_producer_ids(image, count) {
+                    Ok((first, record)) => {
+                        (ControllerResponse::ProducerIds(Ok(first)), vec![record])
+                    }
+                    Err(error) => (ControllerResponse::ProducerIds(Err(error)), Vec::new()),
+                }
+            }
+            ControllerRequest::BrokerHeartbeat(heartbeat) => self.heartbeat(image, heartbeat),
+            ControllerRequest::ElectLeaders {
+                unclean,
+                partitions,
+            } => self.elect_leaders(image, unclean, partitions),
+        }
+    }
+
+    /// After the records are applied, results that describe topics are
+    /// taken from the image (so they carry the applied state).
+    fn refresh(&self, response: ControllerResponse) -> ControllerResponse {
+        match response {
+            ControllerResponse::Topics(results) => {
+                let image = self.quorum.image();
+                ControllerResponse::Topics(
+                    results
+                        .into_iter()
+                        .map(|result| {
+                            result.map(|topic| image.topic(&topic.name).cloned().unwrap_or(topic))
+                        })
+                        .collect(),
+                )
+            }
+            other => other,
+        }
+    }
+
+    fn heartbeat(
+        &self,
+        image: &MetadataImage,
+        heartbeat: BrokerHeartbeat,
+    ) -> (ControllerResponse, Vec<MetadataRecord>) {
+        let node_id = heartbeat.node_id;
+        self.heartbeats.borrow_mut().insert(node_id, Instant::now());
+        let mut scratch = image.clone();
+        let mut records = Vec::new();
+        let mut add = |scratch: &mut MetadataImage, more: Vec<MetadataRecord>| {
+            scratch.apply_batch(scratch.epoch, &more);
+            records.extend(more);
+        };
+        let registered = scratch.brokers.get(&node_id).is_some_and(|broker| {
+            broker.incarnation == heartbeat.incarnation
+                && broker.host == heartbeat.host
+                && broker.port == heartbeat.port
+        });
+        if !registered {
+            // A restart: what the old incarnation held in memory may be gone,
+            // so it leaves every ISR and leadership before it registers anew.
+            if scratch.brokers.contains_key(&node_id) {
+                let mut fence = vec![MetadataRecord::FenceBroker { node_id }];
+                fence.extend(placement::fence_changes(&scratch, node_id, |topic| {
+                    self.unclean(&scratch, topic)
+                }));
+                add(&mut scratch, fence);
+            }
+            tracing::info!(node_id, host = %heartbeat.host, port = heartbeat.port, "broker registered");
+            add(
+                &mut scratch,
+                vec![MetadataRecord::RegisterBroker {
+                    node_id,
+                    incarnation: heartbeat.incarnation,
+                    host: heartbeat.host,
+                    port: heartbeat.port,
+                    rack: heartbeat.rack,
+                }],
+            );
+        }
+        if scratch
+            .brokers
+            .get(&node_id)
+            .is_some_and(|broker| broker.fenced)
+        {
+            tracing::info!(node_id, "broker unfenced");
+            add(
+                &mut scratch,
+                vec![MetadataRecord::UnfenceBroker { node_id }],
+            );
+            let elect = placement::offline_leader_changes(
+                &scratch,
+                |id| scratch.is_live(id),
+                |topic| self.unclean(&scratch, topic),
+            );
+            add(&mut scratch, elect);
+        }
+        (ControllerResponse::Heartbeat { fenced: false }, records)
+    }
+
+    fn unclean(&self, image: &MetadataImage, topic: &str) -> bool {
+        let configs = image
+            .topic(topic)
+            .map(|topic| topic.configs.clone())
+            .unwrap_or_default();
+        self.config
+            .with_dynamic(&image.broker_configs)
+            .topic_config(&configs)
+            .unclean_leader_election_enable
+    }
+
+    fn elect_leaders(
+        &self,
+        image: &MetadataImage,
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> (ControllerResponse, Vec<MetadataRecord>) {
+        let wanted = |topic: &str, partition: i32| {
+            partitions.as_ref().is_none_or(|list| {
+                list.iter()
+                    .any(|(name, index)| name == topic && *index == partition)
+            })
+        };
+        let records = if unclean {
+            placement::offline_leader_changes(image, |id| image.is_live(id), |_| true)
+                .into_iter()
+                .filter(|record| match record {
+                    MetadataRecord::PartitionChange {
+                        topic, partition, ..
+                    } => wanted(topic, *partition),
+                    _ => false,
+                })
+                .collect()
+        } else {
+            placement::preferred_leader_changes(image, Some(&wanted))
+        };
+        let elected: Vec<(String, i32)> = records
+            .iter()
+            .filter_map(|record| match record {
+                MetadataRecord::PartitionChange {
+                    topic, partition, ..
+                } => Some((topic.clone(), *partition)),
+                _ => None,
+            })
+            .collect();
+        let named = partitions.unwrap_or_else(|| elected.clone());
+        let results = named
+            .into_iter()
+            .map(|(topic, partition)| {
+                let outcome = if elected.contains(&(topic.clone(), partition)) {
+                    Ok(())
+                } else if image.partition(&topic, partition).is_none() {
+                    Err(TopicError::new(
+                        error_codes::UNKNOWN_TOPIC_OR_PARTITION,
+                        "The partition does not exist.",
+                    ))
+                } else {
+                    Err(TopicError::new(
+                        error_codes::ELECTION_NOT_NEEDED,
+                        "Leader election not needed for topic partition.",
+                    ))
+                };
+                ((topic, partition), outcome)
+            })
+            .collect();
+        (ControllerResponse::Elected(results), records)
+    }
+
+    /// The active controller's periodic duties; runs for the life of the
+    /// node and acts only while this node leads the quorum.
+    pub async fn run_duties(self: Rc<Self>) {
+        let mut last_rebalance = Instant::now();
+        loop {
+            glommio::timer::sleep(Duration::from_millis(DUTY_INTERVAL_MS)).await;
+            if !self.quorum.is_leader() {
+                continue;
+            }
+            if self.leadership_seen.get() != self.quorum.leadership() {
+                self.leadership_seen.set(self.quorum.leadership());
+                self.became_leader().await;
+                last_rebalance = Instant::now();
+            }
+            self.fence_silent_brokers().await;
+            let config = self
+                .config
+                .with_dynamic(&self.quorum.image().broker_configs);
+            let interval = Duration::from_secs(config.leader_imbalance_check_interval_seconds);
+            if config.auto_leader_rebalance_enable && last_rebalance.elapsed() >= interval {
+                last_rebalance = Instant::now();
+                let _ = self
+                    .execute(ControllerRequest::ElectLeaders {
+                        unclean: false,
+                        partitions: None,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// A new active controller gives every broker a full session before
+    /// fencing it, and formats a cluster whose log is empty.
+    async fn became_leader(&self) {
+        let now = Instant::now();
+        let image = self.quorum.image();
+        {
+            let mut heartbeats = self.heartbeats.borrow_mut();
+            heartbeats.clear();
+            for id in image.brokers.keys() {
+                heartbeats.insert(*id, now);
+            }
+        }
+        let _permit = self.change_permit.acquire_permit(1).await;
+        self.quorum.wait_caught_up().await;
+        if !self.quorum.image().cluster_id.is_empty() {
+            return;
+        }
+        let records = self.bootstrap.borrow_mut().take().unwrap_or_else(|| {
+            let cluster_id = self
+                .quorum
+                .cluster_id()
+                .unwrap_or_else(super::metadata::new_cluster_id);
+            vec![MetadataRecord::ClusterFormat { cluster_id }]
+        });
+        match self.quorum.propose(RecordBatch { records }).await {
+            Ok(_) => {
+                tracing::info!(cluster_id = %self.quorum.image().cluster_id, "cluster formatted")
+            }
+            Err(error) => tracing::warn!(
+                ?error,
+                "formatting the cluster failed; the next leader retries"
+            ),
+        }
+    }
+
+    async fn fence_silent_brokers(&self) {
+        let timeout = Duration::from_millis(self.config.broker_session_timeout_ms);
+        let image = self.quorum.image();
+        let silent: Vec<i32> = image
+            .live_brokers()
+            .map(|broker| broker.node_id)
+            .filter(|id| {
+                self.heartbeats
+                    .borrow()
+                    .get(id)
+                    .is_none_or(|last| last.elapsed() >= timeout)
+            })
+            .collect();
+        for node_id in silent {
+            let _permit = self.change_permit.acquire_permit(1).await;
+            let image = self.quorum.image();
+            if !image.is_live(node_id) {
+                continue;
+            }
+            let mut records = vec![MetadataRecord::FenceBroker { node_id }];
+            let mut scratch = image.as_ref().clone();
+            scratch.apply_batch(scratch.epoch, &records);
+            records.extend(placement::fence_changes(&scratch, node_id, |topic| {
+                self.unclean(&scratch, topic)
+            }));
+            tracing::warn!(
+                node_id,
+                moved = records.len() - 1,
+                "broker fenced: no heartbeat within broker.session.timeout.ms"
+            );
+            if let Err(error) = self.quorum.propose(RecordBatch { records }).await {
+                tracing::warn!(?error, "fencing failed");
+            }
+        }
+    }
+
+    // The node's own operations, as the handlers call them.
 
     pub async fn create_topics(
         &self,
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<Result<TopicMetadata, TopicError>> {
-        let _permit = self.change_permit.acquire_permit(1).await;
-        let mut next = (**self.image.borrow()).clone();
-        let mut results = Vec::with_capacity(topics.len());
-        for topic in topics {
-            let outcome = validate_new_topic(&topic, self.broker_count()).and_then(|()| {
-                if next.topics.contains_key(&topic.name) {
-                    return Err(TopicError::new(
-                        error_codes::TOPIC_ALREADY_EXISTS,
-                        format!("Topic '{}' already exists.", topic.name),
-                    ));
-                }
-                Ok(TopicMetadata {
-                    name: topic.name.clone(),
-                    topic_id: Uuid::new_v4(),
-                    partitions: topic.partitions,
-                    replication_factor: topic.replication_factor,
-                    configs: topic.configs,
-                    internal: topic.name.starts_with("__"),
-                })
-            });
-            if let Ok(created) = &outcome {
-                next.topics.insert(created.name.clone(), created.clone());
-            }
-            results.push(outcome);
+        let count = topics.len();
+        let request = ControllerRequest::CreateTopics {
+            topics,
+            validate_only,
+        };
+        match self.call(request).await {
+            Ok(ControllerResponse::Topics(results)) => results,
+            Ok(_) => unexpected(count),
+            Err(error) => vec![Err(error); count],
         }
-        let changed = results.iter().any(Result::is_ok);
-        if changed && !validate_only {
-            if let Err(failed) = self.commit_results(next, &results).await {
-                return failed;
-            }
-            for topic in results.iter().flatten() {
-                tracing::info!(topic = %topic.name, partitions = topic.partitions, "topic created");
-            }
-        }
-        results
     }
 
     pub async fn delete_topics(
         &self,
         topics: Vec<TopicRef>,
     ) -> Vec<Result<TopicMetadata, TopicError>> {
-        let _permit = self.change_permit.acquire_permit(1).await;
-        let mut next = (**self.image.borrow()).clone();
-        let mut results = Vec::with_capacity(topics.len());
-        for topic in topics {
-            let name = match &topic {
-                TopicRef::Name(name) => Some(name.clone()),
-                TopicRef::Id(id) => next.topic_by_id(*id).map(|t| t.name.clone()),
-            };
-            let removed = name.and_then(|name| next.topics.remove(&name));
-            results.push(removed.ok_or_else(|| match topic {
-                TopicRef::Name(name) => TopicError::new(
-                    error_codes::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("Topic '{name}' does not exist."),
-                ),
-                TopicRef::Id(id) => TopicError::new(
-                    error_codes::UNKNOWN_TOPIC_ID,
-                    format!("Topic id {id} does not exist."),
-                ),
-            }));
+        let count = topics.len();
+        match self.call(ControllerRequest::DeleteTopics { topics }).await {
+            Ok(ControllerResponse::Topics(results)) => results,
+            Ok(_) => unexpected(count),
+            Err(error) => vec![Err(error); count],
         }
-        if results.iter().any(Result::is_ok) {
-            if let Err(failed) = self.commit_results(next, &results).await {
-                return failed;
-            }
-            for topic in results.iter().flatten() {
-                tracing::info!(topic = %topic.name, "topic deleted");
-            }
-        }
-        results
     }
 
     /// Raises partition counts: `(topic, new total count)`.
@@ -221,298 +575,96 @@ impl Controller {
         changes: Vec<(String, i32)>,
         validate_only: bool,
     ) -> Vec<Result<(), TopicError>> {
-        let _permit = self.change_permit.acquire_permit(1).await;
-        let mut next = (**self.image.borrow()).clone();
-        let mut results = Vec::with_capacity(changes.len());
-        for (name, count) in changes {
-            let outcome = match next.topics.get_mut(&name) {
-                None => Err(TopicError::new(
-                    error_codes::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("The topic '{name}' does not exist."),
-                )),
-                Some(topic) if count <= topic.partitions => Err(TopicError::new(
-                    error_codes::INVALID_PARTITIONS,
-                    format!(
-                        "Topic currently has {} partitions, which is higher than the requested {count}.",
-                        topic.partitions
-                    ),
-                )),
-                Some(_) if count > TOPIC_PARTITIONS_MAX => Err(TopicError::new(
-                    error_codes::INVALID_PARTITIONS,
-                    format!("Number of partitions must be at most {TOPIC_PARTITIONS_MAX}."),
-                )),
-                Some(topic) => {
-                    topic.partitions = count;
-                    Ok(())
-                }
-            };
-            results.push(outcome);
-        }
-        if !validate_only && results.iter().any(Result::is_ok) {
-            if let Err(failed) = self.commit_results(next, &results).await {
-                return failed;
-            }
-        }
-        results
+        let count = changes.len();
+        let changes = changes
+            .into_iter()
+            .map(|(topic, count)| NewPartitions {
+                topic,
+                count,
+                assignments: None,
+            })
+            .collect();
+        let request = ControllerRequest::CreatePartitions {
+            changes,
+            validate_only,
+        };
+        self.outcomes(request, count).await
     }
 
-    /// Applies config changes to topics and to this broker. Each change is
-    /// validated whole before any is applied; all valid changes of the
-    /// request are persisted together. Applied on every shard before the
-    /// answer (a lowered `retention.ms` acts on the next retention check).
     pub async fn alter_configs(
         &self,
         changes: Vec<ConfigChange>,
         validate_only: bool,
     ) -> Vec<Result<(), TopicError>> {
-        let _permit = self.change_permit.acquire_permit(1).await;
-        let mut next = (**self.image.borrow()).clone();
-        let broker = shard::current().config.clone();
-        let results: Vec<Result<(), TopicError>> = changes
-            .into_iter()
-            .map(|change| apply_config_change(&mut next, &broker, change))
-            .collect();
-        if !validate_only && results.iter().any(Result::is_ok) {
-            if let Err(failed) = self.commit_results(next, &results).await {
-                return failed;
-            }
-            tracing::info!("configs altered");
-        }
-        results
-    }
-
-    /// Reserves `count` producer IDs and returns the first. The reservation
-    /// is on disk before it is answered, so IDs are never reused after a
-    /// restart (a restart skips whatever a shard had not handed out yet).
-    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, String> {
-        assert!(count > 0);
-        let _permit = self.change_permit.acquire_permit(1).await;
-        let mut next = (**self.image.borrow()).clone();
-        let first = next.next_producer_id;
-        next.next_producer_id = first
-            .checked_add(count)
-            .ok_or_else(|| "producer IDs exhausted".to_string())?;
-        self.commit(next).await?;
-        Ok(first)
-    }
-
-    /// Commits `next` for a request whose per-topic `results` are known; if
-    /// the commit fails, returns those results with every success turned
-    /// into KAFKA_STORAGE_ERROR (nothing of the request took effect).
-    async fn commit_results<T: Clone>(
-        &self,
-        next: MetadataImage,
-        results: &[Result<T, TopicError>],
-    ) -> Result<(), Vec<Result<T, TopicError>>> {
-        self.commit(next).await.map_err(|error| {
-            let failure = TopicError::new(error_codes::KAFKA_STORAGE_ERROR, error);
-            results
-                .iter()
-                .map(|r| r.clone().and(Err(failure.clone())))
-                .collect()
-        })
-    }
-
-    /// Persists `next`, then installs it on every shard. An error leaves the
-    /// previous image in force everywhere.
-    async fn commit(&self, mut next: MetadataImage) -> Result<(), String> {
-        next.epoch = self.image.borrow().epoch + 1;
-        let next = Arc::new(next);
-        let data_dir = self.data_dir.clone();
-        let to_store = next.clone();
-        glommio::executor()
-            .spawn_blocking(move || metadata::store(&data_dir, &to_store))
-            .await
-            .map_err(|error| error.to_string())?;
-        *self.image.borrow_mut() = next.clone();
-        broadcast(next).await
-    }
-}
-
-/// What a config change applies to.
-#[derive(Clone, Debug)]
-pub enum ConfigTarget {
-    Topic(String),
-    Broker,
-}
-
-/// One operation of IncrementalAlterConfigs (AlterConfigs is `Replace`).
-#[derive(Clone, Debug)]
-pub enum ConfigOp {
-    Set(String, String),
-    Delete(String),
-    Append(String, String),
-    Subtract(String, String),
-}
-
-#[derive(Clone, Debug)]
-pub struct ConfigChange {
-    pub target: ConfigTarget,
-    /// AlterConfigs (legacy): the operations' keys replace every override
-    /// of the resource; keys not named go back to their defaults.
-    pub replace: bool,
-    pub ops: Vec<ConfigOp>,
-}
-
-fn invalid_config(error: crate::config::ConfigError) -> TopicError {
-    TopicError::new(
-        error_codes::INVALID_CONFIG,
-        format!("{}: {}", error.key, error.message),
-    )
-}
-
-/// Validates `change` and applies it to `next`'s overrides; on error,
-/// `next` is left as it was.
-fn apply_config_change(
-    next: &mut MetadataImage,
-    broker: &crate::config::BrokerConfig,
-    change: ConfigChange,
-) -> Result<(), TopicError> {
-    let effective = broker.with_dynamic(&next.broker_configs);
-    let (overrides, entries) = match &change.target {
-        ConfigTarget::Topic(name) => {
-            let topic = next.topics.get(name).ok_or_else(|| {
-                TopicError::new(
-                    error_codes::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("Topic '{name}' does not exist."),
-                )
-            })?;
-            let entries = crate::config::describe_topic(&effective, &topic.configs);
-            (topic.configs.clone(), entries)
-        }
-        ConfigTarget::Broker => (next.broker_configs.clone(), effective.describe()),
-    };
-    let validate = |name: &str, value: Option<&str>| match &change.target {
-        ConfigTarget::Topic(_) => {
-            crate::config::validate_topic_config(name, value).map_err(invalid_config)
-        }
-        ConfigTarget::Broker => {
-            crate::config::validate_dynamic_broker_config(name, value).map_err(invalid_config)
-        }
-    };
-    let mut updated = if change.replace {
-        BTreeMap::new()
-    } else {
-        overrides
-    };
-    for op in change.ops {
-        match op {
-            ConfigOp::Set(name, value) => {
-                validate(&name, Some(&value))?;
-                updated.insert(name, value);
-            }
-            ConfigOp::Delete(name) => {
-                validate(&name, None)?;
-                updated.remove(&name);
-            }
-            ConfigOp::Append(name, value) | ConfigOp::Subtract(name, value)
-                if !is_list(&entries, &name) =>
-            {
-                validate(&name, None)?;
-                let _ = value;
-                return Err(TopicError::new(
-                    error_codes::INVALID_CONFIG,
-                    format!("Config value append/subtract is not allowed for config key {name}, since it is not a list"),
-                ));
-            }
-            ConfigOp::Append(name, value) => {
-                let mut items = list_value(&updated, &entries, &name);
-                for item in split_list(&value) {
-                    if !items.contains(&item) {
-                        items.push(item);
-                    }
-                }
-                let joined = items.join(",");
-                validate(&name, Some(&joined))?;
-                updated.insert(name, joined);
-            }
-            ConfigOp::Subtract(name, value) => {
-                let removed = split_list(&value);
-                let items: Vec<String> = list_value(&updated, &entries, &name)
-                    .into_iter()
-                    .filter(|item| !removed.contains(item))
-                    .collect();
-                let joined = items.join(",");
-                validate(&name, Some(&joined))?;
-                updated.insert(name, joined);
-            }
-        }
-    }
-    match &change.target {
-        ConfigTarget::Topic(name) => {
-            next.topics.get_mut(name).expect("checked above").configs = updated;
-        }
-        ConfigTarget::Broker => next.broker_configs = updated,
-    }
-    Ok(())
-}
-
-fn is_list(entries: &[crate::config::ConfigEntry], name: &str) -> bool {
-    entries
-        .iter()
-        .any(|entry| entry.name == name && entry.config_type == crate::config::ConfigType::List)
-}
-
-fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The current items of list config `name`: its override, else its value.
-fn list_value(
-    overrides: &BTreeMap<String, String>,
-    entries: &[crate::config::ConfigEntry],
-    name: &str,
-) -> Vec<String> {
-    let current = overrides.get(name).cloned().or_else(|| {
-        entries
-            .iter()
-            .find(|entry| entry.name == name)
-            .and_then(|entry| entry.value.clone())
-    });
-    current.as_deref().map(split_list).unwrap_or_default()
-}
-
-/// Installs `image` on every shard and waits until each has reconciled its
-/// partitions.
-pub async fn broadcast(image: Arc<MetadataImage>) -> Result<(), String> {
-    let outcomes = shard::current()
-        .mesh
-        .submit_to_all(move || {
-            let image = image.clone();
-            async move {
-                shard::current()
-                    .install_image(image)
-                    .await
-                    .map_err(|error| format!("{}: {error}", shard::current().id()))
-            }
-        })
-        .await
-        .map_err(|error| error.to_string())?;
-    outcomes.into_iter().collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names_follow_kafkas_rules() {
-        let check = |name: &str, ok: bool| {
-            assert_eq!(validate_topic_name(name).is_ok(), ok, "{name:?}");
+        let count = changes.len();
+        let request = ControllerRequest::AlterConfigs {
+            changes,
+            validate_only,
         };
-        check("orders", true);
-        check("Orders.v2_eu-west", true);
-        check("", false);
-        check(".", false);
-        check("..", false);
-        check("bad/name", false);
-        check("spaced name", false);
-        check(&"a".repeat(249), true);
-        check(&"a".repeat(250), false);
+        self.outcomes(request, count).await
+    }
+
+    async fn outcomes(
+        &self,
+        request: ControllerRequest,
+        count: usize,
+    ) -> Vec<Result<(), TopicError>> {
+        match self.call(request).await {
+            Ok(ControllerResponse::Outcomes(results)) => results,
+            Ok(_) => vec![
+                Err(TopicError::new(
+                    error_codes::UNKNOWN_SERVER_ERROR,
+                    "unexpected answer"
+                ));
+                count
+            ],
+            Err(error) => vec![Err(error); count],
+        }
+    }
+
+    /// Reserves `count` producer IDs and returns the first; the reservation
+    /// is in the metadata log before it is answered, so IDs are never reused.
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, String> {
+        match self
+            .call(ControllerRequest::AllocateProducerIds { count })
+            .await
+        {
+            Ok(ControllerResponse::ProducerIds(result)) => result,
+            Ok(_) => Err("unexpected answer".into()),
+            Err(error) => Err(error.message),
+        }
+    }
+}
+
+fn unexpected(count: usize) -> Vec<Result<TopicMetadata, TopicError>> {
+    vec![
+        Err(TopicError::new(
+            error_codes::UNKNOWN_SERVER_ERROR,
+            "unexpected answer"
+        ));
+        count
+    ]
+}
+
+/// A response whose records could not be committed: nothing took effect.
+fn failed(response: ControllerResponse, error: &str) -> ControllerResponse {
+    let failure = TopicError::new(error_codes::KAFKA_STORAGE_ERROR, error);
+    match response {
+        ControllerResponse::Topics(results) => ControllerResponse::Topics(
+            results
+                .into_iter()
+                .map(|r| r.and(Err(failure.clone())))
+                .collect(),
+        ),
+        ControllerResponse::Outcomes(results) => ControllerResponse::Outcomes(
+            results
+                .into_iter()
+                .map(|r| r.and(Err(failure.clone())))
+                .collect(),
+        ),
+        ControllerResponse::ProducerIds(_) => {
+            ControllerResponse::ProducerIds(Err(error.to_string()))
+        }
+        other => other,
     }
 }

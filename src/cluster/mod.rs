@@ -1,9 +1,19 @@
-//! Node and cluster metadata: the topic image every shard reads, and the
-//! controller on shard 0 that is its only writer.
+//! The cluster: the metadata log replicated by a Raft quorum of controllers
+//! (`quorum.rs` over `raft_store.rs`), the records it carries
+//! (`records.rs`) and the image they build (`metadata.rs`), the controller
+//! that is the only writer (`controller.rs`, deciding with `commands.rs` and
+//! `placement.rs`), the controller listener's wire (`rpc.rs`), and the
+//! node's start-up of all of it (`node.rs`).
 
+pub mod commands;
 pub mod controller;
 pub mod metadata;
+pub mod node;
+pub mod placement;
+pub mod quorum;
 pub mod raft_store;
+pub mod records;
+pub mod rpc;
 
 #[cfg(test)]
 mod raft_tests;

@@ -153,14 +153,14 @@ pub async fn ensure_offsets_topic(shard: &Shard) -> Result<(), String> {
         return Ok(());
     }
     let config = &shard.config;
+    // Capped to the live brokers at creation, as Kafka does.
+    let live = i16::try_from(shard.image().live_brokers().count()).unwrap_or(i16::MAX);
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: config.offsets_topic_num_partitions,
-        // capped by the controller: Kafka creates __consumer_offsets with
-        // min(offsets.topic.replication.factor, live brokers). Until the
-        // controller counts live brokers, this node is the only one.
-        replication_factor: config.offsets_topic_replication_factor.min(1),
+        replication_factor: config.offsets_topic_replication_factor.min(live).max(1),
         configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        assignments: None,
     };
     let outcome = shard
         .mesh

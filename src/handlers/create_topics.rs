@@ -47,15 +47,23 @@ pub async fn handle(
                     Some((entry.name.to_string(), value.to_string()))
                 })
                 .collect(),
+            assignments: (!topic.assignments.is_empty()).then(|| {
+                let mut given: Vec<_> = topic.assignments.iter().collect();
+                given.sort_by_key(|assignment| assignment.partition_index);
+                given
+                    .into_iter()
+                    .map(|assignment| assignment.broker_ids.iter().map(|id| id.0).collect())
+                    .collect()
+            }),
         })
         .collect();
-    let explicit_assignment = request
-        .topics
-        .iter()
-        .map(|t| !t.assignments.is_empty())
-        .collect::<Vec<_>>();
     let validate_only = request.validate_only;
-    let to_send = new_topics.clone();
+    // A name given twice is refused whole, as Kafka does: neither is sent.
+    let to_send: Vec<NewTopic> = new_topics
+        .iter()
+        .filter(|topic| seen[&topic.name] == 1)
+        .cloned()
+        .collect();
     let outcome = context
         .shard
         .mesh
@@ -65,18 +73,17 @@ pub async fn handle(
             controller.create_topics(to_send, validate_only).await
         })
         .await;
-    let results = match outcome {
+    let mut results = match outcome {
         Ok(results) => results,
         Err(error) => {
             let failure = TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, error.to_string());
             vec![Err(failure); new_topics.len()]
         }
-    };
+    }
+    .into_iter();
     let topics = new_topics
         .into_iter()
-        .zip(results)
-        .zip(explicit_assignment)
-        .map(|((topic, result), explicit)| {
+        .map(|topic| {
             let result = if seen[&topic.name] > 1 {
                 Err(TopicError::new(
                     error_codes::INVALID_REQUEST,
@@ -85,13 +92,13 @@ pub async fn handle(
                         topic.name
                     ),
                 ))
-            } else if explicit {
-                Err(TopicError::new(
-                    error_codes::INVALID_REQUEST,
-                    "Manual replica assignment is not supported by Sluice yet",
-                ))
             } else {
-                result
+                results.next().unwrap_or_else(|| {
+                    Err(TopicError::new(
+                        error_codes::UNKNOWN_SERVER_ERROR,
+                        "no answer",
+                    ))
+                })
             };
             topic_result(context, topic, result)
         })

@@ -27,12 +27,12 @@ pub async fn handle(
     let mut jobs: BTreeMap<ShardId, Vec<(String, i32, i64)>> = BTreeMap::new();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
-        let count = image.topic(&name).map_or(0, |t| t.partitions);
-        for partition in topic
-            .partitions
-            .iter()
-            .filter(|p| (0..count).contains(&p.partition_index))
-        {
+        let node_id = context.shard.config.node_id;
+        for partition in topic.partitions.iter().filter(|p| {
+            image
+                .leader_check(&name, p.partition_index, node_id)
+                .is_ok()
+        }) {
             let owner = context
                 .shard
                 .partition_owner(&name, partition.partition_index);
@@ -63,7 +63,14 @@ pub async fn handle(
                     let (code, low_watermark) = results
                         .get(&(name.clone(), partition.partition_index))
                         .copied()
-                        .unwrap_or((error_codes::UNKNOWN_TOPIC_OR_PARTITION, -1));
+                        .unwrap_or_else(|| {
+                            let node_id = context.shard.config.node_id;
+                            let refused = image
+                                .leader_check(&name, partition.partition_index, node_id)
+                                .err()
+                                .unwrap_or(error_codes::UNKNOWN_TOPIC_OR_PARTITION);
+                            (refused, -1)
+                        });
                     DeleteRecordsPartitionResult::default()
                         .with_partition_index(partition.partition_index)
                         .with_error_code(code)

@@ -1,5 +1,5 @@
-//! DescribeCluster (key 60): cluster id, controller and brokers, from the
-//! accepting shard's image. (Admin clients use it instead of Metadata.)
+//! DescribeCluster (key 60): cluster id, the active controller and the live
+//! brokers, from the accepting shard's image. (Admin clients use it instead of Metadata.)
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -12,15 +12,20 @@ pub fn handle(
     context: &RequestContext,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let config = &context.shard.config;
     let image = context.shard.image();
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(config.node_id))
-        .with_host(str_bytes(config.advertise_host.clone()))
-        .with_port(i32::from(config.advertise_port));
+    let brokers = image
+        .live_brokers()
+        .map(|broker| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(broker.node_id))
+                .with_host(str_bytes(broker.host.clone()))
+                .with_port(i32::from(broker.port))
+                .with_rack(broker.rack.clone().map(str_bytes))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(image.cluster_id.clone()))
-        .with_controller_id(BrokerId(config.node_id))
-        .with_brokers(vec![broker])
+        .with_controller_id(BrokerId(image.controller_id.unwrap_or(-1)))
+        .with_brokers(brokers)
 }

@@ -76,12 +76,12 @@ pub async fn handle(context: &RequestContext, request: FetchRequest) -> Answer {
     let mut known: BTreeMap<(String, i32), PartitionRead> = BTreeMap::new();
     for topic in &request.topics {
         let name = topic.topic.0.to_string();
-        let count = image.topic(&name).map_or(0, |t| t.partitions);
         let mut indexes = Vec::new();
         for partition in &topic.partitions {
             indexes.push(partition.partition);
-            if !(0..count).contains(&partition.partition) {
-                let read = PartitionRead::error(error_codes::UNKNOWN_TOPIC_OR_PARTITION);
+            let node_id = context.shard.config.node_id;
+            if let Err(code) = image.leader_check(&name, partition.partition, node_id) {
+                let read = PartitionRead::error(code);
                 known.insert((name.clone(), partition.partition), read);
                 continue;
             }

@@ -1,5 +1,6 @@
-//! FindCoordinator (key 10): every group's coordinator is this broker (one
-//! node); the shard inside it is found per request by the group handlers.
+//! FindCoordinator (key 10): a group's coordinator is the broker that leads
+//! its `__consumer_offsets` partition; the shard inside it is found per
+//! request by the group handlers.
 //! v0 to v3 ask for one key, v4+ for a batch. On first use it has the
 //! controller create `__consumer_offsets` (compacted, internal), as Kafka
 //! does.
@@ -40,23 +41,37 @@ pub async fn handle(
             .err()
             .map(|message| (errors::COORDINATOR_NOT_AVAILABLE, message))
     };
-    let config = &context.shard.config;
+    let image = context.shard.image();
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
         .map(|key| {
-            let found = Coordinator::default()
-                .with_key(str_bytes(key))
-                .with_node_id(BrokerId(config.node_id))
-                .with_host(str_bytes(config.advertise_host.clone()))
-                .with_port(i32::from(config.advertise_port));
-            match &error {
-                None => found,
-                Some((code, message)) => found
-                    .with_node_id(BrokerId(-1))
-                    .with_host(str_bytes(""))
-                    .with_port(-1)
-                    .with_error_code(*code)
-                    .with_error_message(Some(str_bytes(message.clone()))),
+            let leader = image
+                .topic(crate::coordinator::OFFSETS_TOPIC)
+                .map(|topic| crate::coordinator::partition_for_group(&key, topic.partitions))
+                .and_then(|partition| image.leader_of(crate::coordinator::OFFSETS_TOPIC, partition))
+                .and_then(|leader| image.brokers.get(&leader).filter(|broker| !broker.fenced));
+            let error = error.clone().or_else(|| {
+                leader.is_none().then(|| {
+                    let why = "The coordinator's __consumer_offsets partition has no leader";
+                    (errors::COORDINATOR_NOT_AVAILABLE, why.to_string())
+                })
+            });
+            match (error, leader) {
+                (None, Some(broker)) => Coordinator::default()
+                    .with_key(str_bytes(key))
+                    .with_node_id(BrokerId(broker.node_id))
+                    .with_host(str_bytes(broker.host.clone()))
+                    .with_port(i32::from(broker.port)),
+                (error, _) => {
+                    let (code, message) = error.unwrap_or_default();
+                    Coordinator::default()
+                        .with_key(str_bytes(key))
+                        .with_node_id(BrokerId(-1))
+                        .with_host(str_bytes(""))
+                        .with_port(-1)
+                        .with_error_code(code)
+                        .with_error_message(Some(str_bytes(message)))
+                }
             }
         })
         .collect();

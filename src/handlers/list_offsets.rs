@@ -39,14 +39,31 @@ impl Answer {
     }
 }
 
+/// Why a partition was not sent to its owner.
+fn refusal(
+    image: &crate::cluster::metadata::MetadataImage,
+    context: &RequestContext,
+    topic: &str,
+    partition: i32,
+) -> i16 {
+    let node_id = context.shard.config.node_id;
+    image
+        .leader_check(topic, partition, node_id)
+        .err()
+        .unwrap_or(error_codes::UNKNOWN_TOPIC_OR_PARTITION)
+}
+
 pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let image = context.shard.image();
     let mut jobs: BTreeMap<ShardId, Vec<(String, i32, i64)>> = BTreeMap::new();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
-        let count = image.topic(&name).map_or(0, |t| t.partitions);
         for partition in &topic.partitions {
-            if (0..count).contains(&partition.partition_index) {
+            let node_id = context.shard.config.node_id;
+            if image
+                .leader_check(&name, partition.partition_index, node_id)
+                .is_ok()
+            {
                 let owner = context
                     .shard
                     .partition_owner(&name, partition.partition_index);
@@ -81,7 +98,11 @@ pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> Li
                     let answer = answers
                         .get(&(name.clone(), index))
                         .copied()
-                        .unwrap_or(Answer::error(error_codes::UNKNOWN_TOPIC_OR_PARTITION));
+                        .unwrap_or_else(|| Answer::error(refusal(&image, context, &name, index)));
+                    let leader_epoch = image
+                        .partition(&name, index)
+                        .filter(|_| leader_epoch >= 0)
+                        .map_or(leader_epoch, |state| state.leader_epoch);
                     ListOffsetsPartitionResponse::default()
                         .with_partition_index(index)
                         .with_error_code(answer.error_code)

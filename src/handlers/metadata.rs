@@ -1,5 +1,6 @@
-//! Metadata (key 3): brokers, cluster id, controller, and topics with their
-//! IDs and partitions. Unknown topics are created here when
+//! Metadata (key 3): the live brokers, cluster id, active controller, and
+//! topics with their IDs and partitions (leader, leader epoch, replicas,
+//! ISR, offline replicas). Unknown topics are created here when
 //! `auto.create.topics.enable` and the request allow it.
 //!
 //! Runs on the accepting shard from its read-only image; auto-creation hops
@@ -57,14 +58,20 @@ pub async fn handle(context: &RequestContext, request: MetadataRequest) -> Metad
             .map(|(name, topic_id)| describe_one(&image, name, topic_id, &creation_errors))
             .collect(),
     };
-    let node_id = config.node_id;
+    let brokers = image
+        .live_brokers()
+        .map(|broker| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(broker.node_id))
+                .with_host(str_bytes(broker.host.clone()))
+                .with_port(i32::from(broker.port))
+                .with_rack(broker.rack.clone().map(str_bytes))
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node_id))
-            .with_host(str_bytes(config.advertise_host.clone()))
-            .with_port(i32::from(config.advertise_port))])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(node_id))
+        .with_controller_id(BrokerId(image.controller_id.unwrap_or(-1)))
         .with_topics(topics)
 }
 
@@ -95,15 +102,31 @@ fn describe_one(
 }
 
 fn topic_metadata(image: &MetadataImage, topic: &TopicMetadata) -> MetadataResponseTopic {
-    let leader = BrokerId(image.node_id);
-    let partitions = (0..topic.partitions)
-        .map(|index| {
+    let ids = |ids: &[i32]| ids.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+    let partitions = topic
+        .states
+        .iter()
+        .enumerate()
+        .map(|(index, state)| {
+            let offline: Vec<i32> = state
+                .replicas
+                .iter()
+                .copied()
+                .filter(|id| !image.is_live(*id))
+                .collect();
+            let error_code = if state.has_leader() {
+                error_codes::NONE
+            } else {
+                error_codes::LEADER_NOT_AVAILABLE
+            };
             MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(leader)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![leader])
-                .with_isr_nodes(vec![leader])
+                .with_error_code(error_code)
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(state.leader))
+                .with_leader_epoch(state.leader_epoch)
+                .with_replica_nodes(ids(&state.replicas))
+                .with_isr_nodes(ids(&state.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()

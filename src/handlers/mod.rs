@@ -247,6 +247,7 @@ pub(crate) async fn auto_create_topics(
                 partitions: config.num_partitions,
                 replication_factor: config.default_replication_factor,
                 configs: BTreeMap::new(),
+                assignments: None,
             }),
             Err(error) => {
                 errors.insert(name, error.code);

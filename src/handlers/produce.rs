@@ -77,11 +77,11 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
     let mut jobs: BTreeMap<ShardId, Vec<PartitionAppend>> = BTreeMap::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
-        let known = image.topic(&name).map(|t| t.partitions);
         let mut topic_slots = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
-            let slot = match (known, data.records) {
-                (Some(count), Some(records)) if (0..count).contains(&data.index) => {
+            let routed = image.leader_check(&name, data.index, context.shard.config.node_id);
+            let slot = match (routed, data.records) {
+                (Ok(()), Some(records)) => {
                     let owner = context.shard.partition_owner(&name, data.index);
                     let job = jobs.entry(owner).or_default();
                     job.push(PartitionAppend {
@@ -94,13 +94,11 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
                         index: job.len() - 1,
                     }
                 }
-                (Some(count), None) if (0..count).contains(&data.index) => Slot::Known(
-                    PartitionResult::error(error_codes::CORRUPT_MESSAGE, "no records".to_string()),
-                ),
-                _ => Slot::Known(PartitionResult::error(
-                    error_codes::UNKNOWN_TOPIC_OR_PARTITION,
-                    None,
+                (Ok(()), None) => Slot::Known(PartitionResult::error(
+                    error_codes::CORRUPT_MESSAGE,
+                    "no records".to_string(),
                 )),
+                (Err(code), _) => Slot::Known(PartitionResult::error(code, None)),
             };
             topic_slots.push((data.index, slot));
         }

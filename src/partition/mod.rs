@@ -20,7 +20,7 @@ use std::rc::Rc;
 use sluice_shards::ShardId;
 use uuid::Uuid;
 
-use crate::cluster::metadata::MetadataImage;
+use crate::cluster::metadata::{MetadataDelta, MetadataImage};
 use crate::config::BrokerConfig;
 use crate::shard::partition_owner;
 use crate::storage::{PartitionLog, ShardStorage};
@@ -85,19 +85,27 @@ impl PartitionTable {
         self.partitions.borrow().values().cloned().collect()
     }
 
-    /// Opens what the image gives this shard and drops what it does not;
+    /// Opens what the image gives this node's replicas on this shard and
+    /// drops what it no longer does, looking only at the topics `delta`
+    /// names (every topic for a full delta, or when broker configs changed);
     /// applies changed topic configs to open logs.
     pub async fn reconcile(
         &self,
         image: &MetadataImage,
+        delta: &MetadataDelta,
         nr_shards: usize,
         storage: &ShardStorage,
         config: &BrokerConfig,
     ) -> Result<(), String> {
+        let everything = delta.full || delta.broker_configs_changed;
+        let in_scope = |topic: &str| everything || delta.topics.contains(topic);
         let mut wanted = BTreeMap::new();
-        for topic in image.topics.values() {
-            for partition in 0..topic.partitions {
-                if partition_owner(&topic.name, partition, nr_shards) == self.me {
+        for topic in image.topics.values().filter(|topic| in_scope(&topic.name)) {
+            for (index, state) in topic.states.iter().enumerate() {
+                let partition = index as i32;
+                let hosted = state.replicas.contains(&config.node_id)
+                    || state.adding.contains(&config.node_id);
+                if hosted && partition_owner(&topic.name, partition, nr_shards) == self.me {
                     let key = TopicPartition {
                         topic: topic.name.clone(),
                         partition,
@@ -110,6 +118,7 @@ impl PartitionTable {
             .partitions
             .borrow()
             .iter()
+            .filter(|(key, _)| in_scope(&key.topic))
             .filter(|(key, partition)| wanted.get(*key) != Some(&partition.topic_id))
             .map(|(key, _)| key.clone())
             .collect();
