@@ -3,9 +3,11 @@
 //! `auto.create.topics.enable` and the request allow it.
 //!
 //! Runs on the accepting shard from its read-only image; auto-creation hops
-//! to the controller shard.
+//! to the controller shard. Partitions that failed to open (see
+//! `partition::PartitionTable::offline`) are asked of every shard and shown
+//! with KAFKA_STORAGE_ERROR, no leader and this node as an offline replica.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -46,15 +48,18 @@ pub async fn handle(context: &RequestContext, request: MetadataRequest) -> Metad
         creation_errors = super::auto_create_topics(context, names).await;
     }
     let image = context.shard.image();
+    let offline = offline_partitions(context).await;
     let topics = match wanted {
         Wanted::All => image
             .topics
             .values()
-            .map(|topic| topic_metadata(&image, topic))
+            .map(|topic| topic_metadata(&image, topic, &offline))
             .collect(),
         Wanted::Some(topics) => topics
             .into_iter()
-            .map(|(name, topic_id)| describe_one(&image, name, topic_id, &creation_errors))
+            .map(|(name, topic_id)| {
+                describe_one(&image, name, topic_id, &creation_errors, &offline)
+            })
             .collect(),
     };
     let node_id = config.node_id;
@@ -73,13 +78,14 @@ fn describe_one(
     name: Option<String>,
     topic_id: Uuid,
     creation_errors: &BTreeMap<String, i16>,
+    offline: &Offline,
 ) -> MetadataResponseTopic {
     let found = match &name {
         Some(name) => image.topic(name),
         None => image.topic_by_id(topic_id),
     };
     if let Some(topic) = found {
-        return topic_metadata(image, topic);
+        return topic_metadata(image, topic, offline);
     }
     let error_code = match &name {
         Some(name) => creation_errors
@@ -94,16 +100,43 @@ fn describe_one(
         .with_topic_id(topic_id)
 }
 
-fn topic_metadata(image: &MetadataImage, topic: &TopicMetadata) -> MetadataResponseTopic {
-    let leader = BrokerId(image.node_id);
+/// Offline partitions of every shard, by topic and partition.
+type Offline = BTreeSet<(String, i32)>;
+
+async fn offline_partitions(context: &RequestContext) -> Offline {
+    let per_shard = context
+        .shard
+        .mesh
+        .submit_to_all(|| async { crate::shard::current().partitions.offline() })
+        .await
+        .unwrap_or_default();
+    per_shard
+        .into_iter()
+        .flatten()
+        .map(|key| (key.topic, key.partition))
+        .collect()
+}
+
+fn topic_metadata(
+    image: &MetadataImage,
+    topic: &TopicMetadata,
+    offline: &Offline,
+) -> MetadataResponseTopic {
+    let node = BrokerId(image.node_id);
     let partitions = (0..topic.partitions)
         .map(|index| {
-            MetadataResponsePartition::default()
+            let partition = MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(leader)
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![leader])
-                .with_isr_nodes(vec![leader])
+                .with_replica_nodes(vec![node]);
+            if offline.contains(&(topic.name.clone(), index)) {
+                partition
+                    .with_error_code(error_codes::KAFKA_STORAGE_ERROR)
+                    .with_leader_id(BrokerId(-1))
+                    .with_offline_replicas(vec![node])
+            } else {
+                partition.with_leader_id(node).with_isr_nodes(vec![node])
+            }
         })
         .collect();
     MetadataResponseTopic::default()
