@@ -139,6 +139,8 @@ pub struct Snapshot {
     pub mesh_sent: u64,
     pub mesh_queue_full: u64,
     pub partitions: Vec<PartitionOffsets>,
+    /// Partitions of this shard that failed to open.
+    pub partitions_offline: u64,
     /// The groups this shard coordinates.
     pub groups: Vec<GroupMetrics>,
     /// fdatasync calls, and the group-commit rounds' durations.
@@ -177,6 +179,7 @@ pub fn snapshot(shard: &Shard) -> Snapshot {
         mesh_sent: shard.mesh.stats().sent.get(),
         mesh_queue_full: shard.mesh.stats().queue_full.get(),
         partitions,
+        partitions_offline: shard.partitions.offline().len() as u64,
         groups: runtime::existing().map_or_else(Vec::new, |c| c.metrics()),
         syncs: flush.syncs,
         sync_rounds: flush.round_latency,
@@ -292,7 +295,7 @@ pub fn render(snapshots: &[Snapshot]) -> String {
     let mut out = Writer {
         text: String::new(),
     };
-    let shard_families: [(Family, ShardValue); 13] = [
+    let shard_families: [(Family, ShardValue); 14] = [
         (
             (
                 "sluice_log_syncs_total",
@@ -368,6 +371,14 @@ pub fn render(snapshots: &[Snapshot]) -> String {
                 "Partitions owned by the shard.",
             ),
             |s| s.partitions.len() as u64,
+        ),
+        (
+            (
+                "sluice_partitions_offline",
+                "gauge",
+                "Partitions of the shard that failed to open (KAFKA_STORAGE_ERROR until restart).",
+            ),
+            |s| s.partitions_offline,
         ),
         (
             (
@@ -688,6 +699,7 @@ mod tests {
         let second = Snapshot {
             shard: 1,
             syncs: 7,
+            partitions_offline: 1,
             sync_rounds,
             groups: vec![GroupMetrics {
                 group_id: "g\"1".to_string(),
@@ -715,6 +727,7 @@ mod tests {
         has(&bucket("+Inf", 2));
         has("sluice_request_latency_seconds_count{shard=\"0\",api=\"Produce\"} 2");
         has("sluice_partitions{shard=\"0\"} 1");
+        has("sluice_partitions_offline{shard=\"1\"} 1");
         has("sluice_log_syncs_total{shard=\"1\"} 7");
         has("sluice_log_sync_round_seconds_bucket{shard=\"1\",le=\"0.0025\"} 1");
         has("sluice_log_sync_round_seconds_bucket{shard=\"1\",le=\"0.001\"} 0");

@@ -45,6 +45,7 @@ pub fn fail(why: String) {
 
 /// Runs the broker until shutdown is requested.
 pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
+    config.data_dir = absolute_data_dir(&config.data_dir)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -173,6 +174,18 @@ async fn shard_main(
     Ok(())
 }
 
+/// `data.dir` resolved once against the working directory: io_uring opens
+/// directories relative to a descriptor (glommio's `Directory::open` passes
+/// none), so a relative path must never reach storage.
+fn absolute_data_dir(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    std::path::absolute(data_dir).with_context(|| {
+        format!(
+            "cannot resolve data dir {} against the working directory (key 'data.dir')",
+            data_dir.display()
+        )
+    })
+}
+
 /// One broker per data dir: a second one would corrupt the first's logs.
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     use std::os::unix::io::AsRawFd;
@@ -246,4 +259,19 @@ fn check_listen_address(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
     let probe = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen} (key 'listen')"))?;
     Ok(probe.local_addr()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_data_dir_is_resolved_against_the_working_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        let resolved = absolute_data_dir(Path::new("./data")).unwrap();
+        assert!(resolved.is_absolute());
+        assert_eq!(resolved, cwd.join("data"));
+        let absolute = Path::new("/var/lib/sluice");
+        assert_eq!(absolute_data_dir(absolute).unwrap(), absolute);
+    }
 }

@@ -90,7 +90,7 @@ async fn delete_on_owner(deletions: Vec<(String, i32, i64)>) -> Vec<(i16, i64)> 
     let mut answers = Vec::with_capacity(deletions.len());
     for (topic, index, offset) in deletions {
         let Some(partition) = shard.partitions.get(&topic, index) else {
-            answers.push((error_codes::NOT_LEADER_OR_FOLLOWER, -1));
+            answers.push((shard.partitions.absent_error(&topic, index), -1));
             continue;
         };
         let high_watermark = partition.high_watermark();

@@ -154,7 +154,10 @@ async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
     let mut reads = Vec::with_capacity(targets.len());
     for target in targets {
         let Some(partition) = shard.partitions.get(&target.topic, target.partition) else {
-            reads.push(PartitionRead::error(error_codes::NOT_LEADER_OR_FOLLOWER));
+            let code = shard
+                .partitions
+                .absent_error(&target.topic, target.partition);
+            reads.push(PartitionRead::error(code));
             continue;
         };
         let high_watermark = partition.high_watermark();

@@ -124,7 +124,7 @@ async fn answer_on_owner(queries: Vec<(String, i32, i64)>) -> Vec<Answer> {
     let mut answers = Vec::with_capacity(queries.len());
     for (topic, index, timestamp) in queries {
         let Some(partition) = shard.partitions.get(&topic, index) else {
-            answers.push(Answer::error(error_codes::NOT_LEADER_OR_FOLLOWER));
+            answers.push(Answer::error(shard.partitions.absent_error(&topic, index)));
             continue;
         };
         let answer = match timestamp {

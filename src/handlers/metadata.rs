@@ -4,9 +4,11 @@
 //! `auto.create.topics.enable` and the request allow it.
 //!
 //! Runs on the accepting shard from its read-only image; auto-creation hops
-//! to the controller shard.
+//! to the controller shard. Partitions that failed to open (see
+//! `partition::PartitionTable::offline`) are asked of every shard and shown
+//! with KAFKA_STORAGE_ERROR, no leader and this node as an offline replica.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -47,15 +49,25 @@ pub async fn handle(context: &RequestContext, request: MetadataRequest) -> Metad
         creation_errors = super::auto_create_topics(context, names).await;
     }
     let image = context.shard.image();
+    let offline = offline_partitions(context).await;
     let topics = match wanted {
         Wanted::All => image
             .topics
             .values()
-            .map(|topic| topic_metadata(&image, topic))
+            .map(|topic| topic_metadata(&image, topic, &offline, context.shard.config.node_id))
             .collect(),
         Wanted::Some(topics) => topics
             .into_iter()
-            .map(|(name, topic_id)| describe_one(&image, name, topic_id, &creation_errors))
+            .map(|(name, topic_id)| {
+                describe_one(
+                    &image,
+                    name,
+                    topic_id,
+                    &creation_errors,
+                    &offline,
+                    context.shard.config.node_id,
+                )
+            })
             .collect(),
     };
     let brokers = image
@@ -80,13 +92,15 @@ fn describe_one(
     name: Option<String>,
     topic_id: Uuid,
     creation_errors: &BTreeMap<String, i16>,
+    offline: &Offline,
+    node_id: i32,
 ) -> MetadataResponseTopic {
     let found = match &name {
         Some(name) => image.topic(name),
         None => image.topic_by_id(topic_id),
     };
     if let Some(topic) = found {
-        return topic_metadata(image, topic);
+        return topic_metadata(image, topic, offline, node_id);
     }
     let error_code = match &name {
         Some(name) => creation_errors
@@ -101,32 +115,63 @@ fn describe_one(
         .with_topic_id(topic_id)
 }
 
-fn topic_metadata(image: &MetadataImage, topic: &TopicMetadata) -> MetadataResponseTopic {
+/// Offline partitions of every shard, by topic and partition.
+type Offline = BTreeSet<(String, i32)>;
+
+async fn offline_partitions(context: &RequestContext) -> Offline {
+    let per_shard = context
+        .shard
+        .mesh
+        .submit_to_all(|| async { crate::shard::current().partitions.offline() })
+        .await
+        .unwrap_or_default();
+    per_shard
+        .into_iter()
+        .flatten()
+        .map(|key| (key.topic, key.partition))
+        .collect()
+}
+
+fn topic_metadata(
+    image: &MetadataImage,
+    topic: &TopicMetadata,
+    offline: &Offline,
+    node_id: i32,
+) -> MetadataResponseTopic {
     let ids = |ids: &[i32]| ids.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
     let partitions = topic
         .states
         .iter()
         .enumerate()
         .map(|(index, state)| {
-            let offline: Vec<i32> = state
+            let here_offline = offline.contains(&(topic.name.clone(), index as i32));
+            let offline_replicas: Vec<i32> = state
                 .replicas
                 .iter()
                 .copied()
-                .filter(|id| !image.is_live(*id))
+                .filter(|id| !image.is_live(*id) || (here_offline && *id == node_id))
                 .collect();
-            let error_code = if state.has_leader() {
-                error_codes::NONE
-            } else {
-                error_codes::LEADER_NOT_AVAILABLE
-            };
-            MetadataResponsePartition::default()
-                .with_error_code(error_code)
+            let partition = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
-                .with_leader_id(BrokerId(state.leader))
                 .with_leader_epoch(state.leader_epoch)
                 .with_replica_nodes(ids(&state.replicas))
-                .with_isr_nodes(ids(&state.isr))
-                .with_offline_replicas(ids(&offline))
+                .with_offline_replicas(ids(&offline_replicas));
+            if here_offline && state.leader == node_id {
+                // This broker leads it but could not open it.
+                partition
+                    .with_error_code(error_codes::KAFKA_STORAGE_ERROR)
+                    .with_leader_id(BrokerId(-1))
+                    .with_isr_nodes(ids(&state.isr))
+            } else if !state.has_leader() {
+                partition
+                    .with_error_code(error_codes::LEADER_NOT_AVAILABLE)
+                    .with_leader_id(BrokerId(-1))
+                    .with_isr_nodes(ids(&state.isr))
+            } else {
+                partition
+                    .with_leader_id(BrokerId(state.leader))
+                    .with_isr_nodes(ids(&state.isr))
+            }
         })
         .collect();
     MetadataResponseTopic::default()

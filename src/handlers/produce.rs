@@ -165,10 +165,10 @@ async fn append_on_owner(appends: Vec<PartitionAppend>, acks: i16) -> Vec<Partit
     let mut durable_waits = Vec::new();
     for append in appends {
         let Some(partition) = shard.partitions.get(&append.topic, append.partition) else {
-            results.push(PartitionResult::error(
-                error_codes::NOT_LEADER_OR_FOLLOWER,
-                None,
-            ));
+            let code = shard
+                .partitions
+                .absent_error(&append.topic, append.partition);
+            results.push(PartitionResult::error(code, None));
             continue;
         };
         match partition.append(&append.records, now_ms).await {

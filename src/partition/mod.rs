@@ -7,6 +7,12 @@
 //! are closed and their directories removed. Create, delete, add partitions
 //! and start-up are all the same operation.
 //!
+//! A partition whose directory or log cannot be opened is kept **offline**
+//! (until restart, or until its topic is deleted): it is logged once, counted
+//! in a metric, answered with KAFKA_STORAGE_ERROR and shown as an offline
+//! replica in Metadata, and never retried by later reconciles, so one bad
+//! directory never stops the shard from opening anything else.
+//!
 //! Each partition directory `<data_dir>/<topic>-<partition>/` holds a
 //! `partition.metadata` file with the topic ID, as Kafka writes it, so a
 //! directory left by a deleted topic is never mistaken for a new topic of the
@@ -22,6 +28,7 @@ use uuid::Uuid;
 
 use crate::cluster::metadata::{MetadataDelta, MetadataImage};
 use crate::config::BrokerConfig;
+use crate::protocol::error_codes;
 use crate::shard::partition_owner;
 use crate::storage::{PartitionLog, ShardStorage};
 
@@ -50,6 +57,8 @@ pub struct PartitionTable {
     data_dir: PathBuf,
     me: ShardId,
     partitions: RefCell<BTreeMap<TopicPartition, Rc<Partition>>>,
+    /// Partitions that failed to open, with the topic ID they were opened for.
+    offline: RefCell<BTreeMap<TopicPartition, Uuid>>,
 }
 
 impl PartitionTable {
@@ -58,6 +67,26 @@ impl PartitionTable {
             data_dir,
             me,
             partitions: RefCell::new(BTreeMap::new()),
+            offline: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The partitions of this shard that failed to open.
+    pub fn offline(&self) -> Vec<TopicPartition> {
+        self.offline.borrow().keys().cloned().collect()
+    }
+
+    /// The error for a partition this shard does not serve: offline ones are
+    /// KAFKA_STORAGE_ERROR, others NOT_LEADER_OR_FOLLOWER (not ours, or gone).
+    pub fn absent_error(&self, topic: &str, partition: i32) -> i16 {
+        let key = TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        if self.offline.borrow().contains_key(&key) {
+            error_codes::KAFKA_STORAGE_ERROR
+        } else {
+            error_codes::NOT_LEADER_OR_FOLLOWER
         }
     }
 
@@ -129,6 +158,7 @@ impl PartitionTable {
                 tracing::info!(topic = %key.topic, partition = key.partition, "partition removed");
             }
         }
+        self.forget_deleted_offline(&wanted, &in_scope).await;
         for (key, topic_id) in wanted {
             let topic = image
                 .topic(&key.topic)
@@ -138,17 +168,51 @@ impl PartitionTable {
                 open.log.set_config(log_config);
                 continue;
             }
+            if self.offline.borrow().contains_key(&key) {
+                continue;
+            }
             let dir = self.data_dir.join(key.dir_name());
-            open_dir(dir.clone(), topic_id)
-                .await
-                .map_err(|error| format!("{}: {error}", dir.display()))?;
-            let log = PartitionLog::open(&dir, log_config, storage)
-                .await
-                .map_err(|error| format!("{}: {error}", dir.display()))?;
-            let partition = Partition::open(key.clone(), topic_id, log).await?;
-            self.partitions.borrow_mut().insert(key, Rc::new(partition));
+            match open_partition(key.clone(), topic_id, &dir, log_config, storage).await {
+                Ok(partition) => {
+                    self.partitions.borrow_mut().insert(key, Rc::new(partition));
+                }
+                Err(error) => {
+                    tracing::error!(
+                        topic = %key.topic,
+                        partition = key.partition,
+                        dir = %dir.display(),
+                        %error,
+                        "partition offline: cannot open its directory (KAFKA_STORAGE_ERROR until restart)"
+                    );
+                    self.offline.borrow_mut().insert(key, topic_id);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Drops offline partitions the image no longer gives this shard (their
+    /// topic was deleted), removing what is left of their directories.
+    async fn forget_deleted_offline(
+        &self,
+        wanted: &BTreeMap<TopicPartition, Uuid>,
+        in_scope: &dyn Fn(&str) -> bool,
+    ) {
+        let deleted: Vec<TopicPartition> = self
+            .offline
+            .borrow()
+            .iter()
+            .filter(|(key, _)| in_scope(&key.topic))
+            .filter(|(key, topic_id)| wanted.get(*key) != Some(*topic_id))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in deleted {
+            self.offline.borrow_mut().remove(&key);
+            let dir = self.data_dir.join(key.dir_name());
+            if let Err(error) = remove_dir(dir.clone()).await {
+                tracing::warn!(dir = %dir.display(), %error, "cannot remove an offline partition's directory");
+            }
+        }
     }
 
     /// Closes every partition (clean shutdown: each log writes its marker).
@@ -160,6 +224,23 @@ impl PartitionTable {
             }
         }
     }
+}
+
+/// Opens one partition: its directory, then its log and producer state.
+async fn open_partition(
+    key: TopicPartition,
+    topic_id: Uuid,
+    dir: &Path,
+    log_config: crate::storage::LogConfig,
+    storage: &ShardStorage,
+) -> Result<Partition, String> {
+    open_dir(dir.to_path_buf(), topic_id)
+        .await
+        .map_err(|error| format!("{}: {error}", dir.display()))?;
+    let log = PartitionLog::open(dir, log_config, storage)
+        .await
+        .map_err(|error| format!("{}: {error}", dir.display()))?;
+    Partition::open(key, topic_id, log).await
 }
 
 /// Creates (or adopts) a partition directory for `topic_id`. A directory

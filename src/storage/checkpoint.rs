@@ -45,9 +45,12 @@ pub(crate) async fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<()> 
     sync_directory(path.parent().expect("file in a directory")).await
 }
 
+/// glommio opens the directory with no base descriptor, so a relative path
+/// fails with EBADF: it is resolved against the working directory first.
 pub(crate) async fn sync_directory(dir: &Path) -> Result<()> {
     let io = |e: glommio::GlommioError<()>| StorageError::io(dir, e);
-    let directory = Directory::open(dir).await.map_err(io)?;
+    let absolute = std::path::absolute(dir).map_err(|e| StorageError::io(dir, e))?;
+    let directory = Directory::open(&absolute).await.map_err(io)?;
     directory.sync().await.map_err(io)?;
     directory.close().await.map_err(io)
 }

@@ -44,6 +44,8 @@ pub struct Truncation {
 /// What opening a log found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// The directory held no segment: a new log, nothing to recover.
+    pub created: bool,
     pub clean_shutdown: bool,
     pub segments: usize,
     /// Segments whose index files were missing or damaged and were rebuilt.
@@ -109,6 +111,7 @@ pub(crate) async fn open(
     };
     let checkpointed_start = checkpoint::read_log_start_offset(dir);
     let mut bases = list_segments(dir)?;
+    report.created = bases.is_empty();
     if bases.is_empty() {
         let base = checkpointed_start.unwrap_or(Offset(0));
         checkpoint::create_dma_file(&dir.join(segment_file_name(base, "log"))).await?;
@@ -321,6 +324,27 @@ async fn all_zeros(segment: &Segment, from: u64, to: u64) -> Result<bool> {
     Ok(true)
 }
 
+/// One line for what opening found: a new log, or a recovery and its
+/// findings. A clean open of an existing log says nothing.
+fn log_open(dir: &Path, report: &RecoveryReport, log_start_offset: Offset) {
+    let dir = dir.display();
+    if report.created {
+        tracing::info!(%dir, log_start_offset = log_start_offset.0, "partition log created");
+    } else if !report.clean_shutdown || report.damage().next().is_some() {
+        tracing::info!(
+            %dir,
+            clean_shutdown = report.clean_shutdown,
+            segments = report.segments,
+            log_end_offset = report.log_end_offset.0,
+            scanned_bytes = report.scanned_bytes,
+            indexes_rebuilt = ?report.indexes_rebuilt,
+            truncations = ?report.truncations,
+            segments_dropped = ?report.segments_dropped,
+            "partition log recovered"
+        );
+    }
+}
+
 async fn finish_open(
     dir: &Path,
     config: LogConfig,
@@ -340,9 +364,7 @@ async fn finish_open(
         .min(log_end_offset);
     report.segments = segments.len();
     report.log_end_offset = log_end_offset;
-    if !report.clean_shutdown || report.damage().next().is_some() {
-        tracing::info!(?dir, ?report, "recovered partition log");
-    }
+    log_open(dir, &report, log_start_offset);
     // From here on a crash must not look clean: remove the marker durably.
     if marker.exists() {
         std::fs::remove_file(marker).map_err(|e| StorageError::io(marker, e))?;
