@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod protocol;
+pub mod replication;
 pub mod server;
 pub mod shard;
 pub mod storage;

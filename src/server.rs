@@ -139,6 +139,10 @@ async fn shard_main(
     let listener = crate::net::bind_shared(listen)
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let accepting = glommio::spawn_local(crate::net::accept_loop(listener, shard.clone()));
+    // ISR changes and high watermark checkpoints of the partitions it leads.
+    let upkeep = glommio::spawn_local(crate::replication::ShardReplication::run_upkeep(
+        shard.clone(),
+    ));
     // Retention and compaction, every log.retention.check.interval.ms.
     let maintenance = shard.storage.spawn_maintenance();
     let metrics = match shard.config.metrics {
@@ -160,6 +164,9 @@ async fn shard_main(
     drop(accepting);
     drop(metrics);
     drop(maintenance);
+    drop(upkeep);
+    shard.replication.stop();
+    shard.replication.checkpoint(&shard).await;
     let cache = shard.storage.cache_stats();
     tracing::info!(
         shard = %shard.id(),

@@ -18,6 +18,7 @@ use crate::cluster::metadata::{MetadataDelta, MetadataImage};
 use crate::config::BrokerConfig;
 use crate::metrics::ShardMetrics;
 use crate::partition::PartitionTable;
+use crate::replication::ShardReplication;
 use crate::storage::{ShardStorage, StorageConfig};
 
 /// The shard that owns node metadata (the controller) and its file.
@@ -31,6 +32,8 @@ pub struct Shard {
     effective_config: RefCell<Arc<BrokerConfig>>,
     image: RefCell<Arc<MetadataImage>>,
     pub partitions: PartitionTable,
+    /// The replica fetchers of the partitions this shard follows.
+    pub replication: ShardReplication,
     pub storage: ShardStorage,
     pub metrics: ShardMetrics,
     /// Set on [`CONTROLLER_SHARD`] only, once the quorum is open.
@@ -54,6 +57,7 @@ impl Shard {
         storage_config.retention_check_interval_ms = config.log.retention_check_interval_ms;
         let shard = Rc::new(Shard {
             partitions: PartitionTable::new(config.data_dir.clone(), mesh.shard_id()),
+            replication: ShardReplication::default(),
             storage: ShardStorage::new(storage_config),
             metrics: ShardMetrics::default(),
             effective_config: RefCell::new(Arc::new(config.with_dynamic(&image.broker_configs))),
@@ -117,7 +121,8 @@ impl Shard {
             return Ok(());
         }
         let config = self.effective_config();
-        self.partitions
+        let reconciled = self
+            .partitions
             .reconcile(
                 &image,
                 &delta,
@@ -125,7 +130,9 @@ impl Shard {
                 &self.storage,
                 &config,
             )
-            .await
+            .await;
+        self.replication.sync(&current());
+        reconciled
     }
 
     /// The shard that owns `partition` of `topic`.

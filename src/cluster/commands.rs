@@ -599,6 +599,63 @@ pub fn alter_configs(
     (results, records)
 }
 
+/// A partition leader's request to change the ISR (Kafka's AlterPartition).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub node_id: i32,
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+/// Checks an ISR change against the image as Kafka's controller does: only
+/// the current leader, at the current leader and partition epochs, may
+/// change the ISR; the ISR holds the leader and only replicas; a replica may
+/// join only while it is live (KIP-841).
+pub fn alter_partition(
+    image: &MetadataImage,
+    change: &AlterPartition,
+) -> Result<MetadataRecord, i16> {
+    let state = image
+        .partition(&change.topic, change.partition)
+        .ok_or(error_codes::UNKNOWN_TOPIC_OR_PARTITION)?;
+    if state.leader != change.node_id {
+        return Err(error_codes::NOT_LEADER_OR_FOLLOWER);
+    }
+    if change.leader_epoch != state.leader_epoch {
+        return Err(error_codes::FENCED_LEADER_EPOCH);
+    }
+    if change.partition_epoch != state.partition_epoch {
+        return Err(error_codes::INVALID_UPDATE_VERSION);
+    }
+    let joins_ok = change
+        .isr
+        .iter()
+        .all(|id| state.isr.contains(id) || image.is_live(*id));
+    let members_ok = change.isr.contains(&change.node_id)
+        && change
+            .isr
+            .iter()
+            .all(|id| state.replicas.contains(id) || state.adding.contains(id));
+    if !members_ok {
+        return Err(error_codes::INVALID_REQUEST);
+    }
+    if !joins_ok {
+        return Err(error_codes::INELIGIBLE_REPLICA);
+    }
+    Ok(MetadataRecord::PartitionChange {
+        topic: change.topic.clone(),
+        partition: change.partition,
+        leader: None,
+        isr: Some(change.isr.clone()),
+        replicas: None,
+        adding: None,
+        removing: None,
+    })
+}
+
 /// Reserves `count` producer IDs: the first, and the record.
 pub fn allocate_producer_ids(
     image: &MetadataImage,

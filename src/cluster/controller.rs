@@ -75,6 +75,8 @@ pub enum ControllerRequest {
         /// `None`: every partition.
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// A partition leader's ISR change (Kafka's AlterPartition).
+    AlterPartition(commands::AlterPartition),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,8 +94,12 @@ pub enum ControllerResponse {
     Topics(Vec<Result<TopicMetadata, TopicError>>),
     Outcomes(Vec<Result<(), TopicError>>),
     ProducerIds(Result<i64, String>),
-    Heartbeat { fenced: bool },
+    Heartbeat {
+        fenced: bool,
+    },
     Elected(Vec<((String, i32), Result<(), TopicError>)>),
+    /// AlterPartition: Kafka's error code, if refused.
+    Altered(Result<(), i16>),
 }
 
 /// An answer and the log index this node must apply before answering.
@@ -286,6 +292,12 @@ impl Controller {
                 unclean,
                 partitions,
             } => self.elect_leaders(image, unclean, partitions),
+            ControllerRequest::AlterPartition(change) => {
+                match commands::alter_partition(image, &change) {
+                    Ok(record) => (ControllerResponse::Altered(Ok(())), vec![record]),
+                    Err(code) => (ControllerResponse::Altered(Err(code)), Vec::new()),
+                }
+            }
         }
     }
 
@@ -619,6 +631,16 @@ impl Controller {
                 count
             ],
             Err(error) => vec![Err(error); count],
+        }
+    }
+
+    /// Asks the active controller to commit an ISR change; Kafka's error
+    /// code if refused or unreachable.
+    pub async fn alter_partition(&self, change: commands::AlterPartition) -> Result<(), i16> {
+        match self.call(ControllerRequest::AlterPartition(change)).await {
+            Ok(ControllerResponse::Altered(result)) => result,
+            Ok(_) => Err(error_codes::UNKNOWN_SERVER_ERROR),
+            Err(error) => Err(error.code),
         }
     }
 

@@ -42,6 +42,10 @@ struct Target {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// The broker fetching as a follower, or -1 for a consumer.
+    replica_id: i32,
+    /// The leader epoch the fetcher knows (-1: not given).
+    current_leader_epoch: i32,
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +95,8 @@ pub async fn handle(context: &RequestContext, request: FetchRequest) -> Answer {
                 partition: partition.partition,
                 offset: partition.fetch_offset,
                 max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
+                replica_id: request.replica_id.0,
+                current_leader_epoch: partition.current_leader_epoch,
             });
         }
         order.push((name, indexes));
@@ -160,6 +166,25 @@ async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
             reads.push(PartitionRead::error(code));
             continue;
         };
+        if let Err(code) = check_leader_epoch(&partition, &target) {
+            reads.push(PartitionRead::error(code));
+            continue;
+        }
+        let follower = target.replica_id >= 0;
+        if follower {
+            // What a follower fetches from, it has (on disk, when the topic
+            // syncs every append): its progress for the ISR and the high
+            // watermark.
+            let recorded = partition.record_follower_fetch(
+                target.replica_id,
+                target.offset,
+                target.current_leader_epoch,
+            );
+            if let Err(code) = recorded {
+                reads.push(PartitionRead::error(code));
+                continue;
+            }
+        }
         let high_watermark = partition.high_watermark();
         let log_start_offset = partition.log_start_offset();
         let mut read = PartitionRead {
@@ -168,15 +193,22 @@ async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
             log_start_offset,
             data: ReadData::Empty,
         };
+        // Consumers read below the high watermark, followers up to the log
+        // end.
+        let readable_end = if follower {
+            partition.log_end_offset()
+        } else {
+            high_watermark
+        };
         // As Kafka: out of range past the log end; between the high
         // watermark and the log end, nothing to read yet.
         if target.offset < log_start_offset || target.offset > partition.log_end_offset() {
             read.error_code = error_codes::OFFSET_OUT_OF_RANGE;
-        } else if target.offset < high_watermark {
+        } else if target.offset < readable_end {
             let options = ReadOptions {
                 max_bytes: target.max_bytes,
                 min_one_batch: true,
-                upper_offset: Some(Offset(high_watermark)),
+                upper_offset: Some(Offset(readable_end)),
                 zero_copy: true,
             };
             match partition
@@ -196,6 +228,22 @@ async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
     reads
 }
 
+/// Kafka's fencing (KIP-320): a fetcher that names a leader epoch must name
+/// this leader's. An older one is fenced; a newer one means this broker has
+/// not learned of the change yet.
+fn check_leader_epoch(partition: &crate::partition::Partition, target: &Target) -> Result<(), i16> {
+    if !partition.is_leader() {
+        return Err(error_codes::NOT_LEADER_OR_FOLLOWER);
+    }
+    let epoch = partition.leader_epoch();
+    match target.current_leader_epoch {
+        requested if requested < 0 => Ok(()),
+        requested if requested < epoch => Err(error_codes::FENCED_LEADER_EPOCH),
+        requested if requested > epoch => Err(error_codes::UNKNOWN_LEADER_EPOCH),
+        _ => Ok(()),
+    }
+}
+
 /// Waits until a target partition grows past its fetch offset on any owner,
 /// or until `deadline`.
 async fn wait_for_data(
@@ -205,9 +253,9 @@ async fn wait_for_data(
 ) {
     let mut replies = Vec::new();
     for (owner, owned) in targets {
-        let watched: Vec<(String, i32, i64)> = owned
+        let watched: Vec<(String, i32, i64, bool)> = owned
             .iter()
-            .map(|t| (t.topic.clone(), t.partition, t.offset))
+            .map(|t| (t.topic.clone(), t.partition, t.offset, t.replica_id >= 0))
             .collect();
         let reply = context
             .shard
@@ -228,12 +276,18 @@ async fn timeout_unit(timer: impl Future) {
     timer.await;
 }
 
-async fn wait_on_owner(watched: Vec<(String, i32, i64)>, deadline: Instant) {
+/// Waits on the owner: a consumer for the high watermark to pass its
+/// offset, a follower for the log end to.
+async fn wait_on_owner(watched: Vec<(String, i32, i64, bool)>, deadline: Instant) {
     let shard = shard::current();
     let waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = watched
         .into_iter()
-        .filter_map(|(topic, partition, offset)| {
+        .filter_map(|(topic, partition, offset, follower)| {
             let partition = shard.partitions.get(&topic, partition)?;
+            if follower {
+                let wait = partition.wait_for_append_after(offset);
+                return Some(Box::pin(wait) as Pin<Box<dyn Future<Output = ()>>>);
+            }
             let wait: DataWait = Rc::clone(&partition).wait_for_data_after(offset);
             Some(Box::pin(wait) as Pin<Box<dyn Future<Output = ()>>>)
         })

@@ -46,6 +46,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod owners;
 pub mod produce;
 pub mod sync_group;
@@ -93,6 +94,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     list_groups::API,
     describe_groups::API,
     delete_groups::API,
+    offset_for_leader_epoch::API,
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
@@ -185,6 +187,9 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         RequestKind::ListOffsets(request) => {
             ResponseKind::ListOffsets(list_offsets::handle(context, request).await)
         }
+        RequestKind::OffsetForLeaderEpoch(request) => ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(context, request).await,
+        ),
         RequestKind::InitProducerId(request) => {
             ResponseKind::InitProducerId(init_producer_id::handle(context, request).await)
         }

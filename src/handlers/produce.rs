@@ -9,6 +9,7 @@
 //! Per-partition errors never fail the other partitions.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -61,6 +62,11 @@ enum Slot {
 
 pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainder {
     let acks = request.acks;
+    // Kafka's producer default (request.timeout.ms) when the request has none.
+    let timeout = Duration::from_millis(match request.timeout_ms {
+        ms if ms > 0 => ms as u64,
+        _ => PRODUCE_TIMEOUT_MS_DEFAULT,
+    });
     if !matches!(acks, -1..=1) {
         let response = respond_all(&request, error_codes::INVALID_REQUIRED_ACKS);
         return Box::pin(async move { Some(ResponseKind::Produce(response).into()) });
@@ -110,7 +116,7 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
         let queued = context
             .shard
             .mesh
-            .send_to(owner, move || append_on_owner(appends, acks))
+            .send_to(owner, move || append_on_owner(appends, acks, timeout))
             .await;
         if let Ok(reply) = queued {
             replies.insert(owner, reply);
@@ -156,13 +162,23 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
     })
 }
 
+const PRODUCE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
 /// Runs on the owning shard: appends each partition's records in order,
-/// then waits for durability where `acks=all` asks for it.
-async fn append_on_owner(appends: Vec<PartitionAppend>, acks: i16) -> Vec<PartitionResult> {
+/// then, for `acks=all`, waits until the high watermark covers them (every
+/// in-sync replica has them on disk). `min.insync.replicas` is checked
+/// before the append (NOT_ENOUGH_REPLICAS) and while waiting.
+async fn append_on_owner(
+    appends: Vec<PartitionAppend>,
+    acks: i16,
+    timeout: Duration,
+) -> Vec<PartitionResult> {
     let shard = shard::current();
     let now_ms = crate::storage::now_ms();
+    let image = shard.image();
+    let config = shard.effective_config();
     let mut results = Vec::with_capacity(appends.len());
-    let mut durable_waits = Vec::new();
+    let mut commit_waits = Vec::new();
     for append in appends {
         let Some(partition) = shard.partitions.get(&append.topic, append.partition) else {
             let code = shard
@@ -171,15 +187,37 @@ async fn append_on_owner(appends: Vec<PartitionAppend>, acks: i16) -> Vec<Partit
             results.push(PartitionResult::error(code, None));
             continue;
         };
+        if !partition.is_leader() {
+            results.push(PartitionResult::error(
+                error_codes::NOT_LEADER_OR_FOLLOWER,
+                None,
+            ));
+            continue;
+        }
+        let topic_configs = image
+            .topic(&append.topic)
+            .map(|topic| topic.configs.clone())
+            .unwrap_or_default();
+        let min_insync = config
+            .topic_config(&topic_configs)
+            .min_insync_replicas
+            .max(1) as usize;
+        if acks == -1 && partition.isr_size() < min_insync {
+            let message = format!(
+                "The in-sync replicas ({}) are fewer than min.insync.replicas ({min_insync})",
+                partition.isr_size()
+            );
+            results.push(PartitionResult::error(
+                error_codes::NOT_ENOUGH_REPLICAS,
+                message,
+            ));
+            continue;
+        }
         match partition.append(&append.records, now_ms).await {
             Ok(outcome) => {
                 if acks == -1 {
-                    durable_waits.push((
-                        results.len(),
-                        partition
-                            .log
-                            .wait_durable(crate::storage::Offset(outcome.last_offset)),
-                    ));
+                    let wait = committed(partition, outcome.last_offset, min_insync, timeout);
+                    commit_waits.push((results.len(), wait));
                 }
                 results.push(PartitionResult {
                     error_code: error_codes::NONE,
@@ -192,13 +230,38 @@ async fn append_on_owner(appends: Vec<PartitionAppend>, acks: i16) -> Vec<Partit
             Err(error) => results.push(append_error(error)),
         }
     }
-    for (index, wait) in durable_waits {
-        if let Err(error) = wait.await {
-            results[index] =
-                PartitionResult::error(error_codes::KAFKA_STORAGE_ERROR, error.to_string());
+    for (index, wait) in commit_waits {
+        if let Err((code, message)) = wait.await {
+            results[index] = PartitionResult::error(code, message);
         }
     }
     results
+}
+
+/// Ends when the high watermark passes `last_offset`, or with Kafka's error
+/// (a failed sync is KAFKA_STORAGE_ERROR at once).
+async fn committed(
+    partition: std::rc::Rc<crate::partition::Partition>,
+    last_offset: i64,
+    min_insync: usize,
+    timeout: Duration,
+) -> Result<(), (i16, Option<String>)> {
+    let durable = partition
+        .log
+        .wait_durable(crate::storage::Offset(last_offset));
+    let failed_sync = async move {
+        match durable.await {
+            Err(error) => Err((error_codes::KAFKA_STORAGE_ERROR, Some(error.to_string()))),
+            Ok(()) => std::future::pending().await,
+        }
+    };
+    let replicated = async {
+        partition
+            .wait_committed(last_offset, min_insync, timeout)
+            .await
+            .map_err(|code| (code, None))
+    };
+    futures_lite::future::or(replicated, failed_sync).await
 }
 
 fn append_error(error: AppendError) -> PartitionResult {

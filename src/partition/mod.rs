@@ -35,11 +35,18 @@ use crate::storage::{PartitionLog, ShardStorage};
 mod log_config;
 pub mod producer_state;
 pub mod replica;
+pub mod replication;
 
 pub use log_config::log_config;
 pub use replica::{AppendOutcome, Partition};
+use replication::Transition;
 
 pub const PARTITION_METADATA_FILE_NAME: &str = "partition.metadata";
+/// The high watermark checkpoint (Kafka keeps one file per data dir,
+/// `replication-offset-checkpoint`; one per partition suits shards that
+/// share nothing). Written every few seconds; read at open, where the
+/// value is capped at the log end.
+pub const HIGH_WATERMARK_FILE_NAME: &str = "high-watermark";
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
@@ -164,17 +171,31 @@ impl PartitionTable {
                 .topic(&key.topic)
                 .expect("wanted comes from the image");
             let log_config = log_config(&config.topic_config(&topic.configs));
+            let state = topic
+                .state(key.partition)
+                .expect("wanted comes from the image");
             if let Some(open) = self.get(&key.topic, key.partition) {
                 open.log.set_config(log_config);
+                update_role(&open, state).await;
                 continue;
             }
             if self.offline.borrow().contains_key(&key) {
                 continue;
             }
             let dir = self.data_dir.join(key.dir_name());
-            match open_partition(key.clone(), topic_id, &dir, log_config, storage).await {
+            let opened = open_partition(
+                key.clone(),
+                topic_id,
+                &dir,
+                log_config,
+                storage,
+                config.node_id,
+            );
+            match opened.await {
                 Ok(partition) => {
-                    self.partitions.borrow_mut().insert(key, Rc::new(partition));
+                    let partition = Rc::new(partition);
+                    update_role(&partition, state).await;
+                    self.partitions.borrow_mut().insert(key, partition);
                 }
                 Err(error) => {
                     tracing::error!(
@@ -233,6 +254,7 @@ async fn open_partition(
     dir: &Path,
     log_config: crate::storage::LogConfig,
     storage: &ShardStorage,
+    node_id: i32,
 ) -> Result<Partition, String> {
     open_dir(dir.to_path_buf(), topic_id)
         .await
@@ -240,7 +262,51 @@ async fn open_partition(
     let log = PartitionLog::open(dir, log_config, storage)
         .await
         .map_err(|error| format!("{}: {error}", dir.display()))?;
-    Partition::open(key, topic_id, log).await
+    let checkpoint = dir.join(HIGH_WATERMARK_FILE_NAME);
+    let high_watermark = glommio::executor()
+        .spawn_blocking(move || read_high_watermark(&checkpoint))
+        .await;
+    Partition::open_replica(key, topic_id, log, node_id, high_watermark).await
+}
+
+/// The partition's last checkpointed high watermark (0 if none).
+fn read_high_watermark(path: &Path) -> i64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes high watermark checkpoints (`(partition dir, value)`), each
+/// atomically. Blocking: run it on the blocking pool.
+pub fn write_high_watermarks(entries: &[(PathBuf, i64)]) -> std::io::Result<()> {
+    for (dir, value) in entries {
+        let path = dir.join(HIGH_WATERMARK_FILE_NAME);
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, format!("{value}\n"))?;
+        std::fs::rename(&temporary, &path)?;
+    }
+    Ok(())
+}
+
+/// Gives an open partition its role from the image.
+async fn update_role(partition: &Partition, state: &crate::cluster::metadata::PartitionState) {
+    match partition.update_role(state).await {
+        Ok(Transition::Unchanged) | Ok(Transition::LeaderUpdated) => {}
+        Ok(transition) => tracing::info!(
+            topic = %partition.key.topic,
+            partition = partition.key.partition,
+            ?transition,
+            log_end_offset = partition.log_end_offset(),
+            "replica role changed"
+        ),
+        Err(error) => tracing::error!(
+            topic = %partition.key.topic,
+            partition = partition.key.partition,
+            %error,
+            "cannot start the leader epoch"
+        ),
+    }
 }
 
 /// Creates (or adopts) a partition directory for `topic_id`. A directory

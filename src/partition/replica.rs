@@ -11,12 +11,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::producer_state::{ProducerBatch, ProducerStateTable, SequenceCheck};
+use super::replication::{IsrChange, Replication, Role, Transition};
 use super::TopicPartition;
+use crate::cluster::metadata::PartitionState;
+use crate::protocol::error_codes;
 use crate::storage::batch::BatchHeader;
 use crate::storage::{DurableFuture, Offset, PartitionLog, ReadData, ReadOptions, StorageError};
 
@@ -35,6 +39,9 @@ pub struct Partition {
     /// ListOffsets(-3). Not lowered by retention (Kafka does the same
     /// until the segment holding it is deleted).
     max_timestamp: Cell<Option<(i64, i64)>>,
+    /// Role, followers' progress and the high watermark (see
+    /// `replication.rs`).
+    replication: RefCell<Replication>,
 }
 
 /// The result of an append that was admitted.
@@ -88,6 +95,19 @@ impl Partition {
         topic_id: Uuid,
         log: PartitionLog,
     ) -> Result<Partition, String> {
+        Partition::open_replica(key, topic_id, log, -1, 0).await
+    }
+
+    /// Wraps an opened log as `node_id`'s replica whose high watermark was
+    /// last checkpointed at `high_watermark`.
+    pub async fn open_replica(
+        key: TopicPartition,
+        topic_id: Uuid,
+        log: PartitionLog,
+        node_id: i32,
+        high_watermark: i64,
+    ) -> Result<Partition, String> {
+        let log_end = log.log_end_offset().0;
         let (producers, max_timestamp) = replay(&log)
             .await
             .map_err(|error| format!("{}: replaying producer state: {error}", key.dir_name()))?;
@@ -100,20 +120,217 @@ impl Partition {
             watch: AppendWatch::default(),
             removed: Cell::new(false),
             max_timestamp: Cell::new(max_timestamp),
+            replication: RefCell::new(Replication::new(node_id, high_watermark.min(log_end))),
         })
     }
 
-    /// The offset below which consumers may read: the end of what is on
-    /// disk when the log syncs every append (the default), so a consumer
-    /// never sees a record that a crash could take back, and a record is
-    /// visible no sooner than an `acks=all` producer hears of it. With a
-    /// relaxed flush policy (`flush.messages` > 1) the operator has chosen
-    /// Kafka's single-replica behaviour: the log end offset.
+    /// The offset below which consumers may read (see `replication.rs`):
+    /// what every in-sync replica has. A replica's own part is the end of
+    /// what is on disk when the log syncs every append (the default), so a
+    /// consumer never sees a record that a crash could take back, and a
+    /// record is visible no sooner than an `acks=all` producer hears of it.
+    /// With a relaxed flush policy (`flush.messages` > 1) the operator has
+    /// chosen Kafka's behaviour: the log end offset.
     pub fn high_watermark(&self) -> i64 {
+        let own_end = self.own_end();
+        let mut replication = self.replication.borrow_mut();
+        match replication.role() {
+            Role::Unassigned => own_end,
+            _ => replication.high_watermark(own_end),
+        }
+    }
+
+    fn own_end(&self) -> i64 {
         if self.log.syncs_every_append() {
             self.log.durable_end_offset().0
         } else {
             self.log.log_end_offset().0
+        }
+    }
+
+    /// The high watermark as last computed, for the checkpoint.
+    pub fn stored_high_watermark(&self) -> i64 {
+        self.replication.borrow().stored_high_watermark()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        !matches!(self.replication.borrow().role(), Role::Follower { .. })
+    }
+
+    /// The leader epoch this replica knows (0 before any image).
+    pub fn leader_epoch(&self) -> i32 {
+        self.replication.borrow().leader_epoch().unwrap_or(0)
+    }
+
+    /// The replica's role, as the controller decided it.
+    pub fn role(&self) -> Role {
+        self.replication.borrow().role().clone()
+    }
+
+    /// Follows the controller's decision; a new leadership starts a leader
+    /// epoch at the log end. Wakes waiters: the ISR may have changed.
+    pub async fn update_role(&self, state: &PartitionState) -> Result<Transition, StorageError> {
+        let transition = self.replication.borrow_mut().update(state, Instant::now());
+        if let Transition::BecameLeader { leader_epoch } = transition {
+            self.log
+                .assign_leader_epoch(leader_epoch, self.log.log_end_offset())
+                .await?;
+        }
+        self.watch.notify();
+        Ok(transition)
+    }
+
+    /// A follower fetched from `fetch_offset`: its progress moves, and with
+    /// it perhaps the high watermark. Errors are Kafka's.
+    pub fn record_follower_fetch(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        leader_epoch: i32,
+    ) -> Result<(), i16> {
+        let known = self.replication.borrow().leader_epoch();
+        match known {
+            Some(epoch) if leader_epoch >= 0 && leader_epoch < epoch => {
+                return Err(error_codes::FENCED_LEADER_EPOCH)
+            }
+            Some(epoch) if leader_epoch > epoch => return Err(error_codes::UNKNOWN_LEADER_EPOCH),
+            _ => {}
+        }
+        let before = self.high_watermark();
+        let log_end = self.log_end_offset();
+        let known = self.replication.borrow_mut().record_fetch(
+            replica,
+            fetch_offset,
+            log_end,
+            Instant::now(),
+        );
+        if !known {
+            return Err(error_codes::NOT_LEADER_OR_FOLLOWER);
+        }
+        if self.high_watermark() > before {
+            self.watch.notify();
+        }
+        Ok(())
+    }
+
+    /// The ISR change to ask the controller for now, if any.
+    pub fn isr_change(&self, lag_max: Duration) -> Option<IsrChange> {
+        let high_watermark = self.high_watermark();
+        self.replication
+            .borrow_mut()
+            .isr_change(high_watermark, lag_max, Instant::now())
+    }
+
+    /// The controller refused or was unreachable: ask again after `backoff`.
+    pub fn isr_change_failed(&self, backoff: Duration) {
+        self.replication
+            .borrow_mut()
+            .alter_failed(Instant::now(), backoff);
+    }
+
+    /// In-sync replicas as the controller committed them (1 before any
+    /// image: a lone replica).
+    pub fn isr_size(&self) -> usize {
+        match self.replication.borrow().role() {
+            Role::Unassigned => 1,
+            _ => self.replication.borrow().isr_size(),
+        }
+    }
+
+    /// Waits until the high watermark passes `last_offset` (`acks=all`).
+    /// Kafka's errors: NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank
+    /// below `min_insync` meanwhile, NOT_LEADER_OR_FOLLOWER when leadership
+    /// moved, REQUEST_TIMED_OUT after `timeout`.
+    pub async fn wait_committed(
+        self: &Rc<Self>,
+        last_offset: i64,
+        min_insync: usize,
+        timeout: Duration,
+    ) -> Result<(), i16> {
+        const RECHECK_MS: u64 = 100;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.is_removed() || !self.is_leader() {
+                return Err(error_codes::NOT_LEADER_OR_FOLLOWER);
+            }
+            if self.high_watermark() > last_offset {
+                return Ok(());
+            }
+            if self.isr_size() < min_insync {
+                return Err(error_codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(error_codes::REQUEST_TIMED_OUT);
+            }
+            let pause = deadline.min(now + Duration::from_millis(RECHECK_MS)) - now;
+            futures_lite::future::or(self.wait_for_data_after(last_offset), async {
+                glommio::timer::sleep(pause).await;
+            })
+            .await;
+        }
+    }
+
+    /// Appends the leader's batches on this follower, at the leader's
+    /// offsets.
+    pub async fn append_as_follower(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<i64, StorageError> {
+        let _permit = self
+            .append_permit
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        let info = self.log.append_replica(records, now_ms).await?;
+        let mut position = 0;
+        while let Some(Ok(header)) = records.get(position..).map(BatchHeader::parse) {
+            let batch = &records[position..position + header.total_bytes()];
+            if let Some(producer) = producer_batch(batch)? {
+                let producers = &mut self.producers.borrow_mut();
+                producers.record(&producer, header.base_offset, header.last_offset());
+            }
+            self.note_timestamp(header.max_timestamp, header.base_offset);
+            position += header.total_bytes();
+        }
+        self.watch.notify();
+        Ok(info.last_offset.0)
+    }
+
+    /// Cuts this follower's log at `offset` (divergence from its leader) and
+    /// rebuilds what was derived from the log.
+    pub async fn truncate_to(&self, offset: i64) -> Result<i64, StorageError> {
+        let _permit = self
+            .append_permit
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        if offset >= self.log_end_offset() {
+            return Ok(self.log_end_offset());
+        }
+        let end = self.log.truncate_to(Offset(offset)).await?.0;
+        let (producers, max_timestamp) = replay(&self.log).await?;
+        *self.producers.borrow_mut() = producers;
+        self.max_timestamp.set(max_timestamp);
+        self.replication.borrow_mut().clamp_high_watermark(end);
+        Ok(end)
+    }
+
+    /// A follower learns its leader's high watermark.
+    pub fn set_follower_high_watermark(&self, leader_high_watermark: i64) {
+        let log_end = self.log_end_offset();
+        self.replication
+            .borrow_mut()
+            .set_follower_high_watermark(leader_high_watermark, log_end);
+    }
+
+    /// Resolves once the log end passes `offset`: what a follower's fetch
+    /// waits for (it reads past the high watermark).
+    pub fn wait_for_append_after(self: &Rc<Self>, offset: i64) -> AppendWait {
+        AppendWait {
+            partition: self.clone(),
+            offset,
         }
     }
 
@@ -182,7 +399,7 @@ impl Partition {
             partition: self.clone(),
             offset,
             durable: None,
-            durable_failed: false,
+            durable_settled: false,
         }
     }
 
@@ -320,9 +537,10 @@ pub struct DataWait {
     partition: Rc<Partition>,
     offset: i64,
     durable: Option<DurableFuture>,
-    /// The log failed before the sync: only removal (or the caller's
-    /// timer) ends the wait; the fetch reports the failure when it reads.
-    durable_failed: bool,
+    /// The sync came (or the log failed first): from here only the watch
+    /// (an append, a follower's progress, removal) or the caller's timer
+    /// ends the wait; a fetch reports a failure when it reads.
+    durable_settled: bool,
 }
 
 impl Future for DataWait {
@@ -339,16 +557,44 @@ impl Future for DataWait {
             .waiters
             .borrow_mut()
             .push(context.waker().clone());
-        if partition.log_end_offset() > this.offset && !this.durable_failed {
+        if partition.log_end_offset() > this.offset && !this.durable_settled {
             let durable = this
                 .durable
                 .get_or_insert_with(|| partition.log.wait_durable(Offset(this.offset)));
             match Pin::new(durable).poll(context) {
-                Poll::Ready(Ok(())) => return Poll::Ready(()),
-                Poll::Ready(Err(_)) => this.durable_failed = true,
+                // The sync moves this replica's part of the high watermark;
+                // with followers in the ISR it may still wait for them.
+                Poll::Ready(Ok(())) if partition.high_watermark() > this.offset => {
+                    return Poll::Ready(())
+                }
+                Poll::Ready(Ok(())) => this.durable_settled = true,
+                Poll::Ready(Err(_)) => this.durable_settled = true,
                 Poll::Pending => {}
             }
         }
+        Poll::Pending
+    }
+}
+
+/// Waits for the log end to pass an offset (a follower's fetch).
+pub struct AppendWait {
+    partition: Rc<Partition>,
+    offset: i64,
+}
+
+impl Future for AppendWait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        let partition = &self.partition;
+        if partition.log_end_offset() > self.offset || partition.is_removed() {
+            return Poll::Ready(());
+        }
+        partition
+            .watch
+            .waiters
+            .borrow_mut()
+            .push(context.waker().clone());
         Poll::Pending
     }
 }

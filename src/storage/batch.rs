@@ -175,6 +175,12 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Stamps the leader epoch the batch was appended in. The CRC starts at the
+/// attributes, after this field, so it stays valid.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
 /// Marks the batch LogAppendTime with `now_ms` as max timestamp and
 /// recomputes the CRC, which covers both fields.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {

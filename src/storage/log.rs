@@ -44,6 +44,15 @@ pub struct AppendInfo {
     pub records: u64,
 }
 
+/// Whose batches an append writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AppendMode {
+    /// A producer's: offsets assigned here, the leader epoch stamped.
+    Leader,
+    /// The leader's, on a follower: offsets and epochs kept.
+    Replica,
+}
+
 /// A partition's log on this shard. Cloning shares the same log.
 #[derive(Clone)]
 pub struct PartitionLog {
@@ -300,30 +309,78 @@ impl PartitionLog {
     /// LogAppendTime, stamps `now_ms`. Returns once the bytes are in the
     /// shard's write path; await [`Self::wait_durable`] for disk.
     pub async fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        self.append_with(records, now_ms, AppendMode::Leader).await
+    }
+
+    /// A follower's append: the leader's batches as they are, at the
+    /// leader's offsets, which must continue this log's end; leader epochs
+    /// found in them start new entries of the epoch cache.
+    pub async fn append_replica(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        self.append_with(records, now_ms, AppendMode::Replica).await
+    }
+
+    async fn append_with(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        mode: AppendMode,
+    ) -> Result<AppendInfo> {
         let config = self.config();
-        let batches = batch::validate_payload(
-            records,
-            config.max_message_bytes,
-            config.cleanup_policy.compacts(),
-        )?;
+        // A follower stores what its leader accepted: keys were checked there.
+        let require_keys = mode == AppendMode::Leader && config.cleanup_policy.compacts();
+        let batches = batch::validate_payload(records, config.max_message_bytes, require_keys)?;
         let _permit = self.exclusive().await?;
         self.inner.check_usable()?;
         let base_offset = self.log_end_offset();
         let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
+        let epoch = self
+            .inner
+            .state
+            .borrow()
+            .leader_epochs
+            .last()
+            .map(|e| e.epoch);
         let mut payload = BytesMut::from(records);
         let mut headers = Vec::with_capacity(batches.len());
+        let mut new_epochs = Vec::new();
         let mut next = base_offset.0;
         for valid in &batches {
             let mut header = valid.header;
             let bytes = &mut payload[valid.start..valid.start + header.total_bytes()];
-            batch::set_base_offset(bytes, next);
-            header.base_offset = next;
-            if log_append_time {
-                batch::set_log_append_time(bytes, now_ms);
-                header.max_timestamp = now_ms;
+            match mode {
+                AppendMode::Leader => {
+                    batch::set_base_offset(bytes, next);
+                    header.base_offset = next;
+                    if let Some(epoch) = epoch {
+                        batch::set_partition_leader_epoch(bytes, epoch);
+                        header.partition_leader_epoch = epoch;
+                    }
+                    if log_append_time {
+                        batch::set_log_append_time(bytes, now_ms);
+                        header.max_timestamp = now_ms;
+                    }
+                }
+                AppendMode::Replica => {
+                    if header.base_offset != next {
+                        return Err(StorageError::OffsetOutOfRange {
+                            offset: Offset(header.base_offset),
+                            log_start_offset: self.log_start_offset(),
+                            log_end_offset: Offset(next),
+                        });
+                    }
+                    let known = new_epochs.last().copied().or(epoch).unwrap_or(-1);
+                    if header.partition_leader_epoch > known {
+                        new_epochs.push(header.partition_leader_epoch);
+                        self.note_leader_epoch(header.partition_leader_epoch, Offset(next));
+                    }
+                }
             }
             next = header.last_offset() + 1;
             headers.push((valid.start, header));
+        }
+        if !new_epochs.is_empty() {
+            let entries = self.leader_epochs();
+            checkpoint::write_leader_epochs(&self.inner.dir, &entries).await?;
         }
         let payload = payload.freeze();
         let mut records_count = 0;
@@ -611,6 +668,32 @@ impl PartitionLog {
     /// Leader epochs (epoch, first offset written in it), oldest first.
     pub fn leader_epochs(&self) -> Vec<EpochEntry> {
         self.inner.state.borrow().leader_epochs.clone()
+    }
+
+    /// Adds `epoch` at `start_offset` to the epoch cache (not yet on disk).
+    fn note_leader_epoch(&self, epoch: i32, start_offset: Offset) {
+        self.inner
+            .state
+            .borrow_mut()
+            .leader_epochs
+            .push(EpochEntry {
+                epoch,
+                start_offset,
+            });
+    }
+
+    /// The end offset of `epoch` as this log knows it (Kafka's
+    /// OffsetForLeaderEpoch): the greatest epoch at or below it and the
+    /// offset where the next epoch starts (the log end for the latest).
+    /// `None` when the log knows no epoch at or below it.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, Offset)> {
+        let state = self.inner.state.borrow();
+        let entries = &state.leader_epochs;
+        let index = entries.iter().rposition(|entry| entry.epoch <= epoch)?;
+        let end = entries
+            .get(index + 1)
+            .map_or(state.log_end_offset, |next| next.start_offset);
+        Some((entries[index].epoch, end))
     }
 
     /// Records that `epoch` starts at `start_offset` and checkpoints it.

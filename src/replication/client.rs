@@ -1,0 +1,106 @@
+//! A follower's connection to its leader's Kafka listener: requests
+//! encoded with `kafka-protocol`, one at a time, on a glommio stream of the
+//! shard that runs the fetcher.
+//!
+//! Must not: retry or interpret answers (the fetcher does). The leader's
+//! bytes are trusted no more than a client's: sizes are bounded and decode
+//! errors are errors, never panics.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+/// Fetch answers are bounded by `replica.fetch.response.max.bytes`; this
+/// only stops a broken peer from claiming gigabytes.
+const RESPONSE_BYTES_MAX: usize = 512 * 1024 * 1024;
+const CLIENT_ID: &str = "sluice-replica-fetcher";
+
+pub struct LeaderConnection {
+    stream: TcpStream,
+    next_correlation_id: i32,
+    buf: BytesMut,
+}
+
+fn invalid(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
+}
+
+impl LeaderConnection {
+    pub async fn connect(
+        address: SocketAddr,
+        timeout: Duration,
+    ) -> std::io::Result<LeaderConnection> {
+        let stream = crate::cluster::rpc::with_timeout(timeout.as_millis() as u64, async {
+            TcpStream::connect(address)
+                .await
+                .map_err(std::io::Error::from)
+        })
+        .await?;
+        stream.set_nodelay(true).ok();
+        Ok(LeaderConnection {
+            stream,
+            next_correlation_id: 0,
+            buf: BytesMut::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Sends `request` at `version` and reads its answer within `timeout`.
+    pub async fn call<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> std::io::Result<R::Response> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        self.buf.clear();
+        self.buf.put_i32(0);
+        header
+            .encode(&mut self.buf, R::header_version(version))
+            .map_err(|error| invalid(error.to_string()))?;
+        request
+            .encode(&mut self.buf, version)
+            .map_err(|error| invalid(error.to_string()))?;
+        let size =
+            i32::try_from(self.buf.len() - 4).map_err(|_| invalid("request too large".into()))?;
+        self.buf[..4].copy_from_slice(&size.to_be_bytes());
+        let stream = &mut self.stream;
+        let buf = &self.buf;
+        let mut frame = crate::cluster::rpc::with_timeout(timeout.as_millis() as u64, async move {
+            stream.write_all(buf).await?;
+            stream.flush().await?;
+            let mut size = [0u8; 4];
+            stream.read_exact(&mut size).await?;
+            let size = i32::from_be_bytes(size);
+            if size < 4 || size as usize > RESPONSE_BYTES_MAX {
+                return Err(invalid(format!("response frame of {size} bytes")));
+            }
+            let mut body = vec![0u8; size as usize];
+            stream.read_exact(&mut body).await?;
+            Ok(Bytes::from(body))
+        })
+        .await?;
+        let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
+            .map_err(|error| invalid(error.to_string()))?;
+        if header.correlation_id != correlation_id {
+            return Err(invalid(format!(
+                "response {} answered request {correlation_id}",
+                header.correlation_id
+            )));
+        }
+        let body =
+            R::Response::decode(&mut frame, version).map_err(|error| invalid(error.to_string()))?;
+        frame.advance(frame.remaining());
+        Ok(body)
+    }
+}
