@@ -342,7 +342,44 @@ def test_readme_common_flags(workdir):
         out = workdir.run_command(command)
         if "--help" in command:
             assert "--data-dir" in out, out
-    assert (workdir.path / "var" / "lib" / "sluice" / "cluster-metadata.json").exists()
+    assert (workdir.path / "var" / "lib" / "sluice" / "meta.properties").exists()
+
+
+def run_cluster_block(workdir, block):
+    """A node of a three-node cluster, as config/README.md shows it: the same
+    file for every voter with its own `node.id` and `listen` (the block's
+    node's listen port minus its id, plus each id), each broker in a working
+    directory of its own (so each has its own ./data). Every 127.0.0.1 port is
+    replaced by a free one. The cluster forms: Metadata lists all voters."""
+    voters = re.findall(r'"(\d+)@127\.0\.0\.1:(\d+)"', block)
+    node_id = int(re.search(r"node\.id = (\d+)", block).group(1))
+    listen = int(re.search(r'listen = "127\.0\.0\.1:(\d+)"', block).group(1))
+    listen_ports = {int(voter): listen - node_id + int(voter) for voter, _ in voters}
+    used = set(re.findall(r"127\.0\.0\.1:(\d+)", block)) | {str(p) for p in listen_ports.values()}
+    ports = {port: free_port() for port in used}
+    procs = []
+    try:
+        for voter in sorted(listen_ports):
+            text = re.sub(r"node\.id = \d+", f"node.id = {voter}", block)
+            text = re.sub(r'listen = "127\.0\.0\.1:\d+"', f'listen = "127.0.0.1:{listen_ports[voter]}"', text)
+            text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{ports[m.group(1)]}", text)
+            node_dir = workdir.path / f"node{voter}"
+            (node_dir / "config").mkdir(parents=True)
+            (node_dir / "config" / "sluice.toml").write_text(text + "\n")
+            log = open(workdir.path.parent / f"node{voter}.log", "w")
+            procs.append(subprocess.Popen(["sluice"], cwd=node_dir, env=workdir.env,
+                                          stdout=log, stderr=subprocess.STDOUT))
+        bootstrap = f"127.0.0.1:{ports[str(listen)]}"
+        def formed():
+            listed = subprocess.run(["kcat", "-L", "-b", bootstrap, "-m", "2"], capture_output=True,
+                                    text=True, timeout=COMMAND_TIMEOUT_S)
+            return f" {len(voters)} brokers:" in listed.stdout
+        wait_until(formed, timeout=30, what=f"a {len(voters)}-broker cluster at {bootstrap}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        codes = [proc.wait(timeout=COMMAND_TIMEOUT_S) for proc in procs]
+    assert codes == [0] * len(procs), codes
 
 
 def test_config_readme(workdir):
@@ -355,6 +392,9 @@ def test_config_readme(workdir):
     assert toml_blocks
     config_file = workdir.path / "config" / "sluice.toml"
     for block in toml_blocks:
+        if "controller.quorum.voters" in block:
+            run_cluster_block(workdir, block)
+            continue
         config_file.write_text(block + "\n")
         workdir.start_broker("cargo run --release")
         workdir.run("kcat -L -b 127.0.0.1:9092")
