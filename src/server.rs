@@ -95,6 +95,13 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
 /// What shard 0 needs to open the quorum, taken once.
 type StartState = Arc<Mutex<Option<(MetaProperties, Option<Vec<MetadataRecord>>)>>>;
 
+/// This run of the broker (Kafka's incarnation id).
+static INCARNATION: std::sync::OnceLock<uuid::Uuid> = std::sync::OnceLock::new();
+
+fn incarnation() -> uuid::Uuid {
+    *INCARNATION.get_or_init(uuid::Uuid::new_v4)
+}
+
 /// Records recreating a single-node data dir of an earlier version, if the
 /// data dir has one and no metadata log yet. The old file is kept, renamed.
 fn legacy_bootstrap(config: &BrokerConfig) -> anyhow::Result<Option<Vec<MetadataRecord>>> {
@@ -129,7 +136,7 @@ async fn shard_main(
     // Serve clients once this broker is registered and unfenced: before
     // that it knows no partitions and leads nothing.
     let mut waited_ms = 0u64;
-    while !shard.is_live() && !SHUTDOWN.load(Ordering::SeqCst) {
+    while !shard.is_live(incarnation()) && !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
         waited_ms += SHUTDOWN_POLL_MS;
         if waited_ms % 10_000 == 0 && shard.id() == CONTROLLER_SHARD {
@@ -225,6 +232,7 @@ fn start_node(shard: &Rc<Shard>, start: StartState) -> Result<(), String> {
     });
     let controller = node::start(NodeStart {
         config: shard.config.clone(),
+        incarnation: incarnation(),
         data_dir: shard.config.data_dir.clone(),
         meta,
         bootstrap,

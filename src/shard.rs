@@ -96,9 +96,16 @@ impl Shard {
         assert!(self.controller.set(controller).is_ok(), "one controller");
     }
 
-    /// Whether this broker is registered and not fenced in the image it has.
-    pub fn is_live(&self) -> bool {
-        self.image.borrow().is_live(self.config.node_id)
+    /// Whether this run of the broker is registered and not fenced in the
+    /// image this shard has. A restarted broker replays its metadata log
+    /// first, whose image still shows its previous run (and leaderships that
+    /// may have moved since): it must not serve on that.
+    pub fn is_live(&self, incarnation: uuid::Uuid) -> bool {
+        let image = self.image.borrow();
+        image
+            .brokers
+            .get(&self.config.node_id)
+            .is_some_and(|broker| broker.incarnation == incarnation && !broker.fenced)
     }
 
     /// Replaces the image with a newer one and brings this shard's

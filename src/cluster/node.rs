@@ -127,6 +127,9 @@ pub fn voter_addresses(config: &BrokerConfig) -> Result<BTreeMap<i32, SocketAddr
 
 pub struct NodeStart {
     pub config: std::sync::Arc<BrokerConfig>,
+    /// This run of the broker (Kafka's incarnation id): a restart registers
+    /// anew, and serves clients only once that registration is applied.
+    pub incarnation: Uuid,
     pub data_dir: PathBuf,
     pub meta: MetaProperties,
     pub bootstrap: Option<Vec<MetadataRecord>>,
@@ -178,6 +181,7 @@ pub fn start(start: NodeStart) -> Result<Rc<Controller>, String> {
     glommio::spawn_local(heartbeat_loop(
         controller.clone(),
         config.clone(),
+        start.incarnation,
         start.data_dir,
         start.meta,
     ))
@@ -191,12 +195,13 @@ pub fn start(start: NodeStart) -> Result<Rc<Controller>, String> {
 async fn heartbeat_loop(
     controller: Rc<Controller>,
     config: std::sync::Arc<BrokerConfig>,
+    incarnation: Uuid,
     data_dir: PathBuf,
     mut meta: MetaProperties,
 ) {
     let heartbeat = BrokerHeartbeat {
         node_id: config.node_id,
-        incarnation: Uuid::new_v4(),
+        incarnation,
         host: config.advertise_host.clone(),
         port: config.advertise_port,
         rack: None,
