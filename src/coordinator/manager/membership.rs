@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::JoinResponse;
 use super::{group_record, Completion, GroupConfig, GroupManager, Outbox, Outcome};
 use crate::coordinator::errors;
 use crate::coordinator::group::{Group, GroupState, InitialDelay, JoinPhase};
@@ -216,20 +215,7 @@ impl GroupManager {
         let Some(member) = group.remove_member(member_id) else {
             return;
         };
-        if member.awaiting_join {
-            outbox.completions.push(Completion::Join {
-                group_id: group.group_id.clone(),
-                member_id: member_id.to_string(),
-                response: JoinResponse::error(member_id, errors::UNKNOWN_MEMBER_ID),
-            });
-        }
-        if member.awaiting_sync {
-            outbox.completions.push(Completion::Sync {
-                group_id: group.group_id.clone(),
-                member_id: member_id.to_string(),
-                response: SyncResponse::error(errors::UNKNOWN_MEMBER_ID),
-            });
-        }
+        outbox.fail_parked(&group.group_id, &member, errors::UNKNOWN_MEMBER_ID);
         match group.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
                 Self::maybe_prepare_rebalance(group, config, now_ms, outbox)

@@ -15,7 +15,9 @@
 //!   (session, rebalance and sync timeouts).
 //! - [`offsets`]: OffsetCommit, OffsetFetch, OffsetDelete, expiry.
 //! - [`admin`]: ListGroups, DescribeGroups, DeleteGroups.
-//! - [`load`]: replaying `__consumer_offsets` records.
+//! - [`load`]: which `__consumer_offsets` partitions it coordinates
+//!   (Kafka's `onElection`/`onResignation`), loading their groups by
+//!   replaying records, and turning away groups it does not coordinate.
 
 mod admin;
 mod load;
@@ -25,10 +27,11 @@ mod rebalance;
 
 use std::collections::BTreeMap;
 
-use super::group::Group;
+use super::group::{Group, Member};
 use super::records::{self, LogRecord};
 
 pub use admin::{GroupDescription, ListedGroup, MemberDescription};
+pub use load::{LeadershipChanges, OwnedPartition};
 pub use membership::{LeavingMember, SyncRequest, SyncResponse};
 pub use offsets::{CommitRequest, FetchedOffsets, PartitionCommit, OFFSET_METADATA_BYTES_MAX};
 pub use rebalance::{JoinRequest, JoinResponse, JoinedMember};
@@ -89,12 +92,38 @@ pub struct Outbox {
     pub records: Vec<LogRecord>,
 }
 
+impl Outbox {
+    /// Answers `member`'s parked JoinGroup and SyncGroup, if any, with
+    /// `error_code` (it is leaving the group, or the group this node).
+    fn fail_parked(&mut self, group_id: &str, member: &Member, error_code: i16) {
+        let member_id = &member.member_id;
+        if member.awaiting_join {
+            self.completions.push(Completion::Join {
+                group_id: group_id.to_string(),
+                member_id: member_id.clone(),
+                response: JoinResponse::error(member_id, error_code),
+            });
+        }
+        if member.awaiting_sync {
+            self.completions.push(Completion::Sync {
+                group_id: group_id.to_string(),
+                member_id: member_id.clone(),
+                response: SyncResponse::error(error_code),
+            });
+        }
+    }
+}
+
 /// Makes member ids: given a prefix (client id or instance id), a new id.
 pub type MemberIdGenerator = Box<dyn FnMut(&str) -> String>;
 
 pub struct GroupManager {
     config: GroupConfig,
+    /// The groups of the partitions in `partitions`, loaded or loading.
     groups: BTreeMap<String, Group>,
+    /// The offsets partitions this manager coordinates (its node leads
+    /// them), by partition; no others' groups are served.
+    partitions: BTreeMap<i32, OwnedPartition>,
     new_member_id: MemberIdGenerator,
     pub outbox: Outbox,
 }
@@ -112,6 +141,7 @@ impl GroupManager {
         GroupManager {
             config,
             groups: BTreeMap::new(),
+            partitions: BTreeMap::new(),
             new_member_id,
             outbox: Outbox::default(),
         }

@@ -30,6 +30,33 @@ pub struct CommitRequest {
     pub topics: Vec<(String, Vec<PartitionCommit>)>,
 }
 
+#[cfg(test)]
+impl CommitRequest {
+    /// A commit of `offset` for partition 0 of topic `t` (tests).
+    pub fn one(
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+        offset: i64,
+        metadata: Option<&str>,
+    ) -> CommitRequest {
+        let commit = PartitionCommit {
+            partition: 0,
+            offset,
+            leader_epoch: -1,
+            metadata: metadata.map(str::to_string),
+        };
+        CommitRequest {
+            group_id: group_id.into(),
+            generation_id,
+            member_id: member_id.into(),
+            group_instance_id: None,
+            retention_time_ms: -1,
+            topics: vec![("t".into(), vec![commit])],
+        }
+    }
+}
+
 /// Per topic, per partition: its committed offset, if any.
 pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 

@@ -227,20 +227,8 @@ impl GroupManager {
             .members
             .remove(&old_id)
             .expect("static member is a member");
-        if member.awaiting_join {
-            self.outbox.completions.push(Completion::Join {
-                group_id: group_id.clone(),
-                member_id: old_id.clone(),
-                response: JoinResponse::error(&old_id, errors::FENCED_INSTANCE_ID),
-            });
-        }
-        if member.awaiting_sync {
-            self.outbox.completions.push(Completion::Sync {
-                group_id: group_id.clone(),
-                member_id: old_id.clone(),
-                response: SyncResponse::error(errors::FENCED_INSTANCE_ID),
-            });
-        }
+        self.outbox
+            .fail_parked(&group_id, &member, errors::FENCED_INSTANCE_ID);
         let old_protocols = std::mem::replace(&mut member.protocols, request.protocols);
         member.member_id = new_id.clone();
         member.client_id = request.client_id;

@@ -184,22 +184,7 @@ impl Harness {
     }
 
     fn commit(&mut self, member_id: &str, generation_id: i32, offset: i64) -> i16 {
-        let request = CommitRequest {
-            group_id: "g".into(),
-            generation_id,
-            member_id: member_id.into(),
-            group_instance_id: None,
-            retention_time_ms: -1,
-            topics: vec![(
-                "t".into(),
-                vec![PartitionCommit {
-                    partition: 0,
-                    offset,
-                    leader_epoch: -1,
-                    metadata: Some("meta".into()),
-                }],
-            )],
-        };
+        let request = CommitRequest::one("g", member_id, generation_id, offset, Some("meta"));
         let codes = self.manager.commit(&request, self.now_ms);
         self.drain();
         codes[0][0]
@@ -227,5 +212,6 @@ impl Harness {
     }
 }
 
+mod load;
 mod membership;
 mod offsets;
