@@ -1,15 +1,22 @@
 //! Consumer groups and committed offsets (Kafka's classic group protocol).
 //!
 //! What it owns: every group whose `__consumer_offsets` partition this shard
-//! owns, with its members, generation and committed offsets. The coordinator
-//! of a group lives on the shard that owns the group's offsets partition
-//! ([`coordinator_shard`]), so commits are local appends; handlers on other
-//! shards forward group requests there with `mesh.submit_to`.
+//! owns and this broker leads, with its members, generation and committed
+//! offsets. The coordinator of a group lives on the shard that owns the
+//! group's offsets partition ([`coordinator_shard`]), so commits are local
+//! appends; handlers on other shards forward group requests there with
+//! `mesh.submit_to` ([`submit_to_coordinator`]). In a cluster, the broker
+//! that leads the partition coordinates its groups (FindCoordinator names
+//! it); the coordinator follows that leadership, loading a partition's
+//! groups when it gains it and dropping them when it loses it (Kafka's
+//! `onElection`/`onResignation`; see [`runtime`]), and answers
+//! NOT_COORDINATOR for groups of partitions it does not lead.
 //!
 //! The parts:
 //! - [`group`]: one group's state machine and offsets, pure data.
 //! - [`manager`]: all groups of a shard and every group operation (join,
-//!   sync, heartbeat, leave, commit, fetch, list, describe, delete, expiry).
+//!   sync, heartbeat, leave, commit, fetch, list, describe, delete, expiry,
+//!   loading and unloading partitions).
 //!   No I/O and no clock: time comes in as `now_ms`, member ids from an
 //!   injected generator, and the effects go out through an outbox (replies
 //!   to parked requests, records to persist), so it is tested without a
@@ -18,14 +25,19 @@
 //! - [`store`]: where those records go: the [`store::OffsetsLog`] trait.
 //! - [`runtime`]: the thin async layer on a shard: parks JoinGroup and
 //!   SyncGroup requests until their rebalance completes, drives the clock
-//!   with a glommio timer, appends records before answering.
+//!   with a glommio timer, follows leadership and loads partitions, appends
+//!   records before answering.
+//! - [`storage_log`]: the offsets log on `__consumer_offsets` partitions;
+//!   [`storage_log::append_committed`] is where an append becomes
+//!   committed.
 //!
 //! It must not touch other shards' groups, and the core must not do I/O.
 //!
 //! Where it differs from Kafka's classic coordinator, and why:
-//! - While a shard replays `__consumer_offsets`, group requests wait for
-//!   the load instead of answering COORDINATOR_LOAD_IN_PROGRESS: loading a
-//!   node's own partitions is short, and waiting spares clients a retry.
+//! - While a partition loads, its group requests wait for the load (up to
+//!   10 s) before answering COORDINATOR_LOAD_IN_PROGRESS: loading is short,
+//!   and waiting spares clients a retry (a single node loads its partitions
+//!   on the first group request).
 //! - Timeouts (session, rebalance, initial delay, KIP-394 pending ids, sync)
 //!   are checked on a 25 ms tick ([`runtime::TICK_INTERVAL_MS`]), not by a
 //!   timer wheel per member: a timeout fires up to 25 ms late.
@@ -47,10 +59,14 @@
 //! - OffsetCommit, and the leader's SyncGroup, are answered once their
 //!   records are synced to disk (`fdatasync`, group-committed with the
 //!   shard's other appends); Kafka answers once the append is replicated,
-//!   without a sync. Costs a few milliseconds, more on a busy disk.
-//! - Group requests wait (up to 10 s) for the group's `__consumer_offsets`
-//!   partition to open right after the topic is created, instead of
-//!   answering COORDINATOR_NOT_AVAILABLE at once.
+//!   without a sync. Costs a few milliseconds, more on a busy disk. Until
+//!   partition replication lands, a commit lives only on the leader: when
+//!   leadership moves, the new coordinator loads what its own copy holds.
+//! - A load waits (up to 10 s) for the group's `__consumer_offsets`
+//!   partition to open right after the topic is created or leadership
+//!   arrives, instead of answering COORDINATOR_NOT_AVAILABLE at once.
+//! - Leadership is noticed by polling the shard's image (each request, and
+//!   every 25 ms), not by a callback from the metadata log.
 
 pub mod errors;
 pub mod group;
@@ -94,55 +110,41 @@ pub fn coordinator_shard(group_id: &str, offsets_partitions: i32, nr_shards: usi
 
 /// Runs `work` with the coordinator of `group_id`, on its shard: the one
 /// hop every group request makes. Its result travels back here. Makes sure
-/// `__consumer_offsets` exists first, so the coordinator can append.
+/// `__consumer_offsets` exists first, so the coordinator can append. The
+/// error is the code to answer: NOT_COORDINATOR when this broker does not
+/// lead the group's partition, COORDINATOR_LOAD_IN_PROGRESS while it loads
+/// it, COORDINATOR_NOT_AVAILABLE when the topic or the shard is out of
+/// reach.
 pub async fn submit_to_coordinator<F, Fut, T>(
     shard: &Shard,
     group_id: &str,
     work: F,
-) -> Result<T, String>
+) -> Result<T, i16>
 where
     F: FnOnce(Rc<runtime::Coordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    ensure_offsets_topic(shard).await?;
+    if let Err(error) = ensure_offsets_topic(shard).await {
+        tracing::debug!(group_id, %error, "no {OFFSETS_TOPIC} for a group request");
+        return Err(errors::COORDINATOR_NOT_AVAILABLE);
+    }
     let partitions = shard.config.offsets_topic_num_partitions;
     let partition = partition_for_group(group_id, partitions);
     let owner = crate::shard::partition_owner(OFFSETS_TOPIC, partition, shard.mesh.nr_shards());
+    let group = group_id.to_string();
     shard
         .mesh
         .submit_to(owner, move || async move {
-            wait_for_offsets_partition(partition).await?;
             let coordinator = runtime::current();
+            coordinator.admit(&group).await?;
             Ok(work(coordinator).await)
         })
         .await
-        .map_err(|error: MeshError| error.to_string())?
-}
-
-/// How long a group request waits for its `__consumer_offsets` partition to
-/// open on the coordinator shard, and how often it looks.
-const OFFSETS_PARTITION_WAIT_MS: u64 = 10_000;
-const OFFSETS_PARTITION_POLL_MS: u64 = 5;
-
-/// Right after `__consumer_offsets` is created, a shard may already see the
-/// topic in its image while the coordinator shard is still opening the
-/// partitions; appends would fail. Wait (bounded) until this shard has the
-/// group's partition open; otherwise the request answers
-/// COORDINATOR_NOT_AVAILABLE and the client retries, as with Kafka.
-async fn wait_for_offsets_partition(partition: i32) -> Result<(), String> {
-    let shard = crate::shard::current();
-    let polls = OFFSETS_PARTITION_WAIT_MS / OFFSETS_PARTITION_POLL_MS;
-    for _ in 0..polls {
-        if shard.partitions.get(OFFSETS_TOPIC, partition).is_some() {
-            return Ok(());
-        }
-        glommio::timer::sleep(std::time::Duration::from_millis(OFFSETS_PARTITION_POLL_MS)).await;
-    }
-    Err(format!(
-        "{OFFSETS_TOPIC}-{partition} is not open on {}",
-        shard.id()
-    ))
+        .unwrap_or_else(|error: MeshError| {
+            tracing::warn!(group_id, %error, "could not reach the coordinator shard");
+            Err(errors::COORDINATOR_NOT_AVAILABLE)
+        })
 }
 
 /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions`

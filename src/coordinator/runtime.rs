@@ -4,14 +4,33 @@
 //!
 //! Lives in a thread-local on each shard that coordinates a group, made on
 //! first use ([`current`]); handlers reach it after hopping to the group's
-//! coordinator shard. A glommio timer ticks the manager's clock
-//! ([`TICK_INTERVAL_MS`]) and expires offsets
-//! (`offsets.retention.check.interval.ms`). It must not be used from
-//! another shard, and it keeps no state of its own beyond parked replies:
-//! every rule lives in the manager.
+//! coordinator shard, and are let in by [`Coordinator::admit`]. A glommio
+//! timer ticks the manager's clock ([`TICK_INTERVAL_MS`]) and expires
+//! offsets (`offsets.retention.check.interval.ms`). It must not be used
+//! from another shard, and it keeps no state of its own beyond parked
+//! replies and the last leadership it saw: every rule lives in the manager.
+//!
+//! Leadership (issues 12/13): a broker coordinates the groups of exactly
+//! the `__consumer_offsets` partitions it leads. The coordinator follows
+//! the shard's metadata image by polling it ([`Coordinator::follow_leadership`]):
+//! on every tick, and before admitting each request, it asks which offsets
+//! partitions of this shard this node leads, at which leader epoch
+//! ([`shard_leadership`], which looks again only when the image epoch
+//! moved), and hands that to [`GroupManager::follow`]: partitions it no
+//! longer leads (or leads at a new epoch) are resigned (groups dropped,
+//! parked requests answered NOT_COORDINATOR), new ones are elected and
+//! loaded from the local log by a spawned task. Polling rather than a hook
+//! in `Shard::install_image`: the shard needs no knowledge of the
+//! coordinator (no dependency cycle, no registration order at start-up),
+//! a coordinator that does not exist yet has nothing to unload and
+//! catches up on first use, and the check before each request means a
+//! request never sees older leadership than the image it was routed by.
+//! The cost is a comparison of two small maps per request and per 25 ms.
+//! On a single node, the node leads every offsets partition from the
+//! start, so the first request loads them all, as before clusters.
 
-use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -23,11 +42,21 @@ use super::manager::{
     JoinRequest, JoinResponse, LeavingMember, ListedGroup, Outcome, SyncRequest, SyncResponse,
 };
 use super::storage_log::PartitionOffsetsLog;
-use super::store::OffsetsLog;
+use super::store::{AppendError, OffsetsLog};
+use super::OFFSETS_TOPIC;
 
 /// How often the clock of the groups moves: the precision of session,
-/// rebalance and initial-delay timeouts.
+/// rebalance and initial-delay timeouts, and how late a change of
+/// leadership is noticed when no request comes.
 pub const TICK_INTERVAL_MS: u64 = 25;
+
+/// How long a request waits for its group's partition to load before it
+/// answers COORDINATOR_LOAD_IN_PROGRESS, and how often it looks.
+const LOAD_WAIT_MS: u64 = 10_000;
+const LOAD_POLL_MS: u64 = 5;
+
+/// How long after a failed load its partition is tried again.
+const LOAD_RETRY_MS: u64 = 1_000;
 
 /// Wall-clock milliseconds since the Unix epoch (commit timestamps are
 /// wall-clock in Kafka's records).
@@ -39,14 +68,17 @@ pub fn now_ms() -> u64 {
 
 type Waiters<T> = RefCell<HashMap<(String, String), Vec<LocalSender<T>>>>;
 
+/// Which `__consumer_offsets` partitions this coordinator may hold that
+/// its node leads now, each with its leader epoch; `None` when that cannot
+/// have changed since the last call.
+pub type Leadership = Box<dyn Fn() -> Option<BTreeMap<i32, i32>>>;
+
 pub struct Coordinator {
     manager: RefCell<GroupManager>,
-    /// Holds no permits until the shard's offsets partitions are replayed;
-    /// every operation waits for it (Kafka answers
-    /// COORDINATOR_LOAD_IN_PROGRESS instead; waiting is simpler for
-    /// clients and loading is short).
-    loaded: glommio::sync::Semaphore,
     log: Rc<dyn OffsetsLog>,
+    leadership: Leadership,
+    /// What `leadership` said last.
+    led: RefCell<BTreeMap<i32, i32>>,
     join_waiters: Waiters<JoinResponse>,
     sync_waiters: Waiters<SyncResponse>,
 }
@@ -55,41 +87,17 @@ thread_local! {
     static COORDINATOR: OnceCell<Rc<Coordinator>> = const { OnceCell::new() };
 }
 
-/// Permits [`Coordinator::loaded`] gets once loading is done: more than
-/// operations could ever wait at once.
-const LOADED_PERMITS: u64 = 1 << 40;
-
-/// This shard's coordinator, made on first use: it replays the offsets
-/// partitions this shard owns, then starts its timers.
+/// This shard's coordinator, made on first use, with its timers running.
+/// It loads the offsets partitions this node leads as it notices them.
 pub fn current() -> Rc<Coordinator> {
     COORDINATOR.with(|cell| {
         cell.get_or_init(|| {
             let shard = crate::shard::current();
             let config = GroupConfig::from_broker(&shard.config);
             let check_ms = shard.config.offsets_retention_check_interval_ms;
-            let owned: Vec<i32> = (0..config.offsets_partitions)
-                .filter(|p| shard.partition_owner(super::OFFSETS_TOPIC, *p) == shard.id())
-                .collect();
-            let coordinator = Rc::new(Coordinator::new(config, Rc::new(PartitionOffsetsLog)));
-            let loading = coordinator.clone();
-            glommio::spawn_local(async move {
-                match loading.load(&owned).await {
-                    Ok(count) => tracing::info!(
-                        shard = %shard.id(),
-                        partitions = owned.len(),
-                        records = count,
-                        "group coordinator loaded"
-                    ),
-                    Err(error) => tracing::error!(
-                        shard = %shard.id(),
-                        %error,
-                        "group coordinator could not load __consumer_offsets; starting without it"
-                    ),
-                }
-                loading.loaded.signal(LOADED_PERMITS);
-                loading.start_timers(check_ms);
-            })
-            .detach();
+            let log = Rc::new(PartitionOffsetsLog);
+            let coordinator = Rc::new(Coordinator::new(config, log, shard_leadership()));
+            coordinator.clone().start_timers(check_ms);
             coordinator
         })
         .clone()
@@ -100,6 +108,33 @@ pub fn current() -> Rc<Coordinator> {
 /// one (a metrics scrape must not load `__consumer_offsets`).
 pub fn existing() -> Option<Rc<Coordinator>> {
     COORDINATOR.with(|cell| cell.get().cloned())
+}
+
+/// The [`Leadership`] of this shard: the `__consumer_offsets` partitions it
+/// owns ([`crate::shard::partition_owner`]) whose leader in the shard's
+/// image is this node. Recomputed only when the image epoch moved.
+pub fn shard_leadership() -> Leadership {
+    let seen: Cell<Option<u64>> = Cell::new(None);
+    Box::new(move || {
+        let shard = crate::shard::current();
+        let image = shard.image();
+        if seen.get() == Some(image.epoch) {
+            return None;
+        }
+        seen.set(Some(image.epoch));
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return Some(BTreeMap::new());
+        };
+        let node_id = shard.config.node_id;
+        let led = (0..shard.config.offsets_topic_num_partitions)
+            .filter(|partition| shard.partition_owner(OFFSETS_TOPIC, *partition) == shard.id())
+            .filter_map(|partition| {
+                let state = topic.state(partition)?;
+                (state.leader == node_id).then_some((partition, state.leader_epoch))
+            })
+            .collect();
+        Some(led)
+    })
 }
 
 /// What the metrics report of one group.
@@ -113,8 +148,8 @@ pub struct GroupMetrics {
 }
 
 impl Coordinator {
-    /// The groups for the metrics endpoint, read without waiting: before
-    /// the load completes this is what is loaded so far.
+    /// The groups for the metrics endpoint, read without waiting: the
+    /// groups of the partitions loaded so far.
     pub fn metrics(&self) -> Vec<GroupMetrics> {
         self.manager
             .borrow()
@@ -134,11 +169,16 @@ impl Coordinator {
             .collect()
     }
 
-    pub fn new(config: GroupConfig, log: Rc<dyn OffsetsLog>) -> Coordinator {
+    pub fn new(
+        config: GroupConfig,
+        log: Rc<dyn OffsetsLog>,
+        leadership: Leadership,
+    ) -> Coordinator {
         Coordinator {
             manager: RefCell::new(GroupManager::new(config)),
-            loaded: glommio::sync::Semaphore::new(0),
             log,
+            leadership,
+            led: RefCell::new(BTreeMap::new()),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
         }
@@ -149,6 +189,7 @@ impl Coordinator {
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(Duration::from_millis(TICK_INTERVAL_MS)).await;
+                ticking.follow_leadership();
                 ticking.manager.borrow_mut().tick(now_ms());
                 let _ = ticking.flush().await;
             }
@@ -165,30 +206,91 @@ impl Coordinator {
         .detach();
     }
 
-    /// Waits until the coordinator has loaded.
-    async fn ready(&self) {
-        let _ = self.loaded.acquire(1).await;
-        self.loaded.signal(1);
+    /// Brings the groups in line with what this node leads (see the module
+    /// docs): resigns partitions, elects new ones and starts their loads.
+    pub fn follow_leadership(self: &Rc<Self>) {
+        if let Some(led) = (self.leadership)() {
+            *self.led.borrow_mut() = led;
+        }
+        let changes = self.manager.borrow_mut().follow(&self.led.borrow());
+        for (partition, groups) in &changes.resigned {
+            tracing::info!(
+                partition,
+                groups,
+                "group coordinator resigned {OFFSETS_TOPIC} partition: groups unloaded"
+            );
+        }
+        if !changes.resigned.is_empty() {
+            // Parked requests of dropped groups learn NOT_COORDINATOR now.
+            let flushing = self.clone();
+            glommio::spawn_local(async move {
+                let _ = flushing.flush().await;
+            })
+            .detach();
+        }
+        for (partition, leader_epoch) in changes.elected {
+            let loading = self.clone();
+            glommio::spawn_local(async move { loading.load(partition, leader_epoch).await })
+                .detach();
+        }
     }
 
-    /// Replays the records of the offsets partitions this shard owns.
-    pub async fn load(&self, partitions: &[i32]) -> Result<usize, String> {
-        let mut count = 0;
-        for partition in partitions {
-            for record in self.log.read(*partition).await? {
-                let value = record.value.as_deref();
+    /// Reads `partition` and replays it into the manager (unless leadership
+    /// moved meanwhile). A failed load is retried after [`LOAD_RETRY_MS`].
+    async fn load(&self, partition: i32, leader_epoch: i32) {
+        match self.log.read(partition).await {
+            Ok(records) => {
+                let loaded = self.manager.borrow_mut().complete_load(
+                    partition,
+                    leader_epoch,
+                    &records,
+                    now_ms(),
+                );
+                if let Some(count) = loaded {
+                    tracing::info!(
+                        partition,
+                        leader_epoch,
+                        records = count,
+                        "group coordinator loaded {OFFSETS_TOPIC} partition"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::error!(
+                    partition,
+                    leader_epoch,
+                    %error,
+                    "group coordinator could not load {OFFSETS_TOPIC} partition; trying again"
+                );
+                glommio::timer::sleep(Duration::from_millis(LOAD_RETRY_MS)).await;
                 self.manager
                     .borrow_mut()
-                    .replay(&record.key, value, now_ms());
-                count += 1;
+                    .abandon_load(partition, leader_epoch);
             }
         }
-        Ok(count)
+    }
+
+    /// Lets a request for `group_id` in: Ok once this node leads the
+    /// group's partition and has loaded it (waiting up to [`LOAD_WAIT_MS`]
+    /// for a load); else NOT_COORDINATOR (the client looks for the
+    /// coordinator again) or COORDINATOR_LOAD_IN_PROGRESS. The caller must
+    /// go on to the operation without awaiting in between.
+    pub async fn admit(self: &Rc<Self>, group_id: &str) -> Result<(), i16> {
+        for _ in 0..LOAD_WAIT_MS / LOAD_POLL_MS {
+            self.follow_leadership();
+            match self.manager.borrow().admit(group_id) {
+                Err(errors::COORDINATOR_LOAD_IN_PROGRESS) => {}
+                verdict => return verdict,
+            }
+            glommio::timer::sleep(Duration::from_millis(LOAD_POLL_MS)).await;
+        }
+        self.follow_leadership();
+        self.manager.borrow().admit(group_id)
     }
 
     /// Carries out what the manager produced: appends its records, then
     /// answers parked requests.
-    async fn flush(&self) -> Result<(), String> {
+    async fn flush(&self) -> Result<(), AppendError> {
         let outbox = self.manager.borrow_mut().take_outbox();
         let appended = if outbox.records.is_empty() {
             Ok(())
@@ -216,7 +318,6 @@ impl Coordinator {
     }
 
     pub async fn join(&self, request: JoinRequest) -> JoinResponse {
-        self.ready().await;
         let group_id = request.group_id.clone();
         let outcome = self.manager.borrow_mut().join(request, now_ms());
         park(
@@ -230,7 +331,6 @@ impl Coordinator {
     }
 
     pub async fn sync(&self, request: SyncRequest) -> SyncResponse {
-        self.ready().await;
         let group_id = request.group_id.clone();
         let outcome = self.manager.borrow_mut().sync(request, now_ms());
         park(&self.sync_waiters, self.flush(), group_id, outcome, |_| {
@@ -246,7 +346,6 @@ impl Coordinator {
         group_instance_id: Option<&str>,
         generation_id: i32,
     ) -> i16 {
-        self.ready().await;
         let code = self.manager.borrow_mut().heartbeat(
             group_id,
             member_id,
@@ -259,19 +358,17 @@ impl Coordinator {
     }
 
     pub async fn leave(&self, group_id: &str, leaving: &[LeavingMember]) -> Vec<i16> {
-        self.ready().await;
         let codes = self.manager.borrow_mut().leave(group_id, leaving, now_ms());
         let _ = self.flush().await;
         codes
     }
 
     pub async fn commit(&self, request: CommitRequest) -> Vec<Vec<i16>> {
-        self.ready().await;
         let mut codes = self.manager.borrow_mut().commit(&request, now_ms());
-        if self.flush().await.is_err() {
+        if let Err(error) = self.flush().await {
             for code in codes.iter_mut().flatten() {
                 if *code == errors::NONE {
-                    *code = errors::KAFKA_STORAGE_ERROR;
+                    *code = error.code();
                 }
             }
         }
@@ -283,7 +380,6 @@ impl Coordinator {
         group_id: &str,
         topics: Option<&[(String, Vec<i32>)]>,
     ) -> FetchedOffsets {
-        self.ready().await;
         self.manager.borrow().fetch(group_id, topics)
     }
 
@@ -292,33 +388,39 @@ impl Coordinator {
         group_id: &str,
         topics: &[(String, Vec<i32>)],
     ) -> Result<Vec<Vec<i16>>, i16> {
-        self.ready().await;
         let outcome = self.manager.borrow_mut().delete_offsets(group_id, topics);
         match self.flush().await {
             Ok(()) => outcome,
-            Err(_) => Err(errors::KAFKA_STORAGE_ERROR),
+            Err(error) => Err(error.code()),
         }
     }
 
-    pub async fn list(&self, states_filter: &[String]) -> Vec<ListedGroup> {
-        self.ready().await;
-        self.manager.borrow().list(states_filter)
+    /// The groups of this shard, once no partition is loading (waiting up
+    /// to [`LOAD_WAIT_MS`]; then COORDINATOR_LOAD_IN_PROGRESS, as Kafka
+    /// answers while any partition loads).
+    pub async fn list(self: &Rc<Self>, states_filter: &[String]) -> Result<Vec<ListedGroup>, i16> {
+        for _ in 0..LOAD_WAIT_MS / LOAD_POLL_MS {
+            self.follow_leadership();
+            if !self.manager.borrow().is_loading() {
+                return Ok(self.manager.borrow().list(states_filter));
+            }
+            glommio::timer::sleep(Duration::from_millis(LOAD_POLL_MS)).await;
+        }
+        Err(errors::COORDINATOR_LOAD_IN_PROGRESS)
     }
 
     pub async fn describe(&self, group_id: &str) -> GroupDescription {
-        self.ready().await;
         self.manager.borrow().describe(group_id)
     }
 
     pub async fn delete_groups(&self, group_ids: &[String]) -> Vec<i16> {
-        self.ready().await;
         let codes: Vec<i16> = group_ids
             .iter()
             .map(|id| self.manager.borrow_mut().delete_group(id))
             .collect();
         match self.flush().await {
             Ok(()) => codes,
-            Err(_) => vec![errors::KAFKA_STORAGE_ERROR; codes.len()],
+            Err(error) => vec![error.code(); codes.len()],
         }
     }
 }
@@ -336,7 +438,7 @@ fn deliver<T: Clone>(waiters: &Waiters<T>, group_id: String, member_id: String, 
 /// may itself have completed the phase it waits for.
 async fn park<T: Clone>(
     waiters: &Waiters<T>,
-    flush: impl std::future::Future<Output = Result<(), String>>,
+    flush: impl std::future::Future<Output = Result<(), AppendError>>,
     group_id: String,
     outcome: Outcome<T>,
     gone: impl Fn(&str) -> T,
@@ -370,6 +472,8 @@ mod tests {
     use crate::coordinator::group::Protocol;
     use crate::coordinator::store::MemoryLog;
 
+    const PARTITIONS: i32 = 50;
+
     fn run<F: std::future::Future<Output = ()> + 'static>(
         test: impl FnOnce() -> F + Send + 'static,
     ) {
@@ -382,16 +486,48 @@ mod tests {
             .expect("test ran");
     }
 
-    fn coordinator() -> Rc<Coordinator> {
+    /// What the test says this node leads.
+    #[derive(Clone, Default)]
+    struct Led(Rc<RefCell<BTreeMap<i32, i32>>>);
+
+    impl Led {
+        /// Every partition at `leader_epoch`, or none.
+        fn set(&self, leader_epoch: Option<i32>) {
+            *self.0.borrow_mut() = match leader_epoch {
+                Some(epoch) => (0..PARTITIONS).map(|p| (p, epoch)).collect(),
+                None => BTreeMap::new(),
+            };
+        }
+
+        fn view(&self) -> Leadership {
+            let led = self.0.clone();
+            Box::new(move || Some(led.borrow().clone()))
+        }
+    }
+
+    fn coordinator(log: Rc<dyn OffsetsLog>, led: &Led) -> Rc<Coordinator> {
         let config = GroupConfig {
-            offsets_partitions: 50,
+            offsets_partitions: PARTITIONS,
             initial_rebalance_delay_ms: 0,
             min_session_timeout_ms: 1,
             max_session_timeout_ms: 300_000,
             max_size: 10,
             offsets_retention_ms: 60_000,
         };
-        Rc::new(Coordinator::new(config, Rc::new(MemoryLog::default())))
+        Rc::new(Coordinator::new(config, log, led.view()))
+    }
+
+    /// The coordinator's tick, faster.
+    fn ticking(coordinator: &Rc<Coordinator>) -> glommio::Task<()> {
+        let ticking = coordinator.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+                ticking.follow_leadership();
+                ticking.manager.borrow_mut().tick(now_ms());
+                let _ = ticking.flush().await;
+            }
+        })
     }
 
     fn join_request(member_id: &str) -> JoinRequest {
@@ -412,71 +548,89 @@ mod tests {
         }
     }
 
+    fn sync_request(member_id: &str) -> SyncRequest {
+        SyncRequest {
+            group_id: "g".into(),
+            generation_id: 1,
+            member_id: member_id.into(),
+            group_instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: vec![(member_id.into(), Bytes::from_static(b"all"))],
+        }
+    }
+
+    /// One member joined, synced and committed `offset`: its id.
+    async fn stable_member(coordinator: &Rc<Coordinator>, offset: i64) -> String {
+        assert_eq!(coordinator.admit("g").await, Ok(()));
+        // The join phase of a first rebalance ends at a tick.
+        let joined = coordinator.join(join_request("")).await;
+        assert_eq!(joined.error_code, errors::NONE);
+        assert_eq!(joined.generation_id, 1);
+        assert_eq!(joined.leader, joined.member_id);
+        let synced = coordinator.sync(sync_request(&joined.member_id)).await;
+        assert_eq!(&synced.assignment[..], b"all");
+        let commit = CommitRequest::one("g", &joined.member_id, 1, offset, None);
+        assert_eq!(coordinator.commit(commit).await, vec![vec![errors::NONE]]);
+        joined.member_id
+    }
+
     #[test]
     fn parked_join_and_sync_are_answered_and_records_reach_the_log() {
         run(|| async {
-            let coordinator = coordinator();
-            // Requests wait for the load.
-            let early = glommio::spawn_local({
-                let coordinator = coordinator.clone();
-                async move { coordinator.join(join_request("")).await }
-            });
-            glommio::yield_if_needed().await;
-            coordinator.loaded.signal(LOADED_PERMITS);
-            // The join phase of a first rebalance ends at a tick.
-            let ticking = coordinator.clone();
-            let ticker = glommio::spawn_local(async move {
-                loop {
-                    glommio::timer::sleep(Duration::from_millis(5)).await;
-                    ticking.manager.borrow_mut().tick(now_ms());
-                    let _ = ticking.flush().await;
-                }
-            });
-            let joined = early.await;
-            assert_eq!(joined.error_code, errors::NONE);
-            assert_eq!(joined.generation_id, 1);
-            assert_eq!(joined.leader, joined.member_id);
-            let sync = SyncRequest {
-                group_id: "g".into(),
-                generation_id: 1,
-                member_id: joined.member_id.clone(),
-                group_instance_id: None,
-                protocol_type: None,
-                protocol_name: None,
-                assignments: vec![(joined.member_id.clone(), Bytes::from_static(b"all"))],
-            };
-            let synced = coordinator.sync(sync).await;
-            assert_eq!(&synced.assignment[..], b"all");
-            let commit = CommitRequest {
-                group_id: "g".into(),
-                generation_id: 1,
-                member_id: joined.member_id.clone(),
-                group_instance_id: None,
-                retention_time_ms: -1,
-                topics: vec![(
-                    "t".into(),
-                    vec![super::super::manager::PartitionCommit {
-                        partition: 0,
-                        offset: 3,
-                        leader_epoch: -1,
-                        metadata: None,
-                    }],
-                )],
-            };
-            assert_eq!(coordinator.commit(commit).await, vec![vec![errors::NONE]]);
-            let partition = crate::coordinator::partition_for_group("g", 50);
-            let logged = coordinator.log.read(partition).await.unwrap();
+            let led = Led::default();
+            let log: Rc<dyn OffsetsLog> = Rc::new(MemoryLog::default());
+            let coordinator = coordinator(log.clone(), &led);
+            // Nothing led: not the coordinator.
+            assert_eq!(coordinator.admit("g").await, Err(errors::NOT_COORDINATOR));
+            led.set(Some(0));
+            let ticker = ticking(&coordinator);
+            stable_member(&coordinator, 3).await;
+            let partition = crate::coordinator::partition_for_group("g", PARTITIONS);
+            let logged = log.read(partition).await.unwrap();
             assert_eq!(logged.len(), 2, "the group at sync, then the offset");
-            // A fresh coordinator replays the same log into the same state.
-            let replayed = Coordinator::new(
-                coordinator.manager.borrow().config().clone(),
-                coordinator.log.clone(),
-            );
-            assert_eq!(replayed.load(&[partition]).await, Ok(2));
-            replayed.loaded.signal(LOADED_PERMITS);
+            // A fresh coordinator loads the same log into the same state.
+            let replayed = self::coordinator(log, &led);
+            assert_eq!(replayed.admit("g").await, Ok(()));
             let fetched = replayed.fetch("g", None).await;
             assert_eq!(fetched[0].1[0].1.as_ref().map(|o| o.offset), Some(3));
             assert_eq!(replayed.describe("g").await.members.len(), 1);
+            assert_eq!(replayed.list(&[]).await.map(|groups| groups.len()), Ok(1));
+            drop(ticker);
+        });
+    }
+
+    #[test]
+    fn losing_leadership_unloads_and_regaining_it_reloads() {
+        run(|| async {
+            let led = Led::default();
+            led.set(Some(0));
+            let log: Rc<dyn OffsetsLog> = Rc::new(MemoryLog::default());
+            let coordinator = coordinator(log, &led);
+            let ticker = ticking(&coordinator);
+            let first = stable_member(&coordinator, 7).await;
+            // A second member starts a rebalance and waits in JoinGroup.
+            let parked = glommio::spawn_local({
+                let coordinator = coordinator.clone();
+                async move { coordinator.join(join_request("")).await }
+            });
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            assert_eq!(coordinator.metrics()[0].state, "PreparingRebalance");
+            // Leadership moves away: the waiter learns it at the next tick.
+            led.set(None);
+            let answer = parked.await;
+            assert_eq!(answer.error_code, errors::NOT_COORDINATOR);
+            assert!(coordinator.metrics().is_empty(), "groups unloaded");
+            assert_eq!(coordinator.admit("g").await, Err(errors::NOT_COORDINATOR));
+            assert_eq!(coordinator.list(&[]).await, Ok(Vec::new()));
+            // It comes back: the group is read again from the log.
+            led.set(Some(1));
+            assert_eq!(coordinator.admit("g").await, Ok(()));
+            let fetched = coordinator.fetch("g", None).await;
+            assert_eq!(fetched[0].1[0].1.as_ref().map(|o| o.offset), Some(7));
+            let described = coordinator.describe("g").await;
+            assert_eq!(described.members.len(), 1);
+            assert_eq!(described.members[0].member_id, first);
             drop(ticker);
         });
     }

@@ -1,14 +1,17 @@
 //! [`PartitionOffsetsLog`]: the [`OffsetsLog`] on the storage engine. Each
 //! append becomes one uncompressed v2 record batch on the group's
 //! `__consumer_offsets` partition (owned by this shard, by construction of
-//! the coordinator's placement), answered once it is durable; `read` walks a
-//! partition from its start and decodes every batch.
+//! the coordinator's placement), answered once it is committed
+//! ([`append_committed`], the one place that decides what "committed"
+//! means); `read` waits for a partition to open, then walks it from its
+//! start and decodes every batch.
 //!
 //! Runs on a coordinator shard. It touches only the `__consumer_offsets`
 //! partitions of this shard and knows nothing of groups: keys and values
 //! are opaque here.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
@@ -17,19 +20,26 @@ use kafka_protocol::records::{
 };
 
 use super::records::LogRecord;
-use super::store::{LocalFuture, OffsetsLog};
+use super::store::{AppendError, LocalFuture, OffsetsLog};
 use super::OFFSETS_TOPIC;
+use crate::partition::replica::Partition;
 use crate::storage::batch::BatchHeader;
 use crate::storage::{Offset, ReadData, ReadOptions};
 
 /// How much one read of a partition asks for while loading.
 const LOAD_READ_BYTES_MAX: usize = 1 << 20;
 
+/// How long a load waits for its `__consumer_offsets` partition to open on
+/// this shard (right after the topic is created, or leadership arrives,
+/// the image can be ahead of the partition table), and how often it looks.
+const OPEN_WAIT_MS: u64 = 10_000;
+const OPEN_POLL_MS: u64 = 5;
+
 #[derive(Default)]
 pub struct PartitionOffsetsLog;
 
 impl OffsetsLog for PartitionOffsetsLog {
-    fn append(&self, records: Vec<LogRecord>) -> LocalFuture<'_, Result<(), String>> {
+    fn append(&self, records: Vec<LogRecord>) -> LocalFuture<'_, Result<(), AppendError>> {
         Box::pin(async move {
             let mut by_partition: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
             for record in records {
@@ -39,7 +49,7 @@ impl OffsetsLog for PartitionOffsetsLog {
                     .push(record);
             }
             for (partition, records) in by_partition {
-                append_partition(partition, records).await?;
+                append_committed(partition, records).await?;
             }
             Ok(())
         })
@@ -82,28 +92,53 @@ fn encode_batch(records: &[LogRecord], now_ms: i64) -> Result<Bytes, String> {
     Ok(buf.freeze())
 }
 
-async fn append_partition(partition: i32, records: Vec<LogRecord>) -> Result<(), String> {
+/// Appends `records` to `partition` of `__consumer_offsets` as one batch
+/// and returns once they are committed: today, synced to disk on this
+/// node; with replication, once the partition's high watermark passes them
+/// (the change to make here, and only here). Refuses (NotLeader) when this
+/// node does not lead the partition in its image: a coordinator that lost
+/// its partition must not write into what is now a follower's copy.
+pub async fn append_committed(partition: i32, records: Vec<LogRecord>) -> Result<(), AppendError> {
     let shard = crate::shard::current();
+    let name = format!("{OFFSETS_TOPIC}-{partition}");
+    if shard.image().leader_of(OFFSETS_TOPIC, partition) != Some(shard.config.node_id) {
+        return Err(AppendError::NotLeader(format!(
+            "{name}: this broker does not lead it"
+        )));
+    }
     let Some(log) = shard.partitions.get(OFFSETS_TOPIC, partition) else {
-        return Err(format!("{OFFSETS_TOPIC}-{partition} is not on this shard"));
+        return Err(AppendError::Storage(format!("{name} is not on this shard")));
     };
     let now_ms = crate::storage::now_ms();
-    let batch = encode_batch(&records, now_ms)?;
+    let batch = encode_batch(&records, now_ms).map_err(AppendError::Storage)?;
     let outcome = log
         .append(&batch, now_ms)
         .await
-        .map_err(|error| format!("{OFFSETS_TOPIC}-{partition}: {error:?}"))?;
+        .map_err(|error| AppendError::Storage(format!("{name}: {error:?}")))?;
     log.log
         .wait_durable(Offset(outcome.last_offset))
         .await
-        .map_err(|error| format!("{OFFSETS_TOPIC}-{partition}: {error}"))
+        .map_err(|error| AppendError::Storage(format!("{name}: {error}")))
+}
+
+/// `partition` of `__consumer_offsets` on this shard, once it is open
+/// (bounded wait).
+async fn open_partition(partition: i32) -> Result<Rc<Partition>, String> {
+    let shard = crate::shard::current();
+    for _ in 0..OPEN_WAIT_MS / OPEN_POLL_MS {
+        if let Some(log) = shard.partitions.get(OFFSETS_TOPIC, partition) {
+            return Ok(log);
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(OPEN_POLL_MS)).await;
+    }
+    Err(format!(
+        "{OFFSETS_TOPIC}-{partition} is not open on {}",
+        shard.id()
+    ))
 }
 
 async fn read_partition(partition: i32) -> Result<Vec<LogRecord>, String> {
-    let shard = crate::shard::current();
-    let Some(log) = shard.partitions.get(OFFSETS_TOPIC, partition) else {
-        return Ok(Vec::new());
-    };
+    let log = open_partition(partition).await?;
     let log = &log.log;
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();

@@ -3,21 +3,51 @@
 //!
 //! Shard-local: one log per coordinator shard, holding the records of the
 //! offsets partitions that shard owns. An implementation must keep the
-//! order of appends per partition and be durable when `append` returns
-//! `Ok`; `read` returns a partition's records in append order.
+//! order of appends per partition and be committed (durable; with
+//! replication, under the high watermark) when `append` returns `Ok`;
+//! `read` returns a partition's records in append order.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
+use super::errors;
 use super::records::LogRecord;
 
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
+/// Why an append did not commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendError {
+    /// This node does not lead the partition (any more): the group moved.
+    NotLeader(String),
+    /// The storage failed.
+    Storage(String),
+}
+
+impl AppendError {
+    /// The error code a request whose records did not commit answers.
+    pub fn code(&self) -> i16 {
+        match self {
+            AppendError::NotLeader(_) => errors::NOT_COORDINATOR,
+            AppendError::Storage(_) => errors::KAFKA_STORAGE_ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppendError::NotLeader(message) | AppendError::Storage(message) => f.write_str(message),
+        }
+    }
+}
+
 pub trait OffsetsLog {
-    /// Appends `records` (possibly of several partitions), in order.
-    fn append(&self, records: Vec<LogRecord>) -> LocalFuture<'_, Result<(), String>>;
+    /// Appends `records` (possibly of several partitions), in order, and
+    /// returns once they are committed.
+    fn append(&self, records: Vec<LogRecord>) -> LocalFuture<'_, Result<(), AppendError>>;
     /// Every record of `partition`, oldest first.
     fn read(&self, partition: i32) -> LocalFuture<'_, Result<Vec<LogRecord>, String>>;
 }
@@ -30,7 +60,7 @@ pub struct MemoryLog {
 }
 
 impl OffsetsLog for MemoryLog {
-    fn append(&self, records: Vec<LogRecord>) -> LocalFuture<'_, Result<(), String>> {
+    fn append(&self, records: Vec<LogRecord>) -> LocalFuture<'_, Result<(), AppendError>> {
         let mut partitions = self.partitions.borrow_mut();
         for record in records {
             partitions.entry(record.partition).or_default().push(record);

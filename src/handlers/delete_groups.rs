@@ -25,9 +25,13 @@ pub async fn handle(
                 coordinator.delete_groups(&[id]).await
             })
             .await
-            .ok()
-            .and_then(|codes| codes.first().copied())
-            .unwrap_or(errors::COORDINATOR_NOT_AVAILABLE)
+            .map(|codes| {
+                codes
+                    .first()
+                    .copied()
+                    .unwrap_or(errors::UNKNOWN_SERVER_ERROR)
+            })
+            .unwrap_or_else(|code| code)
         };
         results.push(
             DeletableGroupResult::default()

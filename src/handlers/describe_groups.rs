@@ -6,7 +6,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::{str_bytes, ApiSupport, RequestContext};
-use crate::coordinator::{errors, submit_to_coordinator};
+use crate::coordinator::submit_to_coordinator;
 
 pub const API: ApiSupport = super::api(ApiKey::DescribeGroups, 0, 5);
 
@@ -29,9 +29,12 @@ pub async fn handle(
         let entry = DescribedGroup::default()
             .with_group_id(group_id.clone())
             .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
-        let Ok(described) = described else {
-            groups.push(entry.with_error_code(errors::COORDINATOR_NOT_AVAILABLE));
-            continue;
+        let described = match described {
+            Ok(described) => described,
+            Err(code) => {
+                groups.push(entry.with_error_code(code));
+                continue;
+            }
         };
         let members = described
             .members

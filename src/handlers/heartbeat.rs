@@ -4,7 +4,7 @@
 use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
 
 use super::{ApiSupport, RequestContext};
-use crate::coordinator::{errors, submit_to_coordinator};
+use crate::coordinator::submit_to_coordinator;
 
 pub const API: ApiSupport = super::api(ApiKey::Heartbeat, 0, 4);
 
@@ -20,6 +20,6 @@ pub async fn handle(context: &RequestContext, request: HeartbeatRequest) -> Hear
             .await
     })
     .await
-    .unwrap_or(errors::COORDINATOR_NOT_AVAILABLE);
+    .unwrap_or_else(|code| code);
     HeartbeatResponse::default().with_error_code(code)
 }

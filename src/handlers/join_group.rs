@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::coordinator::group::Protocol;
 use crate::coordinator::manager::{JoinRequest, JoinResponse};
-use crate::coordinator::{errors, submit_to_coordinator};
+use crate::coordinator::submit_to_coordinator;
 
 pub const API: ApiSupport = super::api(ApiKey::JoinGroup, 0, 9);
 
@@ -46,7 +46,7 @@ pub async fn handle(context: &RequestContext, request: JoinGroupRequest) -> Join
             coordinator.join(join).await
         })
         .await
-        .unwrap_or_else(|_| JoinResponse::error(&member_id, errors::COORDINATOR_NOT_AVAILABLE));
+        .unwrap_or_else(|code| JoinResponse::error(&member_id, code));
     let members = response
         .members
         .into_iter()

@@ -36,9 +36,7 @@ pub async fn handle(context: &RequestContext, request: LeaveGroupRequest) -> Lea
     .await;
     let codes = match codes {
         Ok(codes) => codes,
-        Err(_) => {
-            return LeaveGroupResponse::default().with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
-        }
+        Err(code) => return LeaveGroupResponse::default().with_error_code(code),
     };
     if !batched {
         let code = codes.first().copied().unwrap_or(errors::NONE);

@@ -38,10 +38,16 @@ pub async fn handle(context: &RequestContext, request: ListGroupsRequest) -> Lis
             return ListGroupsResponse::default().with_error_code(errors::COORDINATOR_NOT_AVAILABLE)
         }
     };
-    let groups = per_shard
+    let mut listed = Vec::new();
+    for shard_groups in per_shard.into_iter().flatten() {
+        match shard_groups {
+            Ok(groups) => listed.extend(groups),
+            // A shard still loading a partition: Kafka answers so too.
+            Err(code) => return ListGroupsResponse::default().with_error_code(code),
+        }
+    }
+    let groups = listed
         .into_iter()
-        .flatten()
-        .flatten()
         .filter(|_| classic_wanted)
         .map(|group| {
             ListedGroup::default()

@@ -79,7 +79,6 @@ pub async fn handle(
             coordinator.commit(commit).await
         })
         .await
-        .map_err(|_| errors::COORDINATOR_NOT_AVAILABLE)
     };
     let topics = request
         .topics

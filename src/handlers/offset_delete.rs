@@ -7,7 +7,7 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::{ApiSupport, RequestContext};
-use crate::coordinator::{errors, submit_to_coordinator};
+use crate::coordinator::submit_to_coordinator;
 
 pub const API: ApiSupport = super::api(ApiKey::OffsetDelete, 0, 0);
 
@@ -29,7 +29,7 @@ pub async fn handle(
         coordinator.delete_offsets(&group_id, &wanted).await
     })
     .await
-    .unwrap_or(Err(errors::COORDINATOR_NOT_AVAILABLE));
+    .unwrap_or_else(Err);
     let codes = match outcome {
         Ok(codes) => codes,
         Err(code) => return OffsetDeleteResponse::default().with_error_code(code),

@@ -130,6 +130,6 @@ async fn fetch_group(
     .await;
     match outcome {
         Ok(fetched) => (errors::NONE, fetched),
-        Err(_) => (errors::COORDINATOR_NOT_AVAILABLE, empty(&wanted)),
+        Err(code) => (code, empty(&wanted)),
     }
 }

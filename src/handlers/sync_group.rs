@@ -6,7 +6,7 @@ use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
 
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::coordinator::manager::{SyncRequest, SyncResponse};
-use crate::coordinator::{errors, submit_to_coordinator};
+use crate::coordinator::submit_to_coordinator;
 
 pub const API: ApiSupport = super::api(ApiKey::SyncGroup, 0, 5);
 
@@ -35,7 +35,7 @@ pub async fn handle(context: &RequestContext, request: SyncGroupRequest) -> Sync
             coordinator.sync(sync).await
         })
         .await
-        .unwrap_or_else(|_| SyncResponse::error(errors::COORDINATOR_NOT_AVAILABLE));
+        .unwrap_or_else(SyncResponse::error);
     SyncGroupResponse::default()
         .with_error_code(response.error_code)
         .with_protocol_type(response.protocol_type.map(str_bytes))

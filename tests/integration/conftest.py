@@ -55,6 +55,17 @@ def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def recv_exact(sock, n):
+    """Exactly `n` bytes from `sock` (raw-protocol tests)."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed by the broker")
+        data += chunk
+    return data
+
+
 def confluent_admin(broker, **config):
     """A confluent-kafka AdminClient for `broker`. librdkafka's log lines go to
     Python logging (shown by pytest on failure) instead of the process's stderr,
