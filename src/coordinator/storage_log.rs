@@ -115,11 +115,43 @@ pub async fn append_committed(partition: i32, records: Vec<LogRecord>) -> Result
         .append(&batch, now_ms)
         .await
         .map_err(|error| AppendError::Storage(format!("{name}: {error:?}")))?;
-    log.log
-        .wait_durable(Offset(outcome.last_offset))
-        .await
-        .map_err(|error| AppendError::Storage(format!("{name}: {error}")))
+    let configs = shard
+        .image()
+        .topic(OFFSETS_TOPIC)
+        .map(|topic| topic.configs.clone())
+        .unwrap_or_default();
+    let min_insync = shard
+        .effective_config()
+        .topic_config(&configs)
+        .min_insync_replicas;
+    let timeout = std::time::Duration::from_millis(OFFSETS_COMMIT_TIMEOUT_MS);
+    // Committed: the high watermark passed it (every in-sync replica has it
+    // on disk), as Kafka commits offsets with acks=all.
+    let durable = log.log.wait_durable(Offset(outcome.last_offset));
+    let failed_sync = async move {
+        match durable.await {
+            Err(error) => Err(AppendError::Storage(format!("{name}: {error}"))),
+            Ok(()) => std::future::pending().await,
+        }
+    };
+    let replicated = async {
+        log.wait_committed(outcome.last_offset, min_insync.max(1) as usize, timeout)
+            .await
+            .map_err(|code| match code {
+                crate::protocol::error_codes::NOT_LEADER_OR_FOLLOWER => {
+                    AppendError::NotLeader(format!("{OFFSETS_TOPIC}-{partition}: leadership moved"))
+                }
+                code => AppendError::Storage(format!(
+                    "{OFFSETS_TOPIC}-{partition}: not committed ({})",
+                    crate::protocol::response_errors::error_name(code)
+                )),
+            })
+    };
+    futures_lite::future::or(replicated, failed_sync).await
 }
+
+/// Kafka's `offsets.commit.timeout.ms` default.
+const OFFSETS_COMMIT_TIMEOUT_MS: u64 = 5_000;
 
 /// `partition` of `__consumer_offsets` on this shard, once it is open
 /// (bounded wait).
