@@ -7,13 +7,17 @@
 
 pub mod commands;
 pub mod controller;
+pub mod election;
 pub mod metadata;
 pub mod node;
 pub mod placement;
 pub mod quorum;
 pub mod raft_store;
+pub mod reassign;
 pub mod records;
 pub mod rpc;
 
 #[cfg(test)]
 mod raft_tests;
+#[cfg(test)]
+mod test_images;
