@@ -45,6 +45,8 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    if os.environ.get("SLUICE_CMD"):
+        pytest.skip("a three-node cluster needs sluice's own flags, not SLUICE_CMD")
     binary = _binary()
     controller_ports = {node: free_port() for node in NODES}
     voters = ",".join(f"{node}@127.0.0.1:{port}" for node, port in controller_ports.items())
