@@ -15,6 +15,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 
+use crate::cluster::health::Health;
 use crate::coordinator::runtime::{self, GroupMetrics};
 pub use crate::histogram::{LatencyHistogram, LATENCY_BUCKETS_US};
 use crate::protocol::response_errors::{error_name, visit_error_codes};
@@ -617,6 +618,51 @@ fn render_groups(out: &mut Writer, snapshots: &[Snapshot]) {
     }
 }
 
+/// The cluster gauges of this node (shard 0's image): every node reports
+/// its own; only the active controller reports the cluster-wide counts.
+pub fn render_health(health: &Health) -> String {
+    let mut out = Writer {
+        text: String::new(),
+    };
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        out.family(name, "gauge", help);
+        out.sample(name, &[], value);
+    };
+    gauge(
+        "sluice_active_controller",
+        "1 on the node that is the active controller, else 0.",
+        u64::from(health.active_controller),
+    );
+    gauge(
+        "sluice_fenced_brokers",
+        "Registered brokers that are fenced, in this node's metadata image.",
+        health.fenced_brokers,
+    );
+    gauge(
+        "sluice_offline_partitions",
+        "Partitions with a replica on this node and no leader.",
+        health.offline_partitions,
+    );
+    gauge(
+        "sluice_under_replicated_partitions",
+        "Partitions this node leads whose ISR is smaller than their replica set.",
+        health.under_replicated_partitions,
+    );
+    if let Some((offline, under_replicated)) = health.cluster {
+        gauge(
+            "sluice_cluster_offline_partitions",
+            "Partitions with no leader, cluster-wide (active controller only).",
+            offline,
+        );
+        gauge(
+            "sluice_cluster_under_replicated_partitions",
+            "Partitions whose ISR is smaller than their replica set, cluster-wide (active controller only).",
+            under_replicated,
+        );
+    }
+    out.text
+}
+
 fn api_name(key: i16) -> String {
     ApiKey::try_from(key).map_or_else(|_| key.to_string(), |api| format!("{api:?}"))
 }
@@ -651,7 +697,16 @@ async fn answer(mut stream: TcpStream, shard: Rc<Shard>) {
             .submit_to_all(|| async { snapshot(&shard::current()) })
             .await
             .unwrap_or_default();
-        let body = render(&snapshots);
+        let mut body = render(&snapshots);
+        if let Some(controller) = shard.controller() {
+            let quorum = controller.quorum();
+            let health = crate::cluster::health::health(
+                &quorum.image(),
+                shard.config.node_id,
+                quorum.is_leader(),
+            );
+            body.push_str(&render_health(&health));
+        }
         format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
@@ -746,6 +801,31 @@ mod tests {
             let (_, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn cluster_gauges_are_wide_only_on_the_active_controller() {
+        let mut health = Health {
+            active_controller: false,
+            fenced_brokers: 1,
+            offline_partitions: 2,
+            under_replicated_partitions: 3,
+            cluster: None,
+        };
+        let text = render_health(&health);
+        assert!(text.contains("sluice_active_controller 0\n"), "{text}");
+        assert!(text.contains("sluice_fenced_brokers 1\n"));
+        assert!(text.contains("sluice_offline_partitions 2\n"));
+        assert!(text.contains("sluice_under_replicated_partitions 3\n"));
+        assert!(!text.contains("sluice_cluster_"));
+        health.active_controller = true;
+        health.cluster = Some((4, 5));
+        let text = render_health(&health);
+        assert!(text.contains("sluice_active_controller 1\n"));
+        assert!(text.contains(
+            "# TYPE sluice_cluster_offline_partitions gauge\nsluice_cluster_offline_partitions 4\n"
+        ));
+        assert!(text.contains("sluice_cluster_under_replicated_partitions 5\n"));
     }
 
     #[test]

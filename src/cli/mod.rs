@@ -1,7 +1,8 @@
 //! The command-line tools of the `sluice` binary: `topics`, `produce`,
-//! `consume` and `groups`, what Kafka's `kafka-topics.sh`,
-//! `kafka-console-producer.sh`, `kafka-console-consumer.sh` and
-//! `kafka-consumer-groups.sh` do, speaking the Kafka protocol to any broker
+//! `consume`, `groups` and `cluster`, what Kafka's `kafka-topics.sh` (with
+//! `kafka-reassign-partitions.sh` and `kafka-leader-election.sh`),
+//! `kafka-console-producer.sh`, `kafka-console-consumer.sh`,
+//! `kafka-consumer-groups.sh` and `kafka-metadata-quorum.sh` do, speaking the Kafka protocol to any broker
 //! named by `--bootstrap-server` (Sluice or another Kafka).
 //!
 //! This module owns the client side only. It runs on the process's main
@@ -19,18 +20,20 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 pub mod client;
+pub mod cluster;
 pub mod consume;
 pub mod groups;
 pub mod member;
 pub mod offsets;
 pub mod output;
 pub mod produce;
+pub mod replicas;
 pub mod topics;
 
 use output::OutputFormat;
 
 /// The first arguments that select a tool rather than the broker.
-pub const SUBCOMMANDS: &[&str] = &["topics", "produce", "consume", "groups"];
+pub const SUBCOMMANDS: &[&str] = &["topics", "produce", "consume", "groups", "cluster"];
 
 /// Kafka clients and tools for Sluice or any Kafka broker.
 #[derive(Debug, Parser)]
@@ -97,6 +100,12 @@ pub enum Command {
         #[command(subcommand)]
         action: groups::GroupsCommand,
     },
+    /// Describe the cluster's brokers and its metadata quorum
+    /// (kafka-cluster.sh, kafka-metadata-quorum.sh).
+    Cluster {
+        #[command(subcommand)]
+        action: cluster::ClusterCommand,
+    },
 }
 
 /// Runs the tool named by `args[1]` and returns its exit code, or `None`
@@ -132,6 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(args) => produce::run(common, args),
         Command::Consume(args) => consume::run(common, args),
         Command::Groups { action } => groups::run(common, action),
+        Command::Cluster { action } => cluster::run(common, action),
     }
 }
 

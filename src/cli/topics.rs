@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::client::{topic_name, Client, KafkaError};
 use super::output::{join_ids, render_json, OutputFormat, Table};
-use super::{parse_key_value, write_stdout, Common};
+use super::{parse_key_value, replicas, write_stdout, Common};
 
 /// DescribeConfigs and the AlterConfigs APIs name a topic with this type.
 const RESOURCE_TYPE_TOPIC: i8 = 2;
@@ -54,6 +54,12 @@ pub enum TopicsCommand {
     Alter(AlterArgs),
     /// Delete topics.
     Delete(DeleteArgs),
+    /// Move a partition's replicas, cancel a move, or list moves in
+    /// progress (kafka-reassign-partitions.sh).
+    Reassign(replicas::ReassignArgs),
+    /// Elect preferred (or, unclean, any live) replicas as leaders
+    /// (kafka-leader-election.sh).
+    ElectLeaders(replicas::ElectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +131,8 @@ pub fn run(common: &Common, command: TopicsCommand) -> Result<ExitCode> {
         TopicsCommand::Describe(args) => describe(&mut client, output, &args),
         TopicsCommand::Alter(args) => alter(&mut client, output, &args),
         TopicsCommand::Delete(args) => delete(&mut client, output, &args),
+        TopicsCommand::Reassign(args) => replicas::reassign(&mut client, output, &args),
+        TopicsCommand::ElectLeaders(args) => replicas::elect(&mut client, output, &args),
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -387,14 +395,33 @@ fn describe_table(topic: &MetadataResponseTopic, configs: &[(String, String)]) -
         replication_factor(topic),
         configs
     );
-    let mut table = Table::new(&["PARTITION", "LEADER", "REPLICAS", "ISR"]);
+    // Offline replicas (on fenced brokers or failed disks) get a column
+    // when there are any, as Kafka adds `Offline:`.
+    let any_offline = topic
+        .partitions
+        .iter()
+        .any(|partition| !partition.offline_replicas.is_empty());
+    let mut header = vec!["PARTITION", "LEADER", "REPLICAS", "ISR"];
+    if any_offline {
+        header.push("OFFLINE");
+    }
+    let mut table = Table::new(&header);
     for partition in sorted_partitions(topic) {
-        table.row(vec![
+        let leader = partition.leader_id.0;
+        let mut row = vec![
             partition.partition_index.to_string(),
-            partition.leader_id.0.to_string(),
+            if leader < 0 {
+                "none".to_string()
+            } else {
+                leader.to_string()
+            },
             join_ids(&ids(&partition.replica_nodes)),
             join_ids(&ids(&partition.isr_nodes)),
-        ]);
+        ];
+        if any_offline {
+            row.push(join_ids(&ids(&partition.offline_replicas)));
+        }
+        table.row(row);
     }
     text.push_str(&table.render());
     text
@@ -657,6 +684,25 @@ mod tests {
              PARTITION  LEADER  REPLICAS  ISR\n\
              0          1       1         1\n\
              1          1       1         1\n"
+        );
+    }
+
+    #[test]
+    fn offline_replicas_and_missing_leaders_are_shown() {
+        let topic = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+            .with_partitions(vec![MetadataResponsePartition::default()
+                .with_leader_id(BrokerId(-1))
+                .with_replica_nodes(vec![BrokerId(1), BrokerId(2)])
+                .with_isr_nodes(vec![BrokerId(1)])
+                .with_offline_replicas(vec![BrokerId(1)])]);
+        let text = describe_table(&topic, &[]);
+        assert!(
+            text.ends_with(
+                "PARTITION  LEADER  REPLICAS  ISR  OFFLINE\n\
+                 0          none    1,2       1    1\n"
+            ),
+            "{text}"
         );
     }
 

@@ -34,9 +34,11 @@ pub use super::commands::{
     validate_topic_name, ConfigChange, ConfigOp, ConfigTarget, NewPartitions, NewTopic, TopicError,
     TopicRef,
 };
+use super::election;
 use super::metadata::{MetadataImage, TopicMetadata};
 use super::placement;
-use super::quorum::{ProposeError, Quorum};
+use super::quorum::{ProposeError, Quorum, QuorumStatus};
+use super::reassign::{self, Reassignment};
 use super::records::{MetadataRecord, RecordBatch};
 use super::rpc;
 use crate::config::BrokerConfig;
@@ -77,6 +79,17 @@ pub enum ControllerRequest {
     },
     /// A partition leader's ISR change (Kafka's AlterPartition).
     AlterPartition(commands::AlterPartition),
+    /// Start, change or cancel partition reassignments (`reassign.rs`).
+    AlterReassignments {
+        reassignments: Vec<Reassignment>,
+        allow_replication_factor_change: bool,
+    },
+    /// Reassignments in progress (`None`: of every partition).
+    ListReassignments {
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// The quorum as the active controller sees it (DescribeQuorum).
+    DescribeQuorum,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,6 +113,12 @@ pub enum ControllerResponse {
     Elected(Vec<((String, i32), Result<(), TopicError>)>),
     /// AlterPartition: Kafka's error code, if refused.
     Altered(Result<(), i16>),
+    Reassignments(Vec<reassign::Ongoing>),
+    Quorum {
+        status: QuorumStatus,
+        /// Each voter's controller listener.
+        voters: Vec<(i32, SocketAddr)>,
+    },
 }
 
 /// An answer and the log index this node must apply before answering.
@@ -298,6 +317,33 @@ impl Controller {
                     Err(code) => (ControllerResponse::Altered(Err(code)), Vec::new()),
                 }
             }
+            ControllerRequest::AlterReassignments {
+                reassignments,
+                allow_replication_factor_change,
+            } => {
+                let (results, records) = reassign::alter(
+                    image,
+                    reassignments,
+                    allow_replication_factor_change,
+                    |image, topic| self.unclean(image, topic),
+                );
+                (ControllerResponse::Outcomes(results), records)
+            }
+            ControllerRequest::ListReassignments { partitions } => (
+                ControllerResponse::Reassignments(reassign::list(image, partitions.as_deref())),
+                Vec::new(),
+            ),
+            ControllerRequest::DescribeQuorum => (
+                ControllerResponse::Quorum {
+                    status: self.quorum.status(),
+                    voters: self
+                        .voters
+                        .iter()
+                        .map(|(id, address)| (*id, *address))
+                        .collect(),
+                },
+                Vec::new(),
+            ),
         }
     }
 
@@ -397,54 +443,7 @@ impl Controller {
         unclean: bool,
         partitions: Option<Vec<(String, i32)>>,
     ) -> (ControllerResponse, Vec<MetadataRecord>) {
-        let wanted = |topic: &str, partition: i32| {
-            partitions.as_ref().is_none_or(|list| {
-                list.iter()
-                    .any(|(name, index)| name == topic && *index == partition)
-            })
-        };
-        let records = if unclean {
-            placement::offline_leader_changes(image, |id| image.is_live(id), |_| true)
-                .into_iter()
-                .filter(|record| match record {
-                    MetadataRecord::PartitionChange {
-                        topic, partition, ..
-                    } => wanted(topic, *partition),
-                    _ => false,
-                })
-                .collect()
-        } else {
-            placement::preferred_leader_changes(image, Some(&wanted))
-        };
-        let elected: Vec<(String, i32)> = records
-            .iter()
-            .filter_map(|record| match record {
-                MetadataRecord::PartitionChange {
-                    topic, partition, ..
-                } => Some((topic.clone(), *partition)),
-                _ => None,
-            })
-            .collect();
-        let named = partitions.unwrap_or_else(|| elected.clone());
-        let results = named
-            .into_iter()
-            .map(|(topic, partition)| {
-                let outcome = if elected.contains(&(topic.clone(), partition)) {
-                    Ok(())
-                } else if image.partition(&topic, partition).is_none() {
-                    Err(TopicError::new(
-                        error_codes::UNKNOWN_TOPIC_OR_PARTITION,
-                        "The partition does not exist.",
-                    ))
-                } else {
-                    Err(TopicError::new(
-                        error_codes::ELECTION_NOT_NEEDED,
-                        "Leader election not needed for topic partition.",
-                    ))
-                };
-                ((topic, partition), outcome)
-            })
-            .collect();
+        let (results, records) = election::elect_leaders(image, unclean, partitions);
         (ControllerResponse::Elected(results), records)
     }
 
@@ -463,6 +462,7 @@ impl Controller {
                 last_rebalance = Instant::now();
             }
             self.fence_silent_brokers().await;
+            self.complete_reassignments().await;
             let config = self
                 .config
                 .with_dynamic(&self.quorum.image().broker_configs);
@@ -547,6 +547,21 @@ impl Controller {
             if let Err(error) = self.quorum.propose(RecordBatch { records }).await {
                 tracing::warn!(?error, "fencing failed");
             }
+        }
+    }
+
+    /// Completes the reassignments whose adding replicas are all in the
+    /// ISR (`reassign::completions`).
+    async fn complete_reassignments(&self) {
+        let _permit = self.change_permit.acquire_permit(1).await;
+        self.quorum.wait_caught_up().await;
+        let records = reassign::completions(&self.quorum.image());
+        if records.is_empty() || !self.quorum.is_leader() {
+            return;
+        }
+        tracing::info!(partitions = records.len(), "reassignments completed");
+        if let Err(error) = self.quorum.propose(RecordBatch { records }).await {
+            tracing::warn!(?error, "completing reassignments failed");
         }
     }
 

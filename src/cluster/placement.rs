@@ -82,7 +82,9 @@ fn change(
 }
 
 /// Every partition of the image, with its topic name and index.
-fn partitions(image: &MetadataImage) -> impl Iterator<Item = (&str, i32, &PartitionState)> {
+pub(crate) fn partitions(
+    image: &MetadataImage,
+) -> impl Iterator<Item = (&str, i32, &PartitionState)> {
     image.topics.values().flat_map(|topic| {
         topic
             .states
@@ -170,46 +172,9 @@ pub fn preferred_leader_changes(
 mod tests {
     use super::*;
     use crate::cluster::records::MetadataRecord as R;
-    use uuid::Uuid;
 
     fn image_with(brokers: &[i32], states: Vec<PartitionState>) -> MetadataImage {
-        let mut image = MetadataImage::default();
-        for id in brokers {
-            image.apply(
-                1,
-                &R::RegisterBroker {
-                    node_id: *id,
-                    incarnation: Uuid::new_v4(),
-                    host: "h".into(),
-                    port: 1,
-                    rack: None,
-                },
-            );
-            image.apply(2, &R::UnfenceBroker { node_id: *id });
-        }
-        image.apply(
-            3,
-            &R::Topic {
-                name: "t".into(),
-                topic_id: Uuid::new_v4(),
-                replication_factor: 3,
-                configs: Default::default(),
-                internal: false,
-            },
-        );
-        for (index, state) in states.into_iter().enumerate() {
-            image.apply(
-                4,
-                &R::Partition {
-                    topic: "t".into(),
-                    partition: index as i32,
-                    replicas: state.replicas,
-                    isr: state.isr,
-                    leader: state.leader,
-                },
-            );
-        }
-        image
+        crate::cluster::test_images::image(brokers, &[], &states)
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! DescribeCluster (key 60): cluster id, the active controller and the live
-//! brokers, from the accepting shard's image. (Admin clients use it instead of Metadata.)
+//! brokers, from the accepting shard's image; v2 asked to include fenced
+//! brokers lists every registered one with its `is_fenced` flag (KIP-1073).
+//! (Admin clients use it instead of Metadata.)
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -13,14 +15,18 @@ pub fn handle(
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let image = context.shard.image();
+    let include_fenced = context.api_version >= 2 && request.include_fenced_brokers;
     let brokers = image
-        .live_brokers()
+        .brokers
+        .values()
+        .filter(|broker| include_fenced || !broker.fenced)
         .map(|broker| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(broker.node_id))
                 .with_host(str_bytes(broker.host.clone()))
                 .with_port(i32::from(broker.port))
                 .with_rack(broker.rack.clone().map(str_bytes))
+                .with_is_fenced(broker.fenced)
         })
         .collect();
     DescribeClusterResponse::default()

@@ -18,12 +18,15 @@ use std::rc::Rc;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 
-use crate::cluster::controller::{validate_topic_name, NewTopic};
+use crate::cluster::controller::{
+    validate_topic_name, ControllerRequest, ControllerResponse, NewTopic, TopicError,
+};
 use crate::protocol::error_codes;
 use crate::shard::{self, Shard, CONTROLLER_SHARD};
 use crate::storage::FileRegion;
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -34,6 +37,8 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -42,6 +47,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -95,6 +101,10 @@ pub const SUPPORTED: &[ApiSupport] = &[
     describe_groups::API,
     delete_groups::API,
     offset_for_leader_epoch::API,
+    elect_leaders::API,
+    alter_partition_reassignments::API,
+    list_partition_reassignments::API,
+    describe_quorum::API,
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
@@ -226,6 +236,22 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         RequestKind::DeleteGroups(request) => {
             ResponseKind::DeleteGroups(delete_groups::handle(context, request).await)
         }
+        RequestKind::ElectLeaders(request) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(context, request).await)
+        }
+        RequestKind::AlterPartitionReassignments(request) => {
+            ResponseKind::AlterPartitionReassignments(
+                alter_partition_reassignments::handle(context, request).await,
+            )
+        }
+        RequestKind::ListPartitionReassignments(request) => {
+            ResponseKind::ListPartitionReassignments(
+                list_partition_reassignments::handle(context, request).await,
+            )
+        }
+        RequestKind::DescribeQuorum(request) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(context, request).await)
+        }
         other => unreachable!("decoder admitted an API without a handler: {other:?}"),
     }
 }
@@ -291,6 +317,39 @@ pub(crate) async fn auto_create_topics(
         }
     }
     errors
+}
+
+/// Sends `request` to this node's controller (shard 0), which forwards it
+/// to the active controller; a failed hop is NOT_CONTROLLER-like for the
+/// caller (`UNKNOWN_SERVER_ERROR` with the reason).
+pub(crate) async fn call_controller(
+    context: &RequestContext,
+    request: ControllerRequest,
+) -> Result<ControllerResponse, TopicError> {
+    context
+        .shard
+        .mesh
+        .submit_to(CONTROLLER_SHARD, move || async move {
+            let shard = shard::current();
+            let controller = shard.controller().expect("shard 0 runs the controller");
+            controller.call(request).await
+        })
+        .await
+        .unwrap_or_else(|error| {
+            Err(TopicError::new(
+                error_codes::UNKNOWN_SERVER_ERROR,
+                error.to_string(),
+            ))
+        })
+}
+
+/// A request's partitions, named by topic and indexes, as `(topic, index)`.
+pub(crate) fn partition_pairs<'a>(
+    topics: impl Iterator<Item = (&'a str, &'a [i32])>,
+) -> Vec<(String, i32)> {
+    topics
+        .flat_map(|(topic, indexes)| indexes.iter().map(move |index| (topic.to_string(), *index)))
+        .collect()
 }
 
 pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {
