@@ -306,6 +306,11 @@ impl Controller {
                     Err(error) => (ControllerResponse::ProducerIds(Err(error)), Vec::new()),
                 }
             }
+            // Registrations wait for the cluster's first record, its id, so
+            // no broker is listed in a cluster without one.
+            ControllerRequest::BrokerHeartbeat(_) if image.cluster_id.is_empty() => {
+                (ControllerResponse::Heartbeat { fenced: true }, Vec::new())
+            }
             ControllerRequest::BrokerHeartbeat(heartbeat) => self.heartbeat(image, heartbeat),
             ControllerRequest::ElectLeaders {
                 unclean,
