@@ -342,3 +342,33 @@ def test_clients_keep_working_through_a_leader_kill_with_committed_offsets_intac
             extra.append(message.value().decode())
     again.close()
     assert extra == [], "records consumed before were delivered again"
+
+
+def test_kafkajs_producer_and_group_through_a_leader_kill(cluster):
+    """kafkajs (its idempotent producer, then a consumer group) through a
+    kill -9 of a partition leader: every record exactly once."""
+    import json
+    import shutil
+
+    node = shutil.which("node")
+    script = os.path.join(os.path.dirname(__file__), "..", "js", "produce_consume.js")
+    if node is None or not os.path.isdir(os.path.join(os.path.dirname(script), "node_modules", "kafkajs")):
+        pytest.fail("kafkajs is not installed (tests/run.sh installs it)", pytrace=False)
+    topic = unique_topic("kafkajs")
+    cluster.create_topic(topic, partitions=3, min_insync_replicas=2)
+    leader = cluster.partition(topic, 0).leader
+    survivor = next(n for i, n in cluster.nodes.items() if i != leader)
+    count = 10000
+    producer = subprocess.Popen([node, script, "produce", survivor.address, topic, str(count), "none"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    cluster.nodes[leader].signal(signal.SIGKILL)
+    out, err = producer.communicate(timeout=180)
+    assert producer.returncode == 0, err[-3000:]
+    consumer = subprocess.run([node, script, "consume", survivor.address, topic, str(count),
+                               unique_topic("jsgroup")], capture_output=True, text=True, timeout=180)
+    assert consumer.returncode == 0, consumer.stderr[-3000:]
+    records = json.loads(consumer.stdout.strip().splitlines()[-1])["records"]
+    keys = [r["key"] for r in records]
+    assert len(keys) == count and set(keys) == {f"k{i}" for i in range(count)}, \
+        f"{count - len(set(keys))} missing, {len(keys) - len(set(keys))} duplicated"
