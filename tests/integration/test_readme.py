@@ -258,16 +258,20 @@ class Workdir:
                 return probe.getsockname() != probe.getpeername()
         wait_until(accepting, timeout=20, what=f"{adapted!r} to accept connections")
 
-    def stop_broker(self):
-        proc, self.broker = self.broker, None
-        os.killpg(proc.pid, signal.SIGTERM)
+    def wait_stopped(self, proc, timeout=10):
+        """After SIGTERM: the broker must exit 0 within `timeout` s."""
         try:
-            code = proc.wait(timeout=10)
+            code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             pytest.fail(f"broker did not stop on SIGTERM: {self.log_tail()}", pytrace=False)
         assert code == 0, f"broker exited {code} on SIGTERM: {self.log_tail()}"
+
+    def stop_broker(self):
+        proc, self.broker = self.broker, None
+        os.killpg(proc.pid, signal.SIGTERM)
+        self.wait_stopped(proc)
 
         def released():
             try:
@@ -371,13 +375,7 @@ class ClusterWorkdir(Workdir):
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
-            try:
-                code = proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                pytest.fail(f"broker did not stop on SIGTERM: {self.log_tail()}", pytrace=False)
-            assert code == 0, f"broker exited {code} on SIGTERM: {self.log_tail()}"
+            self.wait_stopped(proc, timeout=15)
 
     def close(self):
         for proc in self.brokers:
