@@ -16,6 +16,7 @@ import os
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import time
 import uuid
@@ -82,6 +83,40 @@ def unique_topic(prefix="t"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+# --- hand-encoded Kafka responses (test_wire.py, cluster.py) ---------------
+
+def recv_exact(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+class Reader:
+    def __init__(self, data, off=0):
+        self.data, self.off = data, off
+
+    def unpack(self, fmt):
+        vals = struct.unpack_from(fmt, self.data, self.off)
+        self.off += struct.calcsize(fmt)
+        return vals if len(vals) > 1 else vals[0]
+
+    def string(self):
+        n = self.unpack(">h")
+        if n < 0:
+            return None
+        s = self.data[self.off:self.off + n].decode()
+        self.off += n
+        return s
+
+    def array(self, item):
+        n = self.unpack(">i")
+        return [item() for _ in range(max(n, 0))]
+
+
 class Broker:
     """A running broker process with a fixed port and data directory."""
 
@@ -114,6 +149,12 @@ class Broker:
         ) + self.extra_args
 
     def start(self):
+        """Starts the process and waits until it accepts connections."""
+        self.spawn()
+        return self.wait_accepting()
+
+    def spawn(self):
+        """Starts the process without waiting for it."""
         assert self.proc is None, "broker already running"
         self._log_file = open(self.log_path, "ab")
         self._log_offset = self._log_file.tell()
@@ -132,6 +173,11 @@ class Broker:
             # not the repo root: the broker must not pick up config/sluice.toml
             cwd=os.path.dirname(self.data_dir),
         )
+        return self
+
+    def wait_accepting(self):
+        """Waits until the Kafka listener accepts; fails the test if the
+        process exits first or START_TIMEOUT_S passes."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             code = self.proc.poll()
@@ -326,4 +372,9 @@ def pytest_runtest_makereport(item, call):
         for name, b in brokers:
             if isinstance(b, Broker):
                 report.sections.append((f"{name} log tail ({b.log_path})", b.log_tail(60)))
+        # Clusters (cluster.py): every node's log, of every cluster the test made.
+        clusters = [funcargs.get("cluster"), funcargs.get("shared_cluster")]
+        clusters += getattr(funcargs.get("make_cluster"), "made", [])
+        for c in dict.fromkeys(c for c in clusters if hasattr(c, "log_sections")):
+            report.sections.extend(c.log_sections())
     return report

@@ -42,6 +42,18 @@ Commands that never end on their own:
   (Ctrl-C) once it has printed every record produced so far, or after
   INTERRUPT_AFTER_S; exit 0 or death by SIGINT expected.
 
+The "Run a three-broker cluster" section (`test_readme_cluster`, in a
+`ClusterWorkdir`): the three `sluice --node-id N ...` commands (one a
+terminal) start in the background and must all answer Metadata listing three
+brokers and a controller; then the next block runs against them; the brokers
+stop (SIGTERM, exit 0). Then `scripts/cluster.sh start` (a copy of the
+repository's `scripts/`, as a fresh clone has it) starts a new cluster, the
+same block runs again against it, then the kill block. Substitutions:
+`127.0.0.1:909N` and `127.0.0.1:919N` (N = 1..3) become free ports
+base+N-1 and base+100+N-1, `scripts/cluster.sh` gets `--base-port base`,
+and a `sluice` tool without `--bootstrap-server` gets broker 2's (its
+default, 127.0.0.1:9092, is broker 2). `sleep` is run as written.
+
 Not run, on purpose: the "Load generator" block (a release build of loadgen
 and benchmarks of minutes), the "Test" block (`bash tests/run.sh`, which runs
 this test), and the "Metrics" block (not part of the Run or quick-start
@@ -246,16 +258,20 @@ class Workdir:
                 return probe.getsockname() != probe.getpeername()
         wait_until(accepting, timeout=20, what=f"{adapted!r} to accept connections")
 
-    def stop_broker(self):
-        proc, self.broker = self.broker, None
-        os.killpg(proc.pid, signal.SIGTERM)
+    def wait_stopped(self, proc, timeout=10):
+        """After SIGTERM: the broker must exit 0 within `timeout` s."""
         try:
-            code = proc.wait(timeout=10)
+            code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             pytest.fail(f"broker did not stop on SIGTERM: {self.log_tail()}", pytrace=False)
         assert code == 0, f"broker exited {code} on SIGTERM: {self.log_tail()}"
+
+    def stop_broker(self):
+        proc, self.broker = self.broker, None
+        os.killpg(proc.pid, signal.SIGTERM)
+        self.wait_stopped(proc)
 
         def released():
             try:
@@ -274,13 +290,106 @@ class Workdir:
 
     def close(self):
         if self.broker is not None:
-            os.killpg(self.broker.pid, signal.SIGKILL)
+            if self.broker.poll() is None:
+                os.killpg(self.broker.pid, signal.SIGKILL)
             self.broker.wait()
 
 
 @pytest.fixture
 def workdir(tmp_path):
     w = Workdir(tmp_path)
+    yield w
+    w.close()
+
+
+def free_port_base():
+    """A base port B with B..B+2 and B+100..B+102 free (below the ephemeral
+    range, so a client's port cannot take one meanwhile)."""
+    import random
+    for _ in range(200):
+        base = random.randrange(20000, 32000)
+        try:
+            socks = []
+            for port in [base + i for i in range(3)] + [base + 100 + i for i in range(3)]:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free block of ports")
+
+
+def is_cluster_broker(command):
+    return command.startswith("sluice --node-id")
+
+
+class ClusterWorkdir(Workdir):
+    """A Workdir for the "Run a three-broker cluster" section: three ports
+    for Kafka and three for the quorum, `scripts/` copied in."""
+
+    def __init__(self, tmp_path):
+        super().__init__(tmp_path)
+        shutil.copytree(os.path.join(ROOT, "scripts"), self.path / "scripts")
+        self.base = free_port_base()
+        self.port = self.base + 1  # broker 2: the tools' default 127.0.0.1:9092
+        self.brokers = []
+
+    def adapt(self, command):
+        command = re.sub(r"127\.0\.0\.1:9([01])9([1-3])\b",
+                         lambda m: f"127.0.0.1:{self.base + 100 * int(m.group(1)) + int(m.group(2)) - 1}",
+                         command)
+        command = re.sub(r"\bscripts/cluster\.sh (start|stop|status)\b(?!.*--base-port)",
+                         rf"scripts/cluster.sh \1 --base-port {self.base}", command)
+        if "--bootstrap-server" not in command:
+            bootstrap = f"--bootstrap-server 127.0.0.1:{self.port}"
+            command = re.sub(r"\bsluice (topics|groups) ([a-z-]+)", rf"sluice \1 \2 {bootstrap}", command)
+            command = re.sub(r"\bsluice (produce|consume)\b", rf"sluice \1 {bootstrap}", command)
+        return command
+
+    def start_cluster_brokers(self, commands):
+        from cluster import metadata
+        for command in commands:
+            adapted = self.adapt(command)
+            log = open(self.broker_log, "ab")
+            log.write(f"\n=== {adapted}\n".encode())
+            log.flush()
+            self.brokers.append(self.popen(adapted, stdin=subprocess.DEVNULL, stdout=log,
+                                           stderr=subprocess.STDOUT))
+            log.close()
+        ports = [self.base + i for i in range(len(commands))]
+
+        def ready():
+            for proc in self.brokers:
+                assert proc.poll() is None, f"broker exited: {self.log_tail()}"
+            views = [metadata("127.0.0.1", port) for port in ports]
+            return all(sorted(v["brokers"]) == [1, 2, 3] and v["controller_id"] in (1, 2, 3)
+                       for v in views)
+        wait_until(ready, timeout=30, what="the three README brokers to see each other")
+
+    def stop_cluster_brokers(self):
+        procs, self.brokers = self.brokers, []
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            self.wait_stopped(proc, timeout=15)
+
+    def close(self):
+        for proc in self.brokers:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if (self.path / "cluster-data").exists():
+            subprocess.run(["bash", "scripts/cluster.sh", "stop", "--base-port", str(self.base)],
+                           cwd=self.path, env=self.env, capture_output=True, timeout=60)
+        super().close()
+
+
+@pytest.fixture
+def cluster_workdir(tmp_path):
+    w = ClusterWorkdir(tmp_path)
     yield w
     w.close()
 
@@ -295,6 +404,12 @@ def test_every_readme_block_is_run():
     assert all(is_broker(c) or "--help" in c for c in commands(run_blocks[1])), run_blocks[1]
     assert not any(c.startswith("cargo") for c in commands(run_blocks[2])), run_blocks[2]
     assert len(readme_sh_blocks("Command-line tools")) == 1
+    terminals, use, script, kill = readme_sh_blocks("Run a three-broker cluster")
+    assert [c.split()[:3] for c in commands(terminals)] == \
+        [["sluice", "--node-id", str(n)] for n in (1, 2, 3)], terminals
+    for command in commands(use) + commands(script) + commands(kill):
+        assert re.match(r"(sluice (topics|produce|consume)|seq .*\| sluice produce|kcat -L|"
+                        r"scripts/cluster\.sh (start|status|stop)|kill -9 |sleep \d+)", command), command
     config_blocks = fenced_blocks(os.path.join(ROOT, "config", "README.md"))
     assert {lang for _, lang, _ in config_blocks} == {"toml"}, config_blocks
 
@@ -342,7 +457,9 @@ def test_readme_common_flags(workdir):
         out = workdir.run_command(command)
         if "--help" in command:
             assert "--data-dir" in out, out
+    # The data dir's identity file and metadata log (issue 12; cluster-metadata.json before).
     assert (workdir.path / "var" / "lib" / "sluice" / "meta.properties").exists()
+    assert (workdir.path / "var" / "lib" / "sluice" / "__cluster_metadata-0").is_dir()
 
 
 def run_cluster_block(workdir, block):
@@ -396,6 +513,9 @@ def test_config_readme(workdir):
             run_cluster_block(workdir, block)
             continue
         config_file.write_text(block + "\n")
+        # Each example on a fresh ./data: a data dir keeps its node.id, and
+        # one example is node 2 of a cluster.
+        shutil.rmtree(workdir.path / "data", ignore_errors=True)
         workdir.start_broker("cargo run --release")
         workdir.run("kcat -L -b 127.0.0.1:9092")
         if "retention.ms" in block:
@@ -412,3 +532,40 @@ def test_config_readme(workdir):
                           text=True, timeout=COMMAND_TIMEOUT_S)
     assert proc.returncode == 2, proc
     assert example in proc.stderr, proc.stderr
+
+
+def test_readme_cluster(cluster_workdir):
+    """"Run a three-broker cluster": the three terminals' brokers and the
+    commands against them; then scripts/cluster.sh, the same commands, and
+    killing a broker (leaders move off it, produce goes on), as written."""
+    w = cluster_workdir
+    terminals, use, script, kill = readme_sh_blocks("Run a three-broker cluster")
+
+    def check_use(outputs):
+        by_start = lambda prefix: [out for c, out in outputs if c.startswith(prefix)][0]  # noqa: E731
+        described = by_start("sluice topics describe")
+        rows = [line.split() for line in described.splitlines() if re.match(r"\d+\s", line)]
+        assert len(rows) == 6 and {r[1] for r in rows} == {"1", "2", "3"}, described
+        assert all(sorted(r[2].split(",")) == ["1", "2", "3"] for r in rows), described
+        assert "3 brokers" in by_start("kcat -L") and "(controller)" in by_start("kcat -L")
+        assert by_start("sluice consume").split() == ["1000"], by_start("sluice consume")
+
+    w.start_cluster_brokers(commands(terminals))
+    check_use([(c, w.run(c)) for c in commands(use)])
+    w.stop_cluster_brokers()
+    for n in (1, 2, 3):
+        assert (w.path / f"d{n}" / "meta.properties").exists()
+
+    outputs = [(c, w.run(c)) for c in commands(script)]
+    assert "bootstrap: " + ",".join(f"127.0.0.1:{w.base + i}" for i in range(3)) in outputs[0][1]
+    assert outputs[1][1].count("answers: brokers 1 2 3") == 3, outputs[1][1]
+    check_use([(c, w.run(c)) for c in commands(use)])
+
+    outputs = [(c, w.run(c)) for c in commands(kill)]
+    described = [out for c, out in outputs if c.startswith("sluice topics describe")][0]
+    rows = [line.split() for line in described.splitlines() if re.match(r"\d+\s", line)]
+    assert len(rows) == 6 and all(r[1] in ("1", "3") and "2" not in r[3].split(",") for r in rows), described
+    started = [out for c, out in outputs if c.startswith("scripts/cluster.sh start")][0]
+    assert "node 2 starting" in started and "node 1 already running" in started, started
+    stopped = [out for c, out in outputs if c.startswith("scripts/cluster.sh stop")][0]
+    assert stopped.count("stopped") == 3, stopped

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from conftest import Reader, recv_exact
+
 API_VERSIONS = 18
 METADATA = 3
 UNSUPPORTED_VERSION = 35
@@ -40,16 +42,6 @@ def connect(broker):
     s = socket.create_connection((broker.host, broker.port), timeout=IO_TIMEOUT_S)
     s.settimeout(IO_TIMEOUT_S)
     return s
-
-
-def recv_exact(sock, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return bytes(buf)
 
 
 def read_response(sock):
@@ -231,28 +223,6 @@ def test_client_disconnect_mid_frame_is_harmless(shared_broker):
     with connect(shared_broker) as s:
         assert_api_versions_ok(s, correlation_id=5)
     assert shared_broker.is_running()
-
-
-class Reader:
-    def __init__(self, data, off=0):
-        self.data, self.off = data, off
-
-    def unpack(self, fmt):
-        vals = struct.unpack_from(fmt, self.data, self.off)
-        self.off += struct.calcsize(fmt)
-        return vals if len(vals) > 1 else vals[0]
-
-    def string(self):
-        n = self.unpack(">h")
-        if n < 0:
-            return None
-        s = self.data[self.off:self.off + n].decode()
-        self.off += n
-        return s
-
-    def array(self, item):
-        n = self.unpack(">i")
-        return [item() for _ in range(max(n, 0))]
 
 
 def metadata_v4(sock, correlation_id, topics, allow_auto_create):
