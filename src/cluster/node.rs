@@ -267,7 +267,7 @@ async fn serve_connection(
     let mine = quorum.hello();
     rpc::write_frame(&mut stream, FrameKind::Hello, &rpc::encode_json(&mine)).await?;
     if let Some(why) = mine.mismatch(&theirs) {
-        tracing::warn!("refused a controller connection: {why}");
+        quorum.foreign_peer(theirs.node_id, &why);
         return Ok(());
     }
     loop {

@@ -83,6 +83,8 @@ pub struct Quorum {
     /// Bumped each time this node becomes leader.
     leader_terms: Cell<u64>,
     cluster_id: RefCell<Option<String>>,
+    /// Voters that answered with another cluster's id.
+    foreign_peers: RefCell<std::collections::BTreeSet<i32>>,
     bytes_since_snapshot: Cell<u64>,
     snapshot_bytes: u64,
     install: Install,
@@ -105,6 +107,14 @@ impl Quorum {
         store
             .initialize_voters(&voter_ids)
             .map_err(|error| format!("{}: {error}", dir.display()))?;
+        let mut stored: Vec<u64> = store.conf_state().voters.clone();
+        stored.sort_unstable();
+        if stored != voter_ids {
+            return Err(format!(
+                "the metadata log in {} was formed with voters {stored:?}, but this node's quorum is {voter_ids:?} (key 'controller.quorum.voters'): a data dir of another cluster cannot join; give the broker an empty data dir",
+                dir.display()
+            ));
+        }
         let (image, applied) = match store.snapshot_data() {
             Some((metadata, data)) => (MetadataImage::decode(&data)?, metadata.index),
             None => (MetadataImage::default(), 0),
@@ -148,6 +158,7 @@ impl Quorum {
             leader: Cell::new(None),
             leader_terms: Cell::new(0),
             cluster_id: RefCell::new(cluster_id),
+            foreign_peers: RefCell::new(std::collections::BTreeSet::new()),
             bytes_since_snapshot: Cell::new(0),
             snapshot_bytes: config.snapshot_bytes,
             install,
@@ -490,6 +501,23 @@ impl Quorum {
         Ok(())
     }
 
+    /// A voter answered with another cluster's id (`why`). One such peer
+    /// says nothing about who is wrong; once a majority of the voters say
+    /// so, this node is the one with a foreign data dir, and it stops.
+    pub fn foreign_peer(&self, peer: i32, why: &str) {
+        let mut foreign = self.foreign_peers.borrow_mut();
+        if !foreign.insert(peer) {
+            return;
+        }
+        let majority = self.conf_state.voters.len() / 2 + 1;
+        if foreign.len() >= majority {
+            drop(foreign);
+            (self.fatal)(format!("refusing to join: {why}"));
+        } else {
+            tracing::warn!("a voter of another cluster tried to talk to this one: {why}");
+        }
+    }
+
     /// The cluster id as this node knows it.
     pub fn cluster_id(&self) -> Option<String> {
         self.cluster_id.borrow().clone()
@@ -540,8 +568,7 @@ pub async fn peer_sender(
                 }
             }
             Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
-                (quorum.fatal)(error.to_string());
-                return;
+                quorum.foreign_peer(peer, &error.to_string());
             }
             Err(error) => {
                 tracing::debug!(peer, %address, %error, "cannot reach controller");

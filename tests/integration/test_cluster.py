@@ -319,12 +319,20 @@ def test_partition_leader_killed_leaders_move_and_clients_keep_going(cluster):
               f"partition {first_ok - t_kill:.2f}s after the kill")
         # A few records in flight to the dead leader may time out; most must not.
         assert len(traffic.errors[client]) <= len(traffic.acked[client]) // 4, traffic.errors[client][:5]
-    # TODO(replication): once followers copy data, assert here that no
-    # acknowledged record is lost: read every partition from the beginning
-    # through the new leaders and check that each value in traffic.acked
-    # (both clients) is there. Until then the new leaders start from their
-    # own (empty) logs, so records acknowledged by the killed leader are
-    # not checked here, and nothing asserts that they are gone either.
+    # Nothing acknowledged (acks=all, both clients) is lost: every value is
+    # there when each partition is read from the beginning through the new
+    # leaders.
+    acked = {value for client in traffic.acked.values() for _, _, value in client}
+    reader = consumer(cluster.bootstrap)
+    reader.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    read = set()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not acked <= read:
+        msg = reader.poll(0.2)
+        if msg is not None and not msg.error():
+            read.add(msg.value().decode())
+    reader.close()
+    assert acked <= read, f"{len(acked - read)} acknowledged records lost"
 
 
 def test_paused_broker_is_fenced_and_comes_back_on_sigcont(cluster):
@@ -362,16 +370,8 @@ def other_cluster_data_dir_three_nodes(make_cluster, make_broker):
 
 
 @pytest.mark.parametrize("make_other", [
-    pytest.param(other_cluster_data_dir_single_node, id="single-node", marks=pytest.mark.xfail(
-        strict=True, reason=(
-            "broker bug (reported with issue 12): node 3 on a single-node cluster's data dir "
-            "keeps running as the one voter its old log names, while nodes 1 and 2 exit on "
-            "the cluster id mismatch; remove this mark once fixed"))),
-    pytest.param(other_cluster_data_dir_three_nodes, id="three-node", marks=pytest.mark.xfail(
-        strict=False, reason=(
-            "broker bug (reported with issue 12): whichever side connects first exits on the "
-            "cluster id mismatch, so a healthy node 1 or 2 often dies instead of node 3; "
-            "make this mark strict (or remove it) once fixed"))),
+    pytest.param(other_cluster_data_dir_single_node, id="single-node"),
+    pytest.param(other_cluster_data_dir_three_nodes, id="three-node"),
 ])
 def test_data_dir_of_another_cluster_is_refused(make_cluster, make_broker, make_other):
     """Node 3 of a cluster (1 and 2 running) started on the data dir of a
