@@ -6,7 +6,8 @@
 //! - ACTION: `kill` (SIGKILL), `term` (SIGTERM) or `stop` (SIGSTOP);
 //! - TARGET: `leader-of=TOPIC/PARTITION` (the leader Metadata names at
 //!   fault time), `follower-of=TOPIC/PARTITION` (a replica that is not the
-//!   leader) or `broker=N`;
+//!   leader, preferring a broker the schedule has not signalled yet) or
+//!   `broker=N`;
 //! - FOLLOWUP: `restart` (runs the broker's `--broker-cmd`) after kill or
 //!   term, `cont` (SIGCONT) after stop;
 //! - TIME: from the start of the run (after consumers joined), e.g. `10s`.
@@ -203,8 +204,9 @@ impl Brokers {
     }
 }
 
-/// The broker a target names, now.
-fn resolve(target: &Target, bootstrap: &str) -> Result<(i32, String)> {
+/// The broker a target names, now; a follower is one not in `signalled`
+/// if there is one.
+fn resolve(target: &Target, bootstrap: &str, signalled: &[i32]) -> Result<(i32, String)> {
     let (topic, partition, leader) = match target {
         Target::Broker(node) => return Ok((*node, format!("broker {node}"))),
         Target::LeaderOf(topic, partition) => (topic, *partition, true),
@@ -222,11 +224,17 @@ fn resolve(target: &Target, bootstrap: &str) -> Result<(i32, String)> {
         }
         return Ok((view.leader, format!("leader of {topic}/{partition}")));
     }
-    let follower = view
+    let followers: Vec<i32> = view
         .replicas
         .iter()
         .copied()
-        .find(|replica| *replica != view.leader)
+        .filter(|replica| *replica != view.leader)
+        .collect();
+    let follower = followers
+        .iter()
+        .find(|replica| !signalled.contains(replica))
+        .or(followers.first())
+        .copied()
         .with_context(|| format!("{topic}/{partition} has no follower"))?;
     Ok((follower, format!("follower of {topic}/{partition}")))
 }
@@ -283,7 +291,8 @@ fn run_schedule(
                     .map(|pid| format!("SIGCONT broker {node} (pid {pid})")),
             }
         } else {
-            resolve(&fault.target, bootstrap).and_then(|(node, what)| {
+            let signalled: Vec<i32> = chosen.values().copied().collect();
+            resolve(&fault.target, bootstrap, &signalled).and_then(|(node, what)| {
                 let (signal, name) = match fault.action {
                     Action::Kill => (libc::SIGKILL, "SIGKILL"),
                     Action::Term => (libc::SIGTERM, "SIGTERM"),

@@ -123,6 +123,15 @@ impl Report {
             "\n{name}{} against {}, {:.1} s measured\n",
             self.workload, self.broker.bootstrap, results.measured_seconds
         ));
+        for fault in &results.faults {
+            out.push_str(&format!("fault {fault}\n"));
+        }
+        if results.produce_retries > 0 {
+            out.push_str(&format!(
+                "records sent again (leader changes, lost connections): {}\n",
+                results.produce_retries
+            ));
+        }
         if let Some(target) = results.target_records_per_second {
             out.push_str(&format!("target rate: {target:.0} records/s\n"));
             let achieved = results

@@ -34,10 +34,13 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
     let api_versions = cluster.any()?.versions.advertised.clone();
     let layout = prepare_topic(&mut cluster, args, workload)?;
     // Workers bootstrap from every broker, so losing one is not fatal.
-    let bootstrap = std::iter::once(args.bootstrap.clone())
-        .chain(layout.brokers.values().cloned())
-        .collect::<Vec<_>>()
-        .join(",");
+    let mut addresses = vec![args.bootstrap.clone()];
+    for address in layout.brokers.values() {
+        if !addresses.contains(address) {
+            addresses.push(address.clone());
+        }
+    }
+    let bootstrap = addresses.join(",");
     let faults = args
         .faults
         .iter()
@@ -308,7 +311,7 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         started_at_unix_ms,
         config: serde_json::to_value(args).context("serializing the configuration")?,
         broker: BrokerInfo {
-            bootstrap: bootstrap.to_string(),
+            bootstrap: args.bootstrap.clone(),
             api_versions,
         },
         results,
