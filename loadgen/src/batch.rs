@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
 use kafka_protocol::records::Compression;
+use sluice_client::idempotence::ProducerIdentity;
 
 /// Bytes of a v2 batch header, up to and including the record count.
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -173,8 +174,20 @@ impl BatchBuilder {
     }
 
     /// Writes the finished batch (header, records, CRC) to `out` and empties
-    /// the builder.
+    /// the builder; a batch of no idempotent producer.
     pub fn finish(&mut self, codec: Codec, out: &mut BytesMut) -> Result<()> {
+        self.finish_as(codec, out, ProducerIdentity::NONE, -1)
+    }
+
+    /// As [`BatchBuilder::finish`], stamped with an idempotent producer's
+    /// identity and the batch's base sequence (-1 without idempotence).
+    pub fn finish_as(
+        &mut self,
+        codec: Codec,
+        out: &mut BytesMut,
+        producer: ProducerIdentity,
+        base_sequence: i32,
+    ) -> Result<()> {
         assert!(self.count > 0, "an empty batch is never sent");
         let start = out.len();
         out.reserve(BATCH_HEADER_BYTES + self.records.len());
@@ -187,9 +200,9 @@ impl BatchBuilder {
         out.put_i32(self.count - 1); // last offset delta
         out.put_i64(self.base_timestamp_ms);
         out.put_i64(self.max_timestamp_ms);
-        out.put_i64(-1); // producer id
-        out.put_i16(-1); // producer epoch
-        out.put_i32(-1); // base sequence
+        out.put_i64(producer.id);
+        out.put_i16(producer.epoch);
+        out.put_i32(base_sequence);
         out.put_i32(self.count);
         debug_assert_eq!(out.len() - start, BATCH_HEADER_BYTES);
         compress_into(codec, &self.records, out)?;
@@ -264,15 +277,16 @@ fn decompress(compression: i16, mut data: Bytes) -> Result<Bytes> {
                 .ok()
                 .flatten();
             match size {
-                Some(size) if size <= crate::wire::FRAME_BYTES_MAX as u64 => ZSTD_DECOMPRESSOR
-                    .with(|cell| -> Result<Bytes> {
+                Some(size) if size <= sluice_client::wire::FRAME_BYTES_MAX as u64 => {
+                    ZSTD_DECOMPRESSOR.with(|cell| -> Result<Bytes> {
                         let mut cell = cell.borrow_mut();
                         if cell.is_none() {
                             *cell = Some(zstd::bulk::Decompressor::new()?);
                         }
                         let plain = cell.as_mut().unwrap().decompress(&data, size as usize)?;
                         Ok(Bytes::from(plain))
-                    })?,
+                    })?
+                }
                 _ => codec::Zstd::decompress(&mut data, take)?,
             }
         }

@@ -206,6 +206,29 @@ pub struct RunArgs {
 
     #[arg(long, default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+    /// Idempotent producing (a producer ID and sequence numbers on every
+    /// batch, so a batch retried after a leader change is written once;
+    /// needs --acks all). Default: on for verify with --acks all, off
+    /// otherwise.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub idempotence: Option<bool>,
+    /// A batch not acknowledged this long after it was made (retries
+    /// included) is given up.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    #[serde(serialize_with = "serialize_duration")]
+    pub delivery_timeout: Duration,
+    /// A fault at a time of the run: ACTION:TARGET@TIME[,FOLLOWUP@TIME],
+    /// e.g. kill:leader-of=TOPIC/0@10s,restart@20s or
+    /// stop:broker=2@15s,cont@25s (repeatable; see loadgen/README.md).
+    #[arg(long = "fault", value_name = "SPEC")]
+    pub faults: Vec<String>,
+    /// Pid files of the brokers faults may signal: N=PATH[,N=PATH...].
+    #[arg(long, value_delimiter = ',', value_name = "N=PATH")]
+    pub broker_pids: Vec<String>,
+    /// How to start broker N again after a kill (run as `sh -c 'exec CMD'`;
+    /// the new pid goes to its pid file): N=CMD (repeatable).
+    #[arg(long = "broker-cmd", value_name = "N=CMD")]
+    pub broker_cmds: Vec<String>,
     /// A name for this run in reports and plots (e.g. the broker's name).
     #[arg(long)]
     pub label: Option<String>,
@@ -380,7 +403,20 @@ impl RunArgs {
         if self.linger_ms < 0.0 {
             bail!("--linger-ms cannot be negative");
         }
+        if self.idempotence == Some(true) && self.acks != -1 {
+            bail!("--idempotence needs --acks all");
+        }
+        for fault in &self.faults {
+            crate::faults::parse_fault(fault)?;
+        }
+        crate::faults::Brokers::parse(&self.broker_pids, &self.broker_cmds)?;
         Ok(())
+    }
+
+    /// Whether producers are idempotent: as asked, else in verify runs
+    /// with acks=all.
+    pub fn idempotent(&self, verify: bool) -> bool {
+        self.idempotence.unwrap_or(verify && self.acks == -1)
     }
 }
 

@@ -3,6 +3,11 @@
 //! consumer does). It measures throughput, end-to-end latency (from the
 //! intended send time in each record's value header to the moment the
 //! record is parsed) and, in verify mode, logs every record it sees.
+//!
+//! Leaders may move during a run (a broker dies, restarts, stalls): a
+//! partition's fetch then fails with NOT_LEADER_OR_FOLLOWER (or the
+//! connection is lost), the consumer refreshes Metadata through its
+//! [`Cluster`] and fetches from the new leader at the same position.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -13,16 +18,27 @@ use anyhow::{bail, Context, Result};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest};
 
-use crate::admin::{topic_name, TopicLayout};
+use sluice_client::admin::TopicLayout;
+use sluice_client::codes::OFFSET_OUT_OF_RANGE;
+use sluice_client::group::{GroupConfig, GroupMember};
+use sluice_client::offsets::TopicPartition;
+use sluice_client::retry::{classify, Refresh, RetryPolicy};
+use sluice_client::{topic_name, Cluster, ConnectionError};
+
 use crate::batch::parse_batches;
-use crate::group::{GroupMember, Poll};
 use crate::payload::ValueHeader;
 use crate::rate::WallClock;
 use crate::stats::{Metrics, Recorder};
 use crate::verify::SeenLog;
-use crate::wire::Connection;
 
-const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// Group timeouts: generous, since a consumer thread may wait out a fetch
+/// and a leader change between heartbeats.
+const GROUP: GroupConfig = GroupConfig {
+    session_timeout: Duration::from_secs(30),
+    rebalance_timeout: Duration::from_secs(30),
+    heartbeat_interval: Duration::from_secs(3),
+    join_deadline: Duration::from_secs(60),
+};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -72,13 +88,6 @@ pub fn run_consumer(
     result
 }
 
-struct LeaderSession {
-    leader: i32,
-    connection: Connection,
-    version: i16,
-    partitions: Vec<i32>,
-}
-
 fn consume(
     config: &ConsumerConfig,
     index: usize,
@@ -87,28 +96,29 @@ fn consume(
     metrics: &Arc<Metrics>,
 ) -> Result<ConsumerOutcome> {
     let client_id = format!("{}-c{index}", config.client_id);
-    let mut connections: BTreeMap<i32, Connection> = BTreeMap::new();
+    let topic = config.layout.topic.clone();
+    let mut cluster = Cluster::connect(
+        &config.bootstrap,
+        &client_id,
+        config.request_timeout + config.max_wait,
+    )?;
+    cluster.refresh(std::slice::from_ref(&topic))?;
     // In a group, the coordinator decides the partitions; `start_offsets`
     // then only says where to start a partition nobody committed.
     let (mut member, mut offsets) = match &config.group {
         Some(group) => {
-            let (mut member, assigned) = GroupMember::join(
-                &config.bootstrap,
-                group,
-                &config.layout.topic,
-                config.layout.partitions(),
-                &client_id,
-                config.request_timeout,
-            )?;
-            let offsets = starting_positions(&mut member, &assigned, &start_offsets)?;
+            let mut member = GroupMember::new(group, std::slice::from_ref(&topic), GROUP);
+            let assigned = member.join(&mut cluster)?;
+            let offsets = starting_positions(&mut cluster, &member, &assigned, &start_offsets)?;
             (Some(member), offsets)
         }
         None => (None, start_offsets.clone()),
     };
-    let mut sessions = sessions_for(config, &client_id, &offsets, &mut connections)?;
     metrics.consumers_ready.fetch_add(1, Ordering::Relaxed);
     let mut outcome = ConsumerOutcome::default();
     let mut recorder = Recorder::e2e(metrics.clone());
+    let policy = RetryPolicy::default();
+    let mut failures = 0u32;
     loop {
         if metrics.stopping() || reached_records_max(config, metrics) {
             break;
@@ -122,34 +132,69 @@ fn consume(
             }
         }
         if let Some(member) = member.as_mut() {
-            if let Poll::Reassigned(assigned) = member.poll(&offsets)? {
-                offsets = starting_positions(member, &assigned, &start_offsets)?;
-                for session in sessions.drain(..) {
-                    connections.insert(session.leader, session.connection);
-                }
-                sessions = sessions_for(config, &client_id, &offsets, &mut connections)?;
+            if member.heartbeat_if_due(&mut cluster)? {
+                // Commit what was read while the generation may take it.
+                member.commit(&mut cluster, &positions(&topic, &offsets))?;
+                let assigned = member.join(&mut cluster)?;
+                offsets = starting_positions(&mut cluster, member, &assigned, &start_offsets)?;
             }
         }
-        if sessions.is_empty() {
+        if offsets.is_empty() {
             // A group member without partitions waits for a rebalance.
             std::thread::sleep(Duration::from_millis(100));
             continue;
         }
-        for session in &mut sessions {
-            fetch_once(
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        let mut refresh = false;
+        for partition in offsets.keys() {
+            match cluster.leader(&topic, *partition) {
+                Some(leader) => by_leader.entry(leader).or_default().push(*partition),
+                None => refresh = true,
+            }
+        }
+        for (leader, partitions) in by_leader {
+            let fetched = fetch_once(
                 config,
-                session,
+                &mut cluster,
+                leader,
+                &partitions,
                 &mut offsets,
                 &mut outcome,
                 &mut recorder,
                 metrics,
-            )?;
+            );
+            match fetched {
+                Ok(moved) => refresh |= moved,
+                Err(error) if ConnectionError::find(&error).is_some() => {
+                    // The leader went away: find the new one, fetch there
+                    // from the same positions.
+                    Metrics::count_error(&metrics.fetch_errors, -1, 1);
+                    cluster.recover(&error, Refresh::Nothing);
+                    refresh = true;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if refresh {
+            std::thread::sleep(policy.backoff(failures));
+            failures += 1;
+            if let Err(error) = cluster.refresh(std::slice::from_ref(&topic)) {
+                // Every broker may be briefly unreachable; keep trying
+                // until the run ends.
+                Metrics::count_error(&metrics.fetch_errors, -1, 1);
+                cluster.recover(&error, Refresh::Nothing);
+            }
+        } else {
+            failures = 0;
         }
     }
     if let Some(member) = member.as_mut() {
         // What was read stays valid if leaving fails; the group then
         // notices by session timeout.
-        if let Err(error) = member.leave(&offsets) {
+        let left = member
+            .commit(&mut cluster, &positions(&topic, &offsets))
+            .and_then(|_| member.leave(&mut cluster));
+        if let Err(error) = left {
             eprintln!("warning: consumer {index} could not leave the group: {error:#}");
         }
     }
@@ -157,63 +202,32 @@ fn consume(
     Ok(outcome)
 }
 
-/// Committed offsets of a new assignment, else the run's start offsets.
-fn starting_positions(
-    member: &mut GroupMember,
-    assigned: &[i32],
-    start_offsets: &BTreeMap<i32, i64>,
-) -> Result<BTreeMap<i32, i64>> {
-    let committed = member.committed(assigned)?;
-    assigned
+fn positions(topic: &str, offsets: &BTreeMap<i32, i64>) -> BTreeMap<TopicPartition, i64> {
+    offsets
         .iter()
-        .map(|partition| {
-            let offset = committed
-                .get(partition)
-                .or_else(|| start_offsets.get(partition))
-                .copied()
-                .with_context(|| format!("no start offset for partition {partition}"))?;
-            Ok((*partition, offset))
-        })
+        .map(|(partition, offset)| ((topic.to_string(), *partition), *offset))
         .collect()
 }
 
-/// One session per leader of the partitions in `offsets`, reusing open
-/// connections.
-fn sessions_for(
-    config: &ConsumerConfig,
-    client_id: &str,
-    offsets: &BTreeMap<i32, i64>,
-    connections: &mut BTreeMap<i32, Connection>,
-) -> Result<Vec<LeaderSession>> {
-    let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-    for partition in offsets.keys() {
-        by_leader
-            .entry(config.layout.leaders[*partition as usize])
-            .or_default()
-            .push(*partition);
-    }
-    let mut sessions = Vec::new();
-    for (leader, partitions) in by_leader {
-        let connection = match connections.remove(&leader) {
-            Some(connection) => connection,
-            None => Connection::connect(
-                config.layout.address(leader)?,
-                client_id,
-                config.request_timeout + config.max_wait,
-            )?,
-        };
-        let version = connection.versions.pick::<FetchRequest>(12)?;
-        if version < 4 {
-            bail!("the broker serves Fetch only below v4 (no v2 record batches)");
-        }
-        sessions.push(LeaderSession {
-            leader,
-            connection,
-            version,
-            partitions,
-        });
-    }
-    Ok(sessions)
+/// Committed offsets of a new assignment, else the run's start offsets.
+fn starting_positions(
+    cluster: &mut Cluster,
+    member: &GroupMember,
+    assigned: &[TopicPartition],
+    start_offsets: &BTreeMap<i32, i64>,
+) -> Result<BTreeMap<i32, i64>> {
+    let committed = member.committed(cluster, assigned)?;
+    assigned
+        .iter()
+        .map(|key| {
+            let offset = committed
+                .get(key)
+                .or_else(|| start_offsets.get(&key.1))
+                .copied()
+                .with_context(|| format!("no start offset for partition {}", key.1))?;
+            Ok((key.1, offset))
+        })
+        .collect()
 }
 
 fn reached_records_max(config: &ConsumerConfig, metrics: &Metrics) -> bool {
@@ -222,16 +236,20 @@ fn reached_records_max(config: &ConsumerConfig, metrics: &Metrics) -> bool {
         .is_some_and(|max| metrics.consumed.records.load(Ordering::Relaxed) >= max)
 }
 
+/// One Fetch from `leader` for `partitions`; `Ok(true)` when a partition
+/// answered that its leader moved (refresh Metadata).
+#[allow(clippy::too_many_arguments)]
 fn fetch_once(
     config: &ConsumerConfig,
-    session: &mut LeaderSession,
+    cluster: &mut Cluster,
+    leader: i32,
+    partitions: &[i32],
     offsets: &mut BTreeMap<i32, i64>,
     outcome: &mut ConsumerOutcome,
     recorder: &mut Recorder,
     metrics: &Metrics,
-) -> Result<()> {
-    let partitions = session
-        .partitions
+) -> Result<bool> {
+    let partitions = partitions
         .iter()
         .map(|&partition| {
             FetchPartition::default()
@@ -254,13 +272,19 @@ fn fetch_once(
         .with_topics(vec![FetchTopic::default()
             .with_topic(topic_name(&config.layout.topic))
             .with_partitions(partitions)]);
-    let response = session.connection.call(&request, session.version)?;
+    let connection = cluster.broker(leader)?;
+    let version = connection.version::<FetchRequest>(12)?;
+    if version < 4 {
+        bail!("the broker serves Fetch only below v4 (no v2 record batches)");
+    }
+    let response = connection.call_at(&request, version)?;
     metrics.fetch_requests.fetch_add(1, Ordering::Relaxed);
     if response.error_code != 0 {
         Metrics::count_error(&metrics.fetch_errors, response.error_code, 1);
         std::thread::sleep(Duration::from_millis(100));
-        return Ok(());
+        return Ok(classify(response.error_code) == Some(Refresh::Metadata));
     }
+    let mut moved = false;
     let now = Instant::now();
     recorder.at(now);
     let now_ns = config.wall_clock.unix_ns(now);
@@ -278,7 +302,11 @@ fn fetch_once(
                 continue;
             }
             if data.error_code != 0 {
+                // A leader that moved, or a new leader whose high
+                // watermark has not caught up yet: ask again.
                 Metrics::count_error(&metrics.fetch_errors, data.error_code, 1);
+                moved |= data.error_code == OFFSET_OUT_OF_RANGE
+                    || classify(data.error_code) == Some(Refresh::Metadata);
                 continue;
             }
             let Some(records) = &data.records else {
@@ -319,5 +347,5 @@ fn fetch_once(
             metrics.consumed.add(records_seen, value_bytes);
         }
     }
-    Ok(())
+    Ok(moved)
 }

@@ -1,7 +1,8 @@
 //! Sluice's load generator: a Kafka client built for measurement.
 //!
-//! It speaks the Kafka protocol itself (codecs from `kafka-protocol`, its
-//! own batch builder and parser on the hot path) over blocking sockets: a
+//! It speaks the Kafka protocol through `sluice-client` (connections,
+//! cluster metadata, leader following, retries, idempotence, groups) with
+//! its own batch builder and parser on the hot path, over blocking sockets: a
 //! producer thread pipelines Produce requests and a reader thread per
 //! connection takes the answers; consumer threads Fetch from assigned
 //! partitions. Nothing here belongs to the broker; it measures any
@@ -16,17 +17,16 @@
 //!   named with offsets.
 //!
 //! Module map: `cli` (flags), `run` (one run's orchestration), `producer`,
-//! `consumer`, `group` (consumer-group membership), `admin` (topic setup, offsets), `wire` (connections, frames),
+//! `consumer`, `faults` (the fault schedule: signals to broker processes),
 //! `batch` (v2 record batches), `payload` (value header, keys, partitioner),
 //! `rate` (schedule, coordinated omission), `stats` (histograms, progress,
 //! HDR log), `verify`, `report` (table, JSON), `plot` (SVG), `limits` (the machine's raw
 //! limits: loopback TCP, direct-I/O write, fdatasync).
 
-pub mod admin;
 pub mod batch;
 pub mod cli;
 pub mod consumer;
-pub mod group;
+pub mod faults;
 pub mod limits;
 pub mod payload;
 pub mod plot;
@@ -34,6 +34,6 @@ pub mod producer;
 pub mod rate;
 pub mod report;
 pub mod run;
+pub mod sender;
 pub mod stats;
 pub mod verify;
-pub mod wire;

@@ -219,51 +219,9 @@ fn format_decimal(mut value: u64) -> ([u8; 20], usize) {
     (out, 20 - at)
 }
 
-/// Kafka's murmur2 (as in the Java client's `Utils.murmur2`).
-pub fn murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let length = data.len();
-    let mut h: u32 = SEED ^ (length as u32);
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        let mut k = u32::from_le_bytes(chunk.try_into().unwrap());
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    match tail.len() {
-        3 => {
-            h ^= u32::from(tail[2]) << 16;
-            h ^= u32::from(tail[1]) << 8;
-            h ^= u32::from(tail[0]);
-            h = h.wrapping_mul(M);
-        }
-        2 => {
-            h ^= u32::from(tail[1]) << 8;
-            h ^= u32::from(tail[0]);
-            h = h.wrapping_mul(M);
-        }
-        1 => {
-            h ^= u32::from(tail[0]);
-            h = h.wrapping_mul(M);
-        }
-        _ => {}
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
-
-/// The Java client's default partition for a keyed record.
-pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    ((murmur2(key) & 0x7fff_ffff) as u32) % partitions
-}
+/// Kafka's partitioner lives in the client crate; re-exported for the
+/// generator and its benchmarks.
+pub use sluice_client::partitioner::{murmur2, partition_for_key};
 
 #[cfg(test)]
 mod tests {
@@ -281,30 +239,6 @@ mod tests {
         value.extend_from_slice(b"filler");
         assert_eq!(ValueHeader::decode(&value), Some(header));
         assert_eq!(ValueHeader::decode(&value[..10]), None);
-    }
-
-    #[test]
-    fn murmur2_matches_the_java_client() {
-        // Values from Kafka's UtilsTest.testMurmur2.
-        let cases: &[(&[u8], i32)] = &[
-            (b"21", -973932308),
-            (b"foobar", -790332482),
-            (b"a-little-bit-long-string", -985981536),
-            (b"a-little-bit-longer-string", -1486304829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58897971,
-            ),
-            (b"abc", 479470107),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(
-                murmur2(input),
-                *expected,
-                "{}",
-                String::from_utf8_lossy(input)
-            );
-        }
     }
 
     #[test]

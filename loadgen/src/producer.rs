@@ -1,38 +1,41 @@
-//! A producer: one thread that generates records on schedule, batches them
-//! per partition and pipelines Produce requests, plus one reader thread per
-//! connection that takes the responses and records latencies.
+//! A producer: one thread that generates records on schedule and batches
+//! them per partition; its [`Sender`] pipelines Produce requests to each
+//! partition's current leader, with one reader thread per connection that
+//! takes the responses and records latencies, and retries batches whose
+//! leader moved or whose connection was lost.
 //!
 //! The producer thread never waits for a response. Each connection has a
 //! bounded queue of requests in flight (`max_in_flight`); when it is full
 //! the producer blocks on it, which is the backpressure, and records that
 //! fall due in the meantime keep their intended send times (see `rate`).
+//! With idempotence each batch carries the producer ID and its Kafka base
+//! sequence (the record's per-partition sequence number, as in the value
+//! header), so a retried batch is written once.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
+use anyhow::Result;
+use bytes::BytesMut;
+use sluice_client::admin::TopicLayout;
+use sluice_client::idempotence::sequence_of;
 
-use crate::admin::{topic_name, TopicLayout};
 use crate::batch::{BatchBuilder, Codec};
 use crate::payload::VALUE_HEADER_BYTES;
 use crate::payload::{
     partition_for_key, Filler, KeyDistribution, KeyGenerator, Payload, Rng, ValueHeader,
 };
-use crate::rate::{latency_us, Pacer, WallClock};
-use crate::stats::{Metrics, Recorder};
+use crate::rate::{Pacer, WallClock};
+use crate::sender::{Batch, Sender};
+use crate::stats::Metrics;
 use crate::verify::AckLog;
-use crate::wire::{decode_response, Connection, FrameReader, FrameWriter};
 
 /// Records generated per loop turn at most, so sending stays responsive
 /// when a fixed-rate producer has a backlog.
 const GENERATE_PER_TURN_MAX: u64 = 4096;
+
+/// Finished batches waiting to be sent before generating pauses.
+const BACKLOG_BATCHES_MAX: usize = 256;
 
 /// What every producer of a run shares.
 #[derive(Debug, Clone)]
@@ -53,6 +56,12 @@ pub struct ProducerConfig {
     pub request_timeout: Duration,
     pub verify: bool,
     pub wall_clock: WallClock,
+    /// Where the producer finds the cluster (Metadata, InitProducerId).
+    pub bootstrap: String,
+    /// Producer ID and sequence numbers on every batch (needs acks=all).
+    pub idempotence: bool,
+    /// A batch not acknowledged this long after it was made is given up.
+    pub delivery_timeout: Duration,
 }
 
 /// One producer's share of the work.
@@ -65,33 +74,6 @@ pub struct ProducerShare {
     pub end: Instant,
 }
 
-/// A batch that went out in a request, waiting for its answer.
-struct SentBatch {
-    partition: i32,
-    first_sequence: u64,
-    intended: Vec<Instant>,
-}
-
-/// A request in flight.
-struct InFlight {
-    correlation_id: i32,
-    batches: Vec<SentBatch>,
-}
-
-/// A finished batch not yet sent.
-struct ReadyBatch {
-    partition: i32,
-    bytes: Bytes,
-    first_sequence: u64,
-    intended: Vec<Instant>,
-}
-
-struct Link {
-    writer: FrameWriter,
-    in_flight: Option<SyncSender<InFlight>>,
-    reader: Option<JoinHandle<Result<AckLog>>>,
-}
-
 /// Runs one producer to the end of its share; returns what was acknowledged.
 pub fn run_producer(
     config: Arc<ProducerConfig>,
@@ -100,7 +82,7 @@ pub fn run_producer(
 ) -> Result<AckLog> {
     let mut producer = Producer::new(config, share, metrics.clone())?;
     let outcome = producer.run();
-    let acks = producer.close();
+    let acks = producer.sender.close();
     if let Err(error) = &outcome {
         metrics.fail(format!("producer {}: {error:#}", share.index));
     }
@@ -112,9 +94,7 @@ struct Producer {
     config: Arc<ProducerConfig>,
     share: ProducerShare,
     metrics: Arc<Metrics>,
-    produce_version: i16,
-    /// Connections per broker id.
-    links: BTreeMap<i32, Vec<Link>>,
+    sender: Sender,
     pacer: Pacer,
     rng: Rng,
     filler: Filler,
@@ -124,7 +104,6 @@ struct Producer {
     first_sequence: Vec<u64>,
     next_sequence: Vec<u64>,
     sticky: usize,
-    ready: Vec<ReadyBatch>,
     issued: u64,
 }
 
@@ -135,52 +114,10 @@ impl Producer {
         metrics: Arc<Metrics>,
     ) -> Result<Producer> {
         let partitions = config.layout.partitions();
-        let mut links = BTreeMap::new();
-        let mut produce_version = None;
-        let leaders: std::collections::BTreeSet<i32> =
-            config.layout.leaders.iter().copied().collect();
-        for leader in leaders {
-            let address = config.layout.address(leader)?.to_string();
-            let mut broker_links = Vec::new();
-            for connection_index in 0..config.connections_per_broker {
-                let client_id = format!(
-                    "{}-p{}-c{}",
-                    config.client_id, share.index, connection_index
-                );
-                let connection = Connection::connect(
-                    &address,
-                    &client_id,
-                    config.request_timeout + Duration::from_secs(5),
-                )?;
-                let version = connection.versions.pick::<ProduceRequest>(12)?;
-                produce_version = Some(version);
-                let (writer, reader, _) = connection.split();
-                let (in_flight, reader) = if config.acks == 0 {
-                    (None, None)
-                } else {
-                    let (sender, receiver) = sync_channel(config.max_in_flight.max(1) - 1);
-                    let handle = spawn_reader(
-                        config.clone(),
-                        share.index,
-                        metrics.clone(),
-                        reader,
-                        receiver,
-                        version,
-                    )?;
-                    (Some(sender), Some(handle))
-                };
-                broker_links.push(Link {
-                    writer,
-                    in_flight,
-                    reader,
-                });
-            }
-            links.insert(leader, broker_links);
-        }
+        let sender = Sender::new(config.clone(), share.index, metrics.clone())?;
         let builder_bytes = config.batch_bytes + config.record_bytes + 64;
         Ok(Producer {
-            produce_version: produce_version.context("the topic has no partition")?,
-            links,
+            sender,
             pacer: Pacer::new(share.start, share.records_per_second),
             rng: Rng::new(u64::from(config.run_id) << 32 | u64::from(share.index)),
             filler: Filler::new(config.payload, u64::from(share.index) + 1),
@@ -192,7 +129,6 @@ impl Producer {
             first_sequence: vec![0; partitions],
             next_sequence: vec![0; partitions],
             sticky: share.index as usize % partitions,
-            ready: Vec::new(),
             issued: 0,
             config,
             share,
@@ -206,6 +142,13 @@ impl Producer {
             if now >= self.share.end || self.metrics.stopping() || self.all_issued() {
                 break;
             }
+            if self.sender.backlog() > BACKLOG_BATCHES_MAX {
+                // The windows are full (or a leader is moving): records
+                // that fall due meanwhile keep their intended send times.
+                self.sender.pump()?;
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
             let budget = self
                 .share
                 .records_max
@@ -215,19 +158,25 @@ impl Producer {
                 self.generate(now)?;
             }
             self.collect_lingered(Instant::now())?;
-            if !self.ready.is_empty() {
-                self.send_ready()?;
-                continue;
-            }
+            self.sender.pump()?;
             if self.pacer.is_fixed_rate() || self.config.linger > Duration::ZERO {
                 self.sleep_until_next_event(now);
+            } else if !self.sender.idle() && due == 0 {
+                // Waiting for the window, or for a retry: do not spin.
+                std::thread::sleep(Duration::from_micros(200));
             }
         }
-        // Send what is left, lingering or not.
+        // Send what is left, lingering or not, then wait for every batch's
+        // answer (retrying as leaders move) up to the delivery timeout.
         for partition in 0..self.builders.len() {
             self.finish(partition)?;
         }
-        self.send_ready()
+        let deadline = Instant::now() + self.config.delivery_timeout;
+        while !self.sender.idle() && Instant::now() < deadline && !self.metrics.stopping() {
+            self.sender.pump()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     fn all_issued(&self) -> bool {
@@ -279,12 +228,20 @@ impl Producer {
             return Ok(());
         }
         let mut bytes = BytesMut::with_capacity(builder.size_bytes());
-        builder.finish(self.config.codec, &mut bytes)?;
-        self.ready.push(ReadyBatch {
+        let first_sequence = self.first_sequence[partition];
+        let identity = self.sender.identity();
+        let base_sequence = if identity.is_idempotent() {
+            sequence_of(first_sequence)
+        } else {
+            -1
+        };
+        builder.finish_as(self.config.codec, &mut bytes, identity, base_sequence)?;
+        self.sender.enqueue(Batch {
             partition: partition as i32,
-            bytes: bytes.freeze(),
-            first_sequence: self.first_sequence[partition],
+            first_sequence,
             intended: std::mem::take(&mut self.intended[partition]),
+            bytes: bytes.freeze(),
+            created: Instant::now(),
         });
         if self.config.keys.distribution == KeyDistribution::None && partition == self.sticky {
             self.sticky = (self.sticky + 1) % self.builders.len();
@@ -336,234 +293,4 @@ impl Producer {
             std::thread::sleep(wake - now);
         }
     }
-
-    /// Sends the ready batches, grouped by leader, one batch per partition
-    /// per request and at most `request_bytes_max` per request.
-    fn send_ready(&mut self) -> Result<()> {
-        let mut ready = std::mem::take(&mut self.ready);
-        ready.sort_by_key(|batch| (self.route(batch.partition), batch.partition));
-        let mut request: Vec<ReadyBatch> = Vec::new();
-        let mut request_bytes = 0;
-        let mut route = None;
-        for batch in ready {
-            let batch_route = self.route(batch.partition);
-            let full = request_bytes + batch.bytes.len() > self.config.request_bytes_max;
-            let repeated = request
-                .iter()
-                .any(|queued| queued.partition == batch.partition);
-            if !request.is_empty() && (route != Some(batch_route) || full || repeated) {
-                self.send_request(route.unwrap(), std::mem::take(&mut request))?;
-                request_bytes = 0;
-            }
-            route = Some(batch_route);
-            request_bytes += batch.bytes.len();
-            request.push(batch);
-        }
-        if let Some(route) = route {
-            if !request.is_empty() {
-                self.send_request(route, request)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The leader of `partition` and the connection to it that carries the
-    /// partition's batches. One connection per partition keeps a
-    /// partition's batches in the order they were made, as a Kafka client's
-    /// one connection per broker does; `--connections` spreads partitions,
-    /// not the batches of one partition.
-    fn route(&self, partition: i32) -> (i32, usize) {
-        let leader = self.config.layout.leaders[partition as usize];
-        let links = self.links.get(&leader).map_or(1, Vec::len).max(1);
-        (leader, partition as usize % links)
-    }
-
-    fn send_request(
-        &mut self,
-        (leader, link): (i32, usize),
-        batches: Vec<ReadyBatch>,
-    ) -> Result<()> {
-        let topic: TopicName = topic_name(&self.config.layout.topic);
-        let partition_data = batches
-            .iter()
-            .map(|batch| {
-                PartitionProduceData::default()
-                    .with_index(batch.partition)
-                    .with_records(Some(batch.bytes.clone()))
-            })
-            .collect();
-        let request = ProduceRequest::default()
-            .with_acks(self.config.acks)
-            .with_timeout_ms(self.config.request_timeout.as_millis() as i32)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic)
-                .with_partition_data(partition_data)]);
-        let links = self
-            .links
-            .get_mut(&leader)
-            .context("no connection to a leader")?;
-        let link = &mut links[link];
-        let records: u64 = batches
-            .iter()
-            .map(|batch| batch.intended.len() as u64)
-            .sum();
-        let sent = batches
-            .into_iter()
-            .map(|batch| SentBatch {
-                partition: batch.partition,
-                first_sequence: batch.first_sequence,
-                intended: batch.intended,
-            })
-            .collect();
-        self.metrics
-            .produce_requests
-            .fetch_add(1, Ordering::Relaxed);
-        match &link.in_flight {
-            Some(in_flight) => {
-                // Reserve the slot first: the reader must find it when the
-                // response arrives. Blocks while the window is full.
-                let correlation_id = link.writer.next_correlation_id();
-                in_flight
-                    .send(InFlight {
-                        correlation_id,
-                        batches: sent,
-                    })
-                    .map_err(|_| anyhow::anyhow!("the response reader stopped"))?;
-                link.writer.send(&request, self.produce_version)?;
-            }
-            None => {
-                link.writer.send(&request, self.produce_version)?;
-                // acks=0: the broker answers nothing; count what was sent.
-                self.metrics
-                    .produced
-                    .add(records, records * self.config.record_bytes as u64);
-            }
-        }
-        Ok(())
-    }
-
-    /// Closes the queues, lets the readers drain, and merges their logs.
-    fn close(&mut self) -> Result<AckLog> {
-        let mut acks = AckLog::default();
-        for links in self.links.values_mut() {
-            for link in links.iter_mut() {
-                link.in_flight = None;
-            }
-        }
-        let mut first_error = None;
-        for links in self.links.values_mut() {
-            for link in links.iter_mut() {
-                if let Some(reader) = link.reader.take() {
-                    match reader.join() {
-                        Ok(Ok(log)) => acks.merge(log),
-                        Ok(Err(error)) => {
-                            first_error.get_or_insert(error);
-                        }
-                        Err(_) => bail!("a response reader panicked"),
-                    }
-                }
-                link.writer.shutdown();
-            }
-        }
-        match first_error {
-            Some(error) => Err(error),
-            None => Ok(acks),
-        }
-    }
-}
-
-fn spawn_reader(
-    config: Arc<ProducerConfig>,
-    producer: u32,
-    metrics: Arc<Metrics>,
-    reader: FrameReader,
-    in_flight: Receiver<InFlight>,
-    version: i16,
-) -> Result<JoinHandle<Result<AckLog>>> {
-    Ok(std::thread::Builder::new()
-        .name(format!("produce-reader-{producer}"))
-        .spawn(move || {
-            let result = read_responses(&config, producer, &metrics, reader, &in_flight, version);
-            if let Err(error) = &result {
-                // Count what can no longer be acknowledged, then stop the run.
-                let mut lost = 0;
-                while let Ok(request) = in_flight.try_recv() {
-                    lost += request
-                        .batches
-                        .iter()
-                        .map(|batch| batch.intended.len() as u64)
-                        .sum::<u64>();
-                }
-                Metrics::count_error(&metrics.produce_errors, -1, lost);
-                metrics.fail(format!("producer {producer}: {error:#}"));
-                // Keep draining so the producer thread never blocks on us.
-                while in_flight.recv().is_ok() {}
-            }
-            result
-        })?)
-}
-
-fn read_responses(
-    config: &ProducerConfig,
-    producer: u32,
-    metrics: &Arc<Metrics>,
-    mut reader: FrameReader,
-    in_flight: &Receiver<InFlight>,
-    version: i16,
-) -> Result<AckLog> {
-    let mut acks = AckLog::default();
-    let mut recorder = Recorder::produce(metrics.clone());
-    let record_bytes = config.record_bytes as u64;
-    while let Ok(request) = in_flight.recv() {
-        let mut frame = reader.receive_frame()?;
-        let done = Instant::now();
-        recorder.at(done);
-        let (correlation_id, response) = decode_response::<ProduceRequest>(&mut frame, version)?;
-        if correlation_id != request.correlation_id {
-            bail!(
-                "response {correlation_id} arrived for request {}",
-                request.correlation_id
-            );
-        }
-        let mut answered = 0usize;
-        for topic in &response.responses {
-            for partition in &topic.partition_responses {
-                let Some(batch) = request
-                    .batches
-                    .iter()
-                    .find(|batch| batch.partition == partition.index)
-                else {
-                    bail!(
-                        "the broker answered for partition {} it was not sent",
-                        partition.index
-                    );
-                };
-                answered += 1;
-                let records = batch.intended.len() as u64;
-                if partition.error_code != 0 {
-                    Metrics::count_error(&metrics.produce_errors, partition.error_code, records);
-                    continue;
-                }
-                for intended in &batch.intended {
-                    recorder.record(latency_us(*intended, done));
-                }
-                metrics.produced.add(records, records * record_bytes);
-                if config.verify {
-                    acks.acknowledge(
-                        (producer, batch.partition),
-                        batch.first_sequence,
-                        records,
-                        partition.base_offset,
-                    );
-                }
-            }
-        }
-        if answered != request.batches.len() {
-            bail!(
-                "the broker answered {answered} of {} partitions",
-                request.batches.len()
-            );
-        }
-    }
-    Ok(acks)
 }

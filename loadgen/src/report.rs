@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::stats::format_us;
 use crate::verify::VerifyReport;
-use crate::wire::ApiRange;
+use sluice_client::wire::ApiRange;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -39,6 +39,12 @@ pub struct Results {
     pub e2e_latency: Option<Latency>,
     pub verify: Option<VerifyReport>,
     pub failures: Vec<String>,
+    /// Records the producers sent again (leader changes, lost connections).
+    #[serde(default)]
+    pub produce_retries: u64,
+    /// What the fault schedule did, with times from the start of the run.
+    #[serde(default)]
+    pub faults: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -117,6 +123,15 @@ impl Report {
             "\n{name}{} against {}, {:.1} s measured\n",
             self.workload, self.broker.bootstrap, results.measured_seconds
         ));
+        for fault in &results.faults {
+            out.push_str(&format!("fault {fault}\n"));
+        }
+        if results.produce_retries > 0 {
+            out.push_str(&format!(
+                "records sent again (leader changes, lost connections): {}\n",
+                results.produce_retries
+            ));
+        }
         if let Some(target) = results.target_records_per_second {
             out.push_str(&format!("target rate: {target:.0} records/s\n"));
             let achieved = results

@@ -1,5 +1,6 @@
 //! One run, start to finish: set up the topic, start the reporter, the
-//! consumers and the producers, stop them on time, and gather the results.
+//! consumers, the producers and the fault schedule, stop them on time, and
+//! gather the results.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,16 +10,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::admin::{self, TopicLayout, EARLIEST, LATEST};
+use sluice_client::admin::{self, NewTopic, TopicLayout};
+use sluice_client::offsets::{self, EARLIEST_TIMESTAMP as EARLIEST, LATEST_TIMESTAMP as LATEST};
+use sluice_client::Cluster;
+
 use crate::cli::{RunArgs, StartFrom, Workload};
 use crate::consumer::{run_consumer, ConsumerConfig, ConsumerOutcome, EndOffsets};
+use crate::faults::{parse_fault, spawn_schedule, Brokers};
 use crate::payload::{KeyGenerator, Rng};
 use crate::producer::{run_producer, ProducerConfig, ProducerShare};
 use crate::rate::{unix_ns, WallClock};
 use crate::report::{BrokerInfo, Latency, Report, Results, Throughput};
 use crate::stats::{spawn_reporter, Metrics, ProgressConfig};
 use crate::verify::{self, AckLog, SeenLog};
-use crate::wire::Connection;
 
 const CLIENT_ID: &str = "loadgen";
 
@@ -26,10 +30,23 @@ const CLIENT_ID: &str = "loadgen";
 pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Report> {
     args.validate(workload, verify_mode)?;
     let timeout = Duration::from_millis(args.request_timeout_ms);
-    let mut bootstrap = Connection::connect(&args.bootstrap, CLIENT_ID, timeout)?;
-    let api_versions = bootstrap.versions.advertised.clone();
-    let layout = prepare_topic(&mut bootstrap, args, workload)?;
-    drop(bootstrap);
+    let mut cluster = Cluster::connect(&args.bootstrap, CLIENT_ID, timeout)?;
+    let api_versions = cluster.any()?.versions.advertised.clone();
+    let layout = prepare_topic(&mut cluster, args, workload)?;
+    // Workers bootstrap from every broker, so losing one is not fatal.
+    let mut addresses = vec![args.bootstrap.clone()];
+    for address in layout.brokers.values() {
+        if !addresses.contains(address) {
+            addresses.push(address.clone());
+        }
+    }
+    let bootstrap = addresses.join(",");
+    let faults = args
+        .faults
+        .iter()
+        .map(|fault| parse_fault(fault))
+        .collect::<Result<Vec<_>>>()?;
+    let brokers = Brokers::parse(&args.broker_pids, &args.broker_cmds)?;
     let run_id = (Rng::new(unix_ns(SystemTime::now())).next_u64() >> 32) as u32;
     let wall_clock = WallClock::new();
     let started_at_unix_ms = unix_ns(SystemTime::now()) / 1_000_000;
@@ -51,15 +68,13 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         } else {
             EARLIEST
         };
-        Some(admin::list_all_offsets(&layout, CLIENT_ID, from, timeout)?)
+        Some(log_offsets(&mut cluster, &layout, from)?)
     } else {
         None
     };
     let end_offsets: EndOffsets = Arc::new(Mutex::new(None));
     if workload == Workload::Consume && args.until_end {
-        *end_offsets.lock().unwrap() = Some(admin::list_all_offsets(
-            &layout, CLIENT_ID, LATEST, timeout,
-        )?);
+        *end_offsets.lock().unwrap() = Some(log_offsets(&mut cluster, &layout, LATEST)?);
     }
 
     let metrics = Arc::new(Metrics::new(Instant::now(), args.warmup));
@@ -68,6 +83,7 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         spawn_consumers(
             args,
             &layout,
+            &bootstrap,
             run_id,
             wall_clock,
             verify_mode,
@@ -112,6 +128,7 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         spawn_producers(
             args,
             &layout,
+            &bootstrap,
             run_id,
             wall_clock,
             verify_mode,
@@ -122,6 +139,18 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         )?
     } else {
         Vec::new()
+    };
+
+    let schedule = if faults.is_empty() {
+        None
+    } else {
+        Some(spawn_schedule(
+            faults,
+            brokers,
+            bootstrap.clone(),
+            start,
+            metrics.clone(),
+        )?)
     };
 
     // Measure from the end of the warm-up to the end of the duration.
@@ -157,7 +186,7 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
     }
     // Producers are done and acknowledged: consumers read up to here.
     if let Some(offset) = args.delete_records_before {
-        match admin::delete_records(&layout, CLIENT_ID, 0, offset, timeout) {
+        match admin::delete_records(&mut cluster, &layout.topic, 0, offset) {
             Ok(start) => eprintln!(
                 "deleted the records of partition 0 below offset {offset}: it now starts at {start}"
             ),
@@ -171,7 +200,7 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         }
     }
     if workload == Workload::E2e {
-        match admin::list_all_offsets(&layout, CLIENT_ID, LATEST, timeout) {
+        match log_offsets(&mut cluster, &layout, LATEST) {
             Ok(offsets) => *end_offsets.lock().unwrap() = Some(offsets),
             Err(error) => metrics.fail(format!("listing end offsets: {error:#}")),
         }
@@ -184,6 +213,14 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         });
     }
     metrics.stop.store(true, Ordering::Relaxed);
+    let fault_log = match schedule.map(|handle| handle.join()) {
+        None => Vec::new(),
+        Some(Ok(log)) => log,
+        Some(Err(_)) => {
+            metrics.fail("the fault schedule panicked".into());
+            Vec::new()
+        }
+    };
     let mut seen = SeenLog::default();
     let mut foreign = 0;
     for handle in consumers {
@@ -229,6 +266,8 @@ pub fn run(args: &RunArgs, workload: Workload, verify_mode: bool) -> Result<Repo
         measured_seconds: measured,
         target_records_per_second: records_per_second,
         failures: metrics.failures.lock().unwrap().clone(),
+        produce_retries: metrics.produce_retries.load(Ordering::Relaxed),
+        faults: fault_log,
         ..Results::default()
     };
     if produce {
@@ -291,36 +330,34 @@ fn workload_name(workload: Workload) -> &'static str {
     }
 }
 
-fn prepare_topic(
-    connection: &mut Connection,
-    args: &RunArgs,
-    workload: Workload,
-) -> Result<TopicLayout> {
+fn prepare_topic(cluster: &mut Cluster, args: &RunArgs, workload: Workload) -> Result<TopicLayout> {
     let timeout = Duration::from_secs(30);
     if workload == Workload::Consume {
-        return admin::describe_topic(connection, &args.topic)?.with_context(|| {
+        return admin::describe_topic(cluster, &args.topic)?.with_context(|| {
             format!("topic {} does not exist: produce into it first", args.topic)
         });
     }
     if args.recreate {
-        admin::delete_topic(connection, &args.topic)?;
+        admin::delete_topic(cluster, &args.topic)?;
         // Deletion may finish in the background.
         let deadline = Instant::now() + timeout;
-        while admin::describe_topic(connection, &args.topic)?.is_some() && Instant::now() < deadline
-        {
+        while admin::describe_topic(cluster, &args.topic)?.is_some() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    if admin::describe_topic(connection, &args.topic)?.is_none() {
-        admin::create_topic(
-            connection,
-            &args.topic,
-            args.partitions,
-            args.replication_factor,
-            &args.topic_configs,
+    if admin::describe_topic(cluster, &args.topic)?.is_none() {
+        admin::ensure_topic(
+            cluster,
+            &NewTopic {
+                name: args.topic.clone(),
+                partitions: Some(args.partitions),
+                replication_factor: Some(args.replication_factor),
+                configs: args.topic_configs.clone(),
+                validate_only: false,
+            },
         )?;
     }
-    let layout = admin::wait_for_leaders(connection, &args.topic, timeout)?;
+    let layout = admin::wait_for_leaders(cluster, &args.topic, timeout)?;
     if layout.partitions() != args.partitions as usize {
         eprintln!(
             "note: topic {} exists with {} partitions (not {}); using it as it is (--recreate to replace it)",
@@ -332,10 +369,31 @@ fn prepare_topic(
     Ok(layout)
 }
 
+/// Every partition's offset at `timestamp` (LATEST, EARLIEST), asked of
+/// its current leader.
+fn log_offsets(
+    cluster: &mut Cluster,
+    layout: &TopicLayout,
+    timestamp: i64,
+) -> Result<BTreeMap<i32, i64>> {
+    let partitions: Vec<(String, i32)> = (0..layout.partitions() as i32)
+        .map(|partition| (layout.topic.clone(), partition))
+        .collect();
+    offsets::list_offsets(cluster, &partitions, timestamp)?
+        .into_iter()
+        .map(|((topic, partition), offset)| {
+            let offset = offset
+                .with_context(|| format!("ListOffsets gave no offset for {topic}-{partition}"))?;
+            Ok((partition, offset))
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn spawn_producers(
     args: &RunArgs,
     layout: &TopicLayout,
+    bootstrap: &str,
     run_id: u32,
     wall_clock: WallClock,
     verify_mode: bool,
@@ -367,6 +425,9 @@ fn spawn_producers(
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         verify: verify_mode,
         wall_clock,
+        bootstrap: bootstrap.to_string(),
+        idempotence: args.idempotent(verify_mode),
+        delivery_timeout: args.delivery_timeout,
     });
     let producers = args.producers as u64;
     let mut handles = Vec::new();
@@ -396,6 +457,7 @@ fn spawn_producers(
 fn spawn_consumers(
     args: &RunArgs,
     layout: &TopicLayout,
+    bootstrap: &str,
     run_id: u32,
     wall_clock: WallClock,
     verify_mode: bool,
@@ -417,7 +479,7 @@ fn spawn_consumers(
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         wall_clock,
         group: args.group.clone(),
-        bootstrap: args.bootstrap.clone(),
+        bootstrap: bootstrap.to_string(),
         records_max: if args.records.is_some()
             && start_offsets.len() == layout.partitions()
             && !verify_mode

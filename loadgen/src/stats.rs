@@ -95,6 +95,8 @@ pub struct Metrics {
     pub fetch_errors: Mutex<BTreeMap<i16, u64>>,
     pub produce_requests: AtomicU64,
     pub fetch_requests: AtomicU64,
+    /// Records sent again (a leader moved, a connection was lost).
+    pub produce_retries: AtomicU64,
     /// Set when workers must stop (duration over, or a fatal error).
     pub stop: AtomicBool,
     /// Fatal worker errors, as messages.
@@ -116,6 +118,7 @@ impl Metrics {
             fetch_errors: Mutex::default(),
             produce_requests: AtomicU64::new(0),
             fetch_requests: AtomicU64::new(0),
+            produce_retries: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             failures: Mutex::default(),
         }

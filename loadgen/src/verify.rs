@@ -147,9 +147,22 @@ impl SeenLog {
     }
 }
 
+/// One partition's counts.
+#[derive(Debug, Default, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PartitionCounts {
+    pub acknowledged: u64,
+    pub consumed: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+}
+
 /// The verdict, with examples.
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct VerifyReport {
+    /// Per partition (every producer's records in it).
+    #[serde(default)]
+    pub partitions: BTreeMap<i32, PartitionCounts>,
     pub acknowledged: u64,
     pub consumed: u64,
     pub lost: u64,
@@ -179,6 +192,12 @@ pub fn check(acks: &AckLog, seen: &SeenLog) -> VerifyReport {
         let stream = (producer, partition);
         let stream_seen = seen.streams.get(&stream).unwrap_or(&empty);
         let ranges = acks.ranges.get(&stream).map(Vec::as_slice).unwrap_or(&[]);
+        let before = (
+            report.acknowledged,
+            report.lost,
+            report.duplicated,
+            report.reordered,
+        );
         report.consumed += stream_seen.count;
         let mut acked_bits = StreamSeen::default();
         for range in ranges {
@@ -217,6 +236,12 @@ pub fn check(acks: &AckLog, seen: &SeenLog) -> VerifyReport {
             let acked = acked_bits.bits.get(word).copied().unwrap_or(0);
             report.unacknowledged_consumed += u64::from((bits & !acked).count_ones());
         }
+        let counts = report.partitions.entry(partition).or_default();
+        counts.acknowledged += report.acknowledged - before.0;
+        counts.consumed += stream_seen.count;
+        counts.lost += report.lost - before.1;
+        counts.duplicated += report.duplicated - before.2;
+        counts.reordered += report.reordered - before.3;
     }
     report.passed = report.lost == 0 && report.duplicated == 0 && report.reordered == 0;
     report
@@ -224,6 +249,12 @@ pub fn check(acks: &AckLog, seen: &SeenLog) -> VerifyReport {
 
 impl VerifyReport {
     pub fn print(&self) {
+        for (partition, counts) in &self.partitions {
+            println!(
+                "verify: partition {partition}: {} acknowledged, {} consumed, {} lost, {} duplicated, {} reordered",
+                counts.acknowledged, counts.consumed, counts.lost, counts.duplicated, counts.reordered
+            );
+        }
         println!(
             "verify: {} acknowledged, {} consumed, {} lost, {} duplicated, {} reordered, {} consumed without acknowledgement: {}",
             self.acknowledged,
@@ -301,6 +332,16 @@ mod tests {
         assert_eq!(
             report.lost_samples,
             vec!["partition 0 producer 0 sequence 1: acknowledged at offset 11, never consumed"]
+        );
+        assert_eq!(
+            report.partitions[&0],
+            PartitionCounts {
+                acknowledged: 3,
+                consumed: 2,
+                lost: 1,
+                duplicated: 0,
+                reordered: 0
+            }
         );
     }
 

@@ -14,9 +14,9 @@ use kafka_protocol::messages::{
 };
 use serde_json::{json, Value};
 
-use super::client::{topic_name, Connection, KafkaError};
 use super::output::{join_ids, render_json, OutputFormat, Table};
 use super::{write_stdout, Common};
+use sluice_client::{topic_name, Connection, KafkaError};
 
 /// The metadata log, as DescribeQuorum names it.
 const METADATA_TOPIC: &str = "__cluster_metadata";
@@ -38,7 +38,7 @@ pub enum ClusterCommand {
 
 pub fn run(common: &Common, command: ClusterCommand) -> Result<ExitCode> {
     let mut client = common.connect()?;
-    let connection = client.any();
+    let connection = client.any()?;
     match command {
         ClusterCommand::Describe => describe(connection, common.output),
         ClusterCommand::Quorum { replication } => quorum(connection, common.output, replication),

@@ -2,12 +2,17 @@
 //! `kafka-console-consumer.sh`.
 //!
 //! With `--group` the consumer joins the group as a real member (JoinGroup,
-//! SyncGroup, heartbeats, LeaveGroup on exit; see [`super::member`]), reads
+//! SyncGroup, heartbeats, LeaveGroup on exit; see
+//! [`sluice_client::group`]), reads
 //! the partitions it is assigned from the group's committed offsets, and
 //! commits what it printed. With `--partition` or `--offset` it chooses its
 //! partitions by hand and, given `--group`, commits as a client outside the
 //! group (generation -1, no member id), which Kafka accepts only while the
 //! group has no active members.
+//!
+//! Fetches go to each partition's current leader; when a leader moves
+//! (NOT_LEADER_OR_FOLLOWER and the like, or its connection is lost) the
+//! consumer refreshes Metadata and carries on from the same position.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,11 +28,12 @@ use kafka_protocol::messages::{BrokerId, FetchRequest};
 use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
 use serde_json::{json, Value};
 
-use super::client::{retrying, topic_name, Client, KafkaError, RETRIABLE, RETRIABLE_FOR_DATA};
-use super::member::{self, Membership};
-use super::offsets::{self, Leaders, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use super::output::OutputFormat;
 use super::Common;
+use sluice_client::group::{GroupConfig, GroupMember};
+use sluice_client::offsets::{self, Leaders, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use sluice_client::retry::{classify, Refresh};
+use sluice_client::{topic_name, Cluster as Client, ConnectionError, KafkaError};
 
 /// Fetch limits: how long the broker may hold a fetch open, and how many
 /// bytes it may answer per partition and in all.
@@ -36,7 +42,7 @@ const PARTITION_FETCH_BYTES: i32 = 1024 * 1024;
 const PARTITION_FETCH_BYTES_MAX: i32 = 64 * 1024 * 1024;
 const FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
 
-const OFFSET_OUT_OF_RANGE: i16 = 1;
+use sluice_client::codes::OFFSET_OUT_OF_RANGE;
 
 /// A record batch header: base offset (8), length (4), leader epoch (4),
 /// magic (1), CRC (4), attributes (2), last offset delta (4).
@@ -290,7 +296,11 @@ pub fn run(common: &Common, args: ConsumeArgs) -> Result<ExitCode> {
     };
     if joins {
         let group = args.group.as_deref().expect("joins implies a group");
-        consumer.membership = Some(Membership::new(group, &topic));
+        consumer.membership = Some(GroupMember::new(
+            group,
+            std::slice::from_ref(&topic),
+            GroupConfig::default(),
+        ));
         consumer.rejoin()?;
     } else {
         let partitions = args.partition.map_or(all, |partition| vec![partition]);
@@ -321,7 +331,7 @@ struct Consumer {
     topic: String,
     /// `--group`: commit there (as a member when `membership` is set).
     group: Option<String>,
-    membership: Option<Membership>,
+    membership: Option<GroupMember>,
     /// The group asked this member to rejoin (seen on a commit).
     needs_rejoin: bool,
     /// Partition -> the next offset to read.
@@ -339,7 +349,7 @@ impl Consumer {
         partitions: &[TopicPartition],
         timestamp: i64,
     ) -> Result<BTreeMap<i32, i64>> {
-        let found = offsets::list_offsets(&mut self.client, &self.leaders, partitions, timestamp)?;
+        let found = offsets::list_offsets(&mut self.client, partitions, timestamp)?;
         let offsets: BTreeMap<i32, i64> = found
             .into_iter()
             .map(|((_, partition), offset)| (partition, offset.unwrap_or(0)))
@@ -393,7 +403,12 @@ impl Consumer {
     /// Joins the group (again) and starts reading what it assigned us.
     fn rejoin(&mut self) -> Result<()> {
         let membership = self.membership.as_mut().expect("only members rejoin");
-        let assigned = membership.join(&mut self.client)?;
+        let assigned: Vec<i32> = membership
+            .join(&mut self.client)?
+            .into_iter()
+            .filter(|(topic, _)| *topic == self.topic)
+            .map(|(_, partition)| partition)
+            .collect();
         self.needs_rejoin = false;
         // The topic may have gained partitions since we last looked.
         self.leaders = offsets::leaders(&mut self.client, std::slice::from_ref(&self.topic))?;
@@ -470,13 +485,31 @@ impl Consumer {
     /// `limit`) and moves the positions past them.
     fn fetch_round(&mut self, wait_ms: u64, limit: Option<u64>) -> Result<Vec<String>> {
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        let mut leaderless = false;
         for partition in self.positions.keys() {
-            let leader = self.leaders[&self.topic][partition];
-            by_leader.entry(leader).or_default().push(*partition);
+            match self.client.leader(&self.topic, *partition) {
+                Some(leader) => by_leader.entry(leader).or_default().push(*partition),
+                None => leaderless = true,
+            }
+        }
+        if leaderless {
+            // A partition between leaders: look again after a pause.
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms.min(100)));
+            self.client.refresh(std::slice::from_ref(&self.topic))?;
         }
         let mut lines = Vec::new();
         for (leader, partitions) in by_leader {
-            let fetched = self.fetch_from(leader, &partitions, wait_ms)?;
+            let fetched = match self.fetch_from(leader, &partitions, wait_ms) {
+                Ok(fetched) => fetched,
+                Err(error) if ConnectionError::find(&error).is_some() => {
+                    // The leader went away: find the new one, fetch there
+                    // from the same positions next round.
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    self.client.recover(&error, Refresh::Metadata);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             for (partition, records) in fetched {
                 self.take(partition, records, limit, &mut lines)?;
             }
@@ -521,6 +554,7 @@ impl Consumer {
         let response = connection.call_at(&request, version)?;
         KafkaError::check(response.error_code, None, "fetching records")?;
         let mut fetched = Vec::new();
+        let mut refresh_needed = false;
         for topic in response.responses {
             for partition in topic.partitions {
                 let index = partition.partition_index;
@@ -531,10 +565,14 @@ impl Consumer {
                     self.reset_out_of_range(index)?;
                     continue;
                 }
-                if RETRIABLE_FOR_DATA.contains(&partition.error_code) {
-                    // Not served here yet (a restarting broker); try again
-                    // next round, which the fetch wait paces.
+                if let Some(refresh) = classify(partition.error_code) {
+                    // Not served here (any more, or yet): a leader moved or
+                    // a broker is restarting. Try again next round, which
+                    // the fetch wait paces.
                     std::thread::sleep(std::time::Duration::from_millis(wait_ms.min(100)));
+                    if refresh == Refresh::Metadata {
+                        refresh_needed = true;
+                    }
                     continue;
                 }
                 KafkaError::check(
@@ -544,6 +582,9 @@ impl Consumer {
                 )?;
                 fetched.push((index, partition.records));
             }
+        }
+        if refresh_needed {
+            self.client.refresh(std::slice::from_ref(&self.topic))?;
         }
         Ok(fetched)
     }
@@ -635,25 +676,20 @@ impl Consumer {
         if changed.is_empty() {
             return Ok(());
         }
-        let (generation, member_id) = match &self.membership {
-            Some(membership) => (membership.generation, membership.member_id.clone()),
-            None => (-1, String::new()),
+        let committed = match self.membership.as_mut() {
+            Some(member) => member.commit(&mut self.client, &changed)?,
+            None => {
+                offsets::commit(&mut self.client, &group, &changed)?;
+                true
+            }
         };
-        let committed = retrying(&mut self.client, RETRIABLE, |client| {
-            let connection = client.coordinator(&group)?;
-            offsets::commit_as(connection, &group, generation, &member_id, &changed)
-        });
-        match committed {
-            Ok(()) => {
-                self.committed.extend(changed);
-                Ok(())
-            }
-            Err(error) if self.membership.is_some() && rejoin_error(&error) => {
-                self.needs_rejoin = true;
-                Ok(())
-            }
-            Err(error) => Err(error),
+        if committed {
+            self.committed.extend(changed);
+        } else {
+            // The group is rebalancing: rejoin, then read from its commits.
+            self.needs_rejoin = true;
         }
+        Ok(())
     }
 
     fn leave(&mut self) -> Result<()> {
@@ -690,12 +726,6 @@ fn stop_on_interrupt() {
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
-}
-
-fn rejoin_error(error: &anyhow::Error) -> bool {
-    error
-        .downcast_ref::<KafkaError>()
-        .is_some_and(|kafka| member::means_rejoin(kafka.code))
 }
 
 #[cfg(test)]

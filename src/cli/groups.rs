@@ -7,22 +7,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use bytes::Buf;
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
-use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest,
-};
-use kafka_protocol::protocol::{Decodable, Message};
+use kafka_protocol::messages::{DeleteGroupsRequest, DescribeGroupsRequest, ListGroupsRequest};
 use serde_json::{json, Value};
 
-use super::client::{group_id, retrying, Client, Connection, KafkaError, RETRIABLE};
-use super::offsets::{self, Leaders, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use super::output::{offset_cell, render_json, OutputFormat, Table};
 use super::{write_stdout, Common};
-
-const NON_EMPTY_GROUP: i16 = 68;
-const GROUP_ID_NOT_FOUND: i16 = 69;
+use sluice_client::codes::{GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP};
+use sluice_client::offsets::{self, Leaders, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use sluice_client::{group_id, retrying, Cluster as Client, Connection, KafkaError};
 
 #[derive(Debug, Subcommand)]
 pub enum GroupsCommand {
@@ -289,7 +283,7 @@ fn list(client: &mut Client, output: OutputFormat) -> Result<ExitCode> {
 }
 
 fn describe_group(client: &mut Client, group: &str) -> Result<DescribedGroup> {
-    retrying(client, RETRIABLE, |client| {
+    retrying(client, |client| {
         describe_group_once(client.coordinator(group)?, group)
     })
 }
@@ -316,25 +310,12 @@ fn describe_group_once(connection: &mut Connection, group: &str) -> Result<Descr
 /// A member's assigned partitions, decoded from the consumer protocol's
 /// assignment bytes; empty for other protocols or bytes that do not decode.
 pub fn decode_assignment(protocol_type: &str, bytes: &[u8]) -> Vec<TopicPartition> {
-    if protocol_type != "consumer" || bytes.len() < 2 {
+    if protocol_type != "consumer" {
         return Vec::new();
     }
-    let mut buf = bytes::Bytes::copy_from_slice(bytes);
-    let version = buf.get_i16().clamp(
-        ConsumerProtocolAssignment::VERSIONS.min,
-        ConsumerProtocolAssignment::VERSIONS.max,
-    );
-    let Ok(assignment) = ConsumerProtocolAssignment::decode(&mut buf, version) else {
-        return Vec::new();
-    };
-    let mut partitions: Vec<TopicPartition> = assignment
-        .assigned_partitions
-        .iter()
-        .flat_map(|topic| {
-            let name = topic.topic.0.to_string();
-            topic.partitions.iter().map(move |p| (name.clone(), *p))
-        })
-        .collect();
+    let mut partitions =
+        sluice_client::group::decode_assignment(&bytes::Bytes::copy_from_slice(bytes))
+            .unwrap_or_default();
     partitions.sort();
     partitions
 }
@@ -436,7 +417,7 @@ fn view_group(client: &mut Client, group: &str) -> Result<GroupView> {
         .filter(|key| has_partition(&leaders, key))
         .cloned()
         .collect();
-    let log_end = offsets::list_offsets(client, &leaders, &known, LATEST_TIMESTAMP)?;
+    let log_end = offsets::list_offsets(client, &known, LATEST_TIMESTAMP)?;
     let offsets = partitions
         .into_iter()
         .map(|(key, member)| OffsetRow {
@@ -750,14 +731,14 @@ fn reset_offsets(client: &mut Client, output: OutputFormat, args: &ResetArgs) ->
     let described = describe_group(client, group)?;
     check_inactive(&described, group)?;
     let committed = offsets::committed(client, group, None)?;
-    let (partitions, leaders) = reset_scope(client, args, &committed)?;
-    let plan = plan_offsets(client, &leaders, &partitions, &committed, args.target())?;
+    let (partitions, _) = reset_scope(client, args, &committed)?;
+    let plan = plan_offsets(client, &partitions, &committed, args.target())?;
     if args.execute && !plan.is_empty() {
         let new: BTreeMap<TopicPartition, i64> = plan
             .iter()
             .map(|(key, (_, new))| (key.clone(), *new))
             .collect();
-        offsets::commit(client.coordinator(group)?, group, &new)?;
+        offsets::commit(client, group, &new)?;
     }
     match output {
         OutputFormat::Json => {
@@ -809,17 +790,14 @@ type Plan = BTreeMap<TopicPartition, (Option<i64>, i64)>;
 /// log-end offsets as Kafka's tool does.
 fn plan_offsets(
     client: &mut Client,
-    leaders: &Leaders,
     partitions: &[TopicPartition],
     committed: &BTreeMap<TopicPartition, i64>,
     target: Target,
 ) -> Result<Plan> {
-    let earliest = offsets::list_offsets(client, leaders, partitions, EARLIEST_TIMESTAMP)?;
-    let latest = offsets::list_offsets(client, leaders, partitions, LATEST_TIMESTAMP)?;
+    let earliest = offsets::list_offsets(client, partitions, EARLIEST_TIMESTAMP)?;
+    let latest = offsets::list_offsets(client, partitions, LATEST_TIMESTAMP)?;
     let at_time = match target {
-        Target::Timestamp(timestamp) => {
-            offsets::list_offsets(client, leaders, partitions, timestamp)?
-        }
+        Target::Timestamp(timestamp) => offsets::list_offsets(client, partitions, timestamp)?,
         _ => BTreeMap::new(),
     };
     let mut plan = Plan::new();
@@ -873,7 +851,7 @@ mod tests {
     use crate::cli::{Cli, Command};
     use clap::Parser;
     use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
-    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::messages::{ConsumerProtocolAssignment, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
     #[test]

@@ -6,8 +6,9 @@
 //! named by `--bootstrap-server` (Sluice or another Kafka).
 //!
 //! This module owns the client side only. It runs on the process's main
-//! thread as a short-lived blocking client over `std::net::TcpStream`
-//! ([`client`]); it must not start glommio, shards or any broker state, and
+//! thread as a short-lived blocking client (the `sluice-client` crate,
+//! which follows partition leaders across a cluster); it must not start
+//! glommio, shards or any broker state, and
 //! it reaches the broker only through the wire protocol, so it behaves the
 //! same against Sluice and Kafka.
 //!
@@ -18,19 +19,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use sluice_client::Cluster;
 
-pub mod client;
 pub mod cluster;
 pub mod consume;
 pub mod groups;
-pub mod member;
-pub mod offsets;
 pub mod output;
 pub mod produce;
 pub mod replicas;
 pub mod topics;
 
 use output::OutputFormat;
+
+/// The client id the tools give brokers.
+const CLIENT_ID: &str = "sluice-cli";
 
 /// The first arguments that select a tool rather than the broker.
 pub const SUBCOMMANDS: &[&str] = &["topics", "produce", "consume", "groups", "cluster"];
@@ -78,8 +80,8 @@ impl Common {
         Duration::from_millis(self.request_timeout_ms.max(1))
     }
 
-    pub fn connect(&self) -> anyhow::Result<client::Client> {
-        client::Client::connect(&self.bootstrap_server, self.timeout())
+    pub fn connect(&self) -> anyhow::Result<Cluster> {
+        Cluster::connect(&self.bootstrap_server, CLIENT_ID, self.timeout())
     }
 }
 

@@ -6,6 +6,12 @@
 //! arrive as they are typed. Records with a key go to Kafka's default
 //! partition for it (murmur2, as the Java client); records without one go
 //! to one partition per batch, taking the partitions in turn.
+//!
+//! With `--acks all` (the default) the producer is idempotent: it takes a
+//! producer ID (InitProducerId) and numbers each partition's batches, so a
+//! batch sent again after a lost connection or a leader change is written
+//! once. Each batch goes to its partition's current leader; when a leader
+//! moves, Metadata is refreshed and the batch retried there.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -24,9 +30,12 @@ use kafka_protocol::records::{
 };
 use serde_json::json;
 
-use super::client::{retrying, topic_name, Client, KafkaError};
 use super::output::{render_json, OutputFormat};
 use super::{parse_key_value, write_stdout, Common};
+use sluice_client::codes::LEADER_NOT_AVAILABLE;
+use sluice_client::idempotence::{self, batch_outcome, BatchOutcome, ProducerIdentity, Sequences};
+use sluice_client::partitioner::partition_for_key;
+use sluice_client::{retrying, topic_name, Cluster as Client, KafkaError};
 
 /// The headers of a record, as `Record::headers` holds them.
 type Headers = kafka_protocol::indexmap::IndexMap<StrBytes, Option<Bytes>>;
@@ -37,7 +46,6 @@ type Headers = kafka_protocol::indexmap::IndexMap<StrBytes, Option<Bytes>>;
 const STDIN_BUFFER_BYTES: usize = 1024 * 1024;
 const BATCH_BYTES_MAX: usize = 512 * 1024;
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
-const LEADER_NOT_AVAILABLE: i16 = 5;
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
@@ -95,45 +103,6 @@ pub fn parse_acks(text: &str) -> Result<i16, String> {
     }
 }
 
-/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), which
-/// the default partitioner applies to record keys.
-pub fn murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let mut h: u32 = SEED ^ (data.len() as u32);
-    let mut chunks = data.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= u32::from(tail[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
-
-/// The partition Kafka's default partitioner picks for `key`.
-pub fn partition_for_key(key: &[u8], partitions: usize) -> i32 {
-    assert!(partitions > 0, "a topic has at least one partition");
-    ((murmur2(key) & 0x7fff_ffff) as usize % partitions) as i32
-}
-
 /// A line, without its line ending, split into key and value.
 pub fn split_line(line: &[u8], separator: Option<&[u8]>) -> (Option<Bytes>, Bytes) {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -164,8 +133,17 @@ pub fn run(common: &Common, args: ProduceArgs) -> Result<ExitCode> {
             );
         }
     }
+    // Kafka's idempotence needs acks=all: only then is a written batch on
+    // every in-sync replica, where a retry finds it.
+    let identity = if args.acks == -1 {
+        idempotence::init_producer_id(&mut client)?
+    } else {
+        ProducerIdentity::NONE
+    };
     let mut producer = Producer {
         client,
+        identity,
+        sequences: Sequences::new(),
         topic: args.topic.clone(),
         leaders,
         acks: args.acks,
@@ -270,6 +248,8 @@ fn wait_for_leaders(
 
 struct Producer {
     client: Client,
+    identity: ProducerIdentity,
+    sequences: Sequences<i32>,
     topic: String,
     /// Partition -> leader broker id.
     leaders: BTreeMap<i32, i32>,
@@ -289,7 +269,7 @@ impl Producer {
             return partition;
         }
         match key {
-            Some(key) => partition_for_key(key, self.leaders.len()),
+            Some(key) => partition_for_key(key, self.leaders.len() as u32) as i32,
             None => (self.next_partition % self.leaders.len()) as i32,
         }
     }
@@ -299,104 +279,148 @@ impl Producer {
             return Ok(());
         }
         let timestamp = now_ms();
-        let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<i32, Vec<(Option<Bytes>, Bytes)>> = BTreeMap::new();
         for (key, value) in lines {
             let partition = self.partition_for(key.as_ref());
-            let records = by_partition.entry(partition).or_default();
-            let offset = records.len() as i64;
-            records.push(Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset,
-                // The encoder keeps records in one batch while offset minus
-                // sequence is constant; this also makes the base sequence -1
-                // (none), as a producer without idempotence sends.
-                sequence: offset as i32 - 1,
-                timestamp,
-                key,
-                value: Some(value),
-                headers: self.headers.clone(),
-            });
+            by_partition
+                .entry(partition)
+                .or_default()
+                .push((key, value));
         }
         self.next_partition = self.next_partition.wrapping_add(1);
-        let mut by_leader: BTreeMap<i32, Vec<PartitionProduceData>> = BTreeMap::new();
-        for (partition, records) in &by_partition {
+        let mut pending: BTreeMap<i32, PartitionProduceData> = BTreeMap::new();
+        let mut counts = BTreeMap::new();
+        for (partition, lines) in by_partition {
+            let count = lines.len() as i32;
+            let base_sequence = if self.identity.is_idempotent() {
+                self.sequences.assign(&partition, count)
+            } else {
+                -1
+            };
+            let records: Vec<Record> = lines
+                .into_iter()
+                .enumerate()
+                .map(|(index, (key, value))| Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: -1,
+                    producer_id: self.identity.id,
+                    producer_epoch: self.identity.epoch,
+                    timestamp_type: TimestampType::Creation,
+                    offset: index as i64,
+                    // The encoder keeps records in one batch while offset
+                    // minus sequence is constant; without idempotence the
+                    // base sequence is -1 (none).
+                    sequence: if base_sequence < 0 {
+                        index as i32 - 1
+                    } else {
+                        idempotence::increment(base_sequence, index as i32)
+                    },
+                    timestamp,
+                    key,
+                    value: Some(value),
+                    headers: self.headers.clone(),
+                })
+                .collect();
             let mut buf = BytesMut::new();
             let options = RecordEncodeOptions {
                 version: 2,
                 compression: self.compression,
             };
-            RecordBatchEncoder::encode(&mut buf, records, &options)
+            RecordBatchEncoder::encode(&mut buf, &records, &options)
                 .context("encoding a record batch")?;
-            by_leader.entry(self.leaders[partition]).or_default().push(
+            pending.insert(
+                partition,
                 PartitionProduceData::default()
-                    .with_index(*partition)
+                    .with_index(partition)
                     .with_records(Some(buf.freeze())),
             );
+            counts.insert(partition, records.len() as u64);
         }
-        for (leader, partitions) in by_leader {
-            self.send_to(leader, partitions)?;
-        }
-        for (partition, records) in by_partition {
-            *self.sent.entry(partition).or_default() += records.len() as u64;
+        let topic = self.topic.clone();
+        let (acks, idempotent) = (self.acks, self.identity.is_idempotent());
+        retrying(&mut self.client, |client| {
+            send_round(client, &topic, acks, idempotent, &mut pending)
+        })?;
+        for (partition, records) in counts {
+            *self.sent.entry(partition).or_default() += records;
         }
         Ok(())
     }
-
-    /// Sends to `leader`, again while it answers that it does not serve a
-    /// partition yet (an error answer wrote nothing, so no duplicates).
-    fn send_to(&mut self, leader: i32, partitions: Vec<PartitionProduceData>) -> Result<()> {
-        let topic = self.topic.clone();
-        let acks = self.acks;
-        retrying(&mut self.client, &[3, 5, 6], |client| {
-            send_once(client, &topic, acks, leader, partitions.clone())
-        })
-    }
 }
 
-fn send_once(
+/// Sends every pending batch to its partition's current leader, one request
+/// per leader, and drops the batches that were written. A batch that must
+/// be retried (its leader moved, its connection was lost) stays pending and
+/// the round fails with the retriable error, for [`retrying`] to refresh
+/// Metadata and call again; an idempotent batch cannot be written twice.
+fn send_round(
     client: &mut Client,
     topic: &str,
     acks: i16,
-    leader: i32,
-    partitions: Vec<PartitionProduceData>,
+    idempotent: bool,
+    pending: &mut BTreeMap<i32, PartitionProduceData>,
 ) -> Result<()> {
-    let request = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(topic))
-            .with_partition_data(partitions)]);
-    let connection = client.broker(leader)?;
-    let version = connection.version::<ProduceRequest>(12)?;
-    if acks == 0 {
-        // The broker answers nothing to acks=0.
-        connection.send(&request, version)?;
-        return Ok(());
-    }
-    let response = connection.call_at(&request, version)?;
-    for topic in &response.responses {
-        for partition in &topic.partition_responses {
-            let detail = partition
-                .record_errors
-                .iter()
-                .filter_map(|error| error.batch_index_error_message.as_ref())
-                .map(|message| message.to_string())
-                .next();
-            let message = partition.error_message.as_ref().map(|m| m.to_string());
-            KafkaError::check(
-                partition.error_code,
-                message.or(detail).map(StrBytes::from_string).as_ref(),
-                format!("writing to {}-{}", topic.name.0.as_str(), partition.index),
-            )?;
+    let mut by_leader: BTreeMap<i32, Vec<PartitionProduceData>> = BTreeMap::new();
+    let mut retry_code = None;
+    for (partition, data) in pending.iter() {
+        match client.leader(topic, *partition) {
+            Some(leader) => by_leader.entry(leader).or_default().push(data.clone()),
+            None => retry_code = Some(LEADER_NOT_AVAILABLE),
         }
     }
-    Ok(())
+    for (leader, partitions) in by_leader {
+        let request = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(partitions.clone())]);
+        let connection = client.broker(leader)?;
+        let version = connection.version::<ProduceRequest>(12)?;
+        if acks == 0 {
+            // The broker answers nothing to acks=0.
+            connection.send(&request, version)?;
+            for data in &partitions {
+                pending.remove(&data.index);
+            }
+            continue;
+        }
+        let response = connection.call_at(&request, version)?;
+        for answer in &response.responses {
+            for partition in &answer.partition_responses {
+                match batch_outcome(partition.error_code, idempotent) {
+                    BatchOutcome::Written => {
+                        pending.remove(&partition.index);
+                    }
+                    BatchOutcome::Retry(_) => retry_code = Some(partition.error_code),
+                    BatchOutcome::Failed => {
+                        let detail = partition
+                            .record_errors
+                            .iter()
+                            .filter_map(|error| error.batch_index_error_message.as_ref())
+                            .map(|message| message.to_string())
+                            .next();
+                        let message = partition.error_message.as_ref().map(|m| m.to_string());
+                        KafkaError::check(
+                            partition.error_code,
+                            message.or(detail).map(StrBytes::from_string).as_ref(),
+                            format!("writing to {}-{}", answer.name.0.as_str(), partition.index),
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    match retry_code {
+        Some(code) if !pending.is_empty() => KafkaError::check(
+            code,
+            None,
+            format!("writing to {topic} (partitions {:?})", pending.keys()),
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -408,38 +432,6 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn murmur2_matches_kafka() {
-        // Vectors from Kafka's UtilsTest.testMurmur2.
-        let cases: &[(&[u8], i32)] = &[
-            (b"21", -973932308),
-            (b"foobar", -790332482),
-            (b"a-little-bit-long-string", -985981536),
-            (b"a-little-bit-longer-string", -1486304829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58897971,
-            ),
-            (b"abc", 479470107),
-        ];
-        for (data, expected) in cases {
-            assert_eq!(
-                murmur2(data),
-                *expected,
-                "murmur2({:?})",
-                String::from_utf8_lossy(data)
-            );
-        }
-    }
-
-    #[test]
-    fn keys_pick_stable_partitions() {
-        assert_eq!(partition_for_key(b"abc", 1), 0);
-        let partition = partition_for_key(b"user-42", 6);
-        assert!((0..6).contains(&partition));
-        assert_eq!(partition_for_key(b"user-42", 6), partition);
-    }
 
     #[test]
     fn lines_split_at_the_first_separator() {

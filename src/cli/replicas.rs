@@ -16,10 +16,10 @@ use kafka_protocol::messages::{
 };
 use serde_json::{json, Value};
 
-use super::client::{error_name, topic_name, Client, KafkaError};
 use super::output::{join_ids, render_json, OutputFormat, Table};
 use super::write_stdout;
 use crate::cluster::reassign::Ongoing;
+use sluice_client::{error_name, topic_name, Cluster as Client, KafkaError};
 
 const ADMIN_TIMEOUT_MS: i32 = 30_000;
 const ELECTION_NOT_NEEDED: i16 = 84;
@@ -90,7 +90,7 @@ pub fn reassign(client: &mut Client, output: OutputFormat, args: &ReassignArgs) 
                         .as_ref()
                         .map(|ids| ids.iter().copied().map(BrokerId).collect()),
                 )])]);
-    let response = client.any().call(&request, 1)?;
+    let response = client.any()?.call(&request, 1)?;
     let doing = match &target {
         Some(ids) => format!("reassigning {topic}-{partition} to {}", join_ids(ids)),
         None => format!("cancelling the reassignment of {topic}-{partition}"),
@@ -120,7 +120,7 @@ fn list(client: &mut Client, output: OutputFormat, topic: Option<&str>) -> Resul
     let request = ListPartitionReassignmentsRequest::default()
         .with_timeout_ms(ADMIN_TIMEOUT_MS)
         .with_topics(None);
-    let response = client.any().call(&request, 0)?;
+    let response = client.any()?.call(&request, 0)?;
     KafkaError::check(
         response.error_code,
         response.error_message.as_ref(),
@@ -194,7 +194,7 @@ pub fn elect(client: &mut Client, output: OutputFormat, args: &ElectArgs) -> Res
                 })
                 .collect()
         }));
-    let connection = client.any();
+    let connection = client.any()?;
     let version = connection.version::<ElectLeadersRequest>(2)?;
     if version == 0 && election_type != 0 {
         bail!("the broker supports only preferred leader elections (ElectLeaders v0)");

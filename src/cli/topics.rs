@@ -6,37 +6,15 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
-use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
-use kafka_protocol::messages::{
-    alter_configs_request, incremental_alter_configs_request, AlterConfigsRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest,
-};
-use kafka_protocol::protocol::StrBytes;
-use serde_json::{json, Value};
-
-use super::client::{topic_name, Client, KafkaError};
 use super::output::{join_ids, render_json, OutputFormat, Table};
 use super::{parse_key_value, replicas, write_stdout, Common};
-
-/// DescribeConfigs and the AlterConfigs APIs name a topic with this type.
-const RESOURCE_TYPE_TOPIC: i8 = 2;
-/// DescribeConfigs' source of a topic's own override.
-const CONFIG_SOURCE_TOPIC: i8 = 1;
-/// IncrementalAlterConfigs operations.
-const OPERATION_SET: i8 = 0;
-const OPERATION_DELETE: i8 = 1;
-/// How long the broker may take over a topic change.
-const ADMIN_TIMEOUT_MS: i32 = 30_000;
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const TOPIC_ALREADY_EXISTS: i16 = 36;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use serde_json::{json, Value};
+use sluice_client::admin::{self, NewTopic, CONFIG_SOURCE_TOPIC};
+use sluice_client::codes::{TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION};
+use sluice_client::{Cluster as Client, KafkaError};
 
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
@@ -190,28 +168,16 @@ fn list(client: &mut Client, output: OutputFormat, exclude_internal: bool) -> Re
 }
 
 fn create(client: &mut Client, output: OutputFormat, args: &CreateArgs) -> Result<()> {
-    let configs = args
-        .configs
-        .iter()
-        .map(|(name, value)| {
-            CreatableTopicConfig::default()
-                .with_name(StrBytes::from_string(name.clone()))
-                .with_value(Some(StrBytes::from_string(value.clone())))
-        })
-        .collect();
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(&args.topic))
-            .with_num_partitions(args.partitions.unwrap_or(-1))
-            .with_replication_factor(args.replication_factor.unwrap_or(-1))
-            .with_configs(configs)])
-        .with_timeout_ms(ADMIN_TIMEOUT_MS)
-        .with_validate_only(args.validate_only);
-    let response = client.any().call(&request, 7)?;
-    let result = response
-        .topics
-        .first()
-        .context("the broker answered CreateTopics with no topic")?;
+    let result = admin::create_topic(
+        client,
+        &NewTopic {
+            name: args.topic.clone(),
+            partitions: args.partitions,
+            replication_factor: args.replication_factor,
+            configs: args.configs.clone(),
+            validate_only: args.validate_only,
+        },
+    )?;
     let existed = result.error_code == TOPIC_ALREADY_EXISTS && args.if_not_exists;
     if !existed {
         KafkaError::check(
@@ -238,54 +204,6 @@ fn create(client: &mut Client, output: OutputFormat, args: &CreateArgs) -> Resul
     }
 }
 
-/// A topic's configs from DescribeConfigs: name -> (value, source).
-type TopicConfigs = BTreeMap<String, (Option<String>, i8)>;
-
-fn describe_configs(
-    client: &mut Client,
-    topics: &[String],
-) -> Result<BTreeMap<String, TopicConfigs>> {
-    if topics.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let request = DescribeConfigsRequest::default().with_resources(
-        topics
-            .iter()
-            .map(|topic| {
-                DescribeConfigsResource::default()
-                    .with_resource_type(RESOURCE_TYPE_TOPIC)
-                    .with_resource_name(StrBytes::from_string(topic.clone()))
-                    .with_configuration_keys(None)
-            })
-            .collect(),
-    );
-    let response = client.any().call(&request, 4)?;
-    let mut configs = BTreeMap::new();
-    for result in &response.results {
-        let topic = result.resource_name.to_string();
-        KafkaError::check(
-            result.error_code,
-            result.error_message.as_ref(),
-            format!("describing the configs of topic '{topic}'"),
-        )?;
-        let entries = result
-            .configs
-            .iter()
-            .map(|entry| {
-                (
-                    entry.name.to_string(),
-                    (
-                        entry.value.as_ref().map(|v| v.to_string()),
-                        entry.config_source,
-                    ),
-                )
-            })
-            .collect();
-        configs.insert(topic, entries);
-    }
-    Ok(configs)
-}
-
 fn describe(client: &mut Client, output: OutputFormat, args: &DescribeArgs) -> Result<()> {
     let wanted = (!args.topics.is_empty()).then_some(args.topics.as_slice());
     let metadata = client.metadata(wanted)?;
@@ -308,7 +226,7 @@ fn describe(client: &mut Client, output: OutputFormat, args: &DescribeArgs) -> R
         .iter()
         .map(|topic| name_of(topic).to_string())
         .collect();
-    let configs = describe_configs(client, &names)?;
+    let configs = admin::describe_configs(client, &names)?;
     let shown = |topic: &str| -> Vec<(String, String)> {
         configs
             .get(topic)
@@ -451,11 +369,11 @@ pub fn kafka_uuid(bytes: &[u8; 16]) -> String {
 fn alter(client: &mut Client, output: OutputFormat, args: &AlterArgs) -> Result<()> {
     let mut changes = Vec::new();
     if let Some(count) = args.partitions {
-        add_partitions(client, &args.topic, count)?;
+        admin::add_partitions(client, &args.topic, count)?;
         changes.push(format!("partitions={count}"));
     }
     if !args.configs.is_empty() || !args.delete_configs.is_empty() {
-        alter_configs(client, args)?;
+        admin::alter_configs(client, &args.topic, &args.configs, &args.delete_configs)?;
         changes.extend(args.configs.iter().map(|(k, v)| format!("{k}={v}")));
         changes.extend(args.delete_configs.iter().map(|k| format!("-{k}")));
     }
@@ -474,131 +392,12 @@ fn alter(client: &mut Client, output: OutputFormat, args: &AlterArgs) -> Result<
     }
 }
 
-fn add_partitions(client: &mut Client, topic: &str, count: i32) -> Result<()> {
-    let request = CreatePartitionsRequest::default()
-        .with_topics(vec![CreatePartitionsTopic::default()
-            .with_name(topic_name(topic))
-            .with_count(count)
-            .with_assignments(None)])
-        .with_timeout_ms(ADMIN_TIMEOUT_MS);
-    let response = client.any().call(&request, 3)?;
-    for result in &response.results {
-        KafkaError::check(
-            result.error_code,
-            result.error_message.as_ref(),
-            format!("raising the partition count of topic '{topic}' to {count}"),
-        )?;
-    }
-    Ok(())
-}
-
-/// IncrementalAlterConfigs when the broker serves it; otherwise AlterConfigs
-/// with the topic's current overrides merged in (AlterConfigs replaces the
-/// whole set).
-fn alter_configs(client: &mut Client, args: &AlterArgs) -> Result<()> {
-    let topic = &args.topic;
-    let context = format!("altering the configs of topic '{topic}'");
-    let connection = client.any();
-    if connection.supports::<IncrementalAlterConfigsRequest>() {
-        use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
-        let set = args.configs.iter().map(|(name, value)| {
-            AlterableConfig::default()
-                .with_name(StrBytes::from_string(name.clone()))
-                .with_config_operation(OPERATION_SET)
-                .with_value(Some(StrBytes::from_string(value.clone())))
-        });
-        let delete = args.delete_configs.iter().map(|name| {
-            AlterableConfig::default()
-                .with_name(StrBytes::from_string(name.clone()))
-                .with_config_operation(OPERATION_DELETE)
-                .with_value(None)
-        });
-        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
-            AlterConfigsResource::default()
-                .with_resource_type(RESOURCE_TYPE_TOPIC)
-                .with_resource_name(StrBytes::from_string(topic.clone()))
-                .with_configs(set.chain(delete).collect()),
-        ]);
-        let response = connection.call(&request, 1)?;
-        for result in &response.responses {
-            KafkaError::check(
-                result.error_code,
-                result.error_message.as_ref(),
-                context.clone(),
-            )?;
-        }
-        return Ok(());
-    }
-    if !connection.supports::<AlterConfigsRequest>() {
-        bail!(KafkaError {
-            code: 35,
-            message: None,
-            context: format!(
-                "the broker at {} supports neither IncrementalAlterConfigs nor AlterConfigs, \
-                 so topic configs cannot be changed",
-                connection.address
-            ),
-        });
-    }
-    let current = describe_configs(client, std::slice::from_ref(topic))?;
-    let mut overrides: BTreeMap<String, Option<String>> = current
-        .get(topic)
-        .into_iter()
-        .flatten()
-        .filter(|(_, (_, source))| *source == CONFIG_SOURCE_TOPIC)
-        .map(|(name, (value, _))| (name.clone(), value.clone()))
-        .collect();
-    for (name, value) in &args.configs {
-        overrides.insert(name.clone(), Some(value.clone()));
-    }
-    for name in &args.delete_configs {
-        overrides.remove(name);
-    }
-    use alter_configs_request::{AlterConfigsResource, AlterableConfig};
-    let request =
-        AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
-            .with_resource_type(RESOURCE_TYPE_TOPIC)
-            .with_resource_name(StrBytes::from_string(topic.clone()))
-            .with_configs(
-                overrides
-                    .into_iter()
-                    .map(|(name, value)| {
-                        AlterableConfig::default()
-                            .with_name(StrBytes::from_string(name))
-                            .with_value(value.map(StrBytes::from_string))
-                    })
-                    .collect(),
-            )]);
-    let response = client.any().call(&request, 2)?;
-    for result in &response.responses {
-        KafkaError::check(
-            result.error_code,
-            result.error_message.as_ref(),
-            context.clone(),
-        )?;
-    }
-    Ok(())
-}
-
 fn delete(client: &mut Client, output: OutputFormat, args: &DeleteArgs) -> Result<()> {
-    let connection = client.any();
-    let version = connection.version::<DeleteTopicsRequest>(6)?;
-    let mut request = DeleteTopicsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS);
-    request = if version >= 6 {
-        request.with_topics(
-            args.topics
-                .iter()
-                .map(|topic| DeleteTopicState::default().with_name(Some(topic_name(topic))))
-                .collect(),
-        )
-    } else {
-        request.with_topic_names(args.topics.iter().map(|topic| topic_name(topic)).collect())
-    };
-    let response = connection.call_at(&request, version)?;
+    let responses = admin::delete_topics(client, &args.topics)?;
     let mut deleted = Vec::new();
     let mut missing = Vec::new();
     let mut errors = Vec::new();
-    for result in &response.responses {
+    for result in &responses {
         let name = result
             .name
             .as_ref()
@@ -652,6 +451,7 @@ mod tests {
     use clap::Parser;
     use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
     use kafka_protocol::messages::{BrokerId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
 
     #[test]
     fn topic_ids_print_as_kafka_does() {

@@ -1,10 +1,11 @@
-//! Lookups the tools share: partition leaders from Metadata, log offsets
-//! from each leader (ListOffsets), a group's committed offsets (OffsetFetch)
-//! and committing new ones (OffsetCommit) at the group's coordinator.
+//! Offsets: partition leaders from Metadata, log offsets from each
+//! partition's current leader (ListOffsets, following a leader that moves),
+//! a group's committed offsets (OffsetFetch) and committing new ones
+//! (OffsetCommit) at the group's coordinator.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -17,9 +18,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::client::{
-    group_id, retrying, topic_name, Client, Connection, KafkaError, RETRIABLE, RETRIABLE_FOR_DATA,
-};
+use crate::cluster::{retrying, Cluster};
+use crate::errors::{codes, KafkaError};
+use crate::wire::Connection;
+use crate::{group_id, topic_name};
 
 /// A topic and partition, ordered by topic then partition.
 pub type TopicPartition = (String, i32);
@@ -33,8 +35,8 @@ pub type Leaders = BTreeMap<String, BTreeMap<i32, i32>>;
 
 /// The leaders of every partition of `topics`; an unknown topic is an
 /// error naming it.
-pub fn leaders(client: &mut Client, topics: &[String]) -> Result<Leaders> {
-    let metadata = client.metadata(Some(topics))?;
+pub fn leaders(cluster: &mut Cluster, topics: &[String]) -> Result<Leaders> {
+    let metadata = cluster.metadata(Some(topics))?;
     leaders_from(&metadata, topics)
 }
 
@@ -57,39 +59,58 @@ pub fn leaders_from(metadata: &MetadataResponse, topics: &[String]) -> Result<Le
     }
     for topic in topics {
         if !leaders.contains_key(topic) {
-            KafkaError::check(3, None, format!("Topic '{topic}' does not exist."))?;
+            KafkaError::check(
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                None,
+                format!("Topic '{topic}' does not exist."),
+            )?;
         }
     }
     Ok(leaders)
 }
 
 /// The offset at `timestamp` (or `LATEST_TIMESTAMP`, `EARLIEST_TIMESTAMP`)
-/// of each partition, asked of its leader; `None` when no record is that
-/// recent (a timestamp lookup past the end).
+/// of each partition, asked of its current leader (Metadata is refreshed
+/// when a leader moved); `None` when no record is that recent (a
+/// timestamp lookup past the end).
 pub fn list_offsets(
-    client: &mut Client,
-    leaders: &Leaders,
+    cluster: &mut Cluster,
     partitions: &[TopicPartition],
     timestamp: i64,
 ) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
-    retrying(client, RETRIABLE_FOR_DATA, |client| {
-        list_offsets_once(client, leaders, partitions, timestamp)
+    let unknown: Vec<String> = partitions
+        .iter()
+        .filter(|(topic, _)| cluster.partitions(topic).is_none())
+        .map(|(topic, _)| topic.clone())
+        .collect();
+    if !unknown.is_empty() {
+        cluster.refresh(&unknown)?;
+    }
+    retrying(cluster, |cluster| {
+        list_offsets_once(cluster, partitions, timestamp)
     })
 }
 
 fn list_offsets_once(
-    client: &mut Client,
-    leaders: &Leaders,
+    cluster: &mut Cluster,
     partitions: &[TopicPartition],
     timestamp: i64,
 ) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
     let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
     for (topic, partition) in partitions {
-        let leader = leaders
-            .get(topic)
-            .and_then(|partitions| partitions.get(partition))
-            .copied()
-            .with_context(|| format!("partition {topic}-{partition} does not exist"))?;
+        let exists = cluster
+            .partitions(topic)
+            .is_some_and(|known| known.contains_key(partition));
+        if !exists {
+            anyhow::bail!("partition {topic}-{partition} does not exist");
+        }
+        let leader = cluster
+            .leader(topic, *partition)
+            .ok_or_else(|| KafkaError {
+                code: codes::LEADER_NOT_AVAILABLE,
+                message: None,
+                context: format!("{topic}-{partition} has no leader"),
+            })?;
         by_leader
             .entry(leader)
             .or_default()
@@ -99,7 +120,7 @@ fn list_offsets_once(
     }
     let mut offsets = BTreeMap::new();
     for (leader, topics) in by_leader {
-        let connection = client.broker(leader)?;
+        let connection = cluster.broker(leader)?;
         offsets.extend(list_offsets_at(connection, &topics, timestamp)?);
     }
     Ok(offsets)
@@ -154,12 +175,12 @@ fn list_offsets_at(
 /// when `topics` is `None`. Partitions without a committed offset are left
 /// out.
 pub fn committed(
-    client: &mut Client,
+    cluster: &mut Cluster,
     group: &str,
     topics: Option<&BTreeMap<String, Vec<i32>>>,
 ) -> Result<BTreeMap<TopicPartition, i64>> {
-    retrying(client, RETRIABLE, |client| {
-        committed_once(client.coordinator(group)?, group, topics)
+    retrying(cluster, |cluster| {
+        committed_once(cluster.coordinator(group)?, group, topics)
     })
 }
 
@@ -244,16 +265,38 @@ fn committed_once(
 /// (generation -1, no member id), which Kafka accepts only while the group
 /// has no active members.
 pub fn commit(
-    connection: &mut Connection,
+    cluster: &mut Cluster,
     group: &str,
     offsets: &BTreeMap<TopicPartition, i64>,
 ) -> Result<()> {
-    commit_as(connection, group, -1, "", offsets)
+    commit_as(cluster, group, -1, "", offsets)
 }
 
 /// Commits `offsets` for `group` as member `member_id` of `generation`
-/// (or, with -1 and "", as a client outside the group).
+/// (or, with -1 and "", as a client outside the group), at the group's
+/// coordinator, finding it again if it moved.
 pub fn commit_as(
+    cluster: &mut Cluster,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    offsets: &BTreeMap<TopicPartition, i64>,
+) -> Result<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    retrying(cluster, |cluster| {
+        commit_once(
+            cluster.coordinator(group)?,
+            group,
+            generation,
+            member_id,
+            offsets,
+        )
+    })
+}
+
+fn commit_once(
     connection: &mut Connection,
     group: &str,
     generation: i32,

@@ -1,12 +1,14 @@
-//! A consumer-group member for `sluice consume --group`: JoinGroup,
-//! SyncGroup (as leader it assigns partitions with Kafka's `range`
-//! assignor), Heartbeat, and LeaveGroup on exit, in the classic consumer
-//! protocol, so it shares a group's partitions with other `sluice consume`
-//! processes and with Kafka clients.
+//! A consumer-group member in the classic consumer protocol, the one
+//! implementation the tools share: FindCoordinator (through the
+//! [`Cluster`]), JoinGroup (with KIP-394's member id round trip), SyncGroup
+//! (as leader it assigns partitions with Kafka's `range` assignor),
+//! Heartbeat, OffsetCommit and OffsetFetch as a member, and LeaveGroup, so
+//! it shares a group's partitions with other members and with Kafka
+//! clients.
 //!
-//! It runs on the CLI's one thread, between fetches: a fetch waits at most
-//! half a second, so heartbeats every [`HEARTBEAT_INTERVAL_MS`] keep well
-//! inside the session timeout.
+//! A member runs on its consumer's thread, between fetches: the consumer
+//! calls [`GroupMember::heartbeat_if_due`], which says when the group wants
+//! it to rejoin. A fetch must wait well below the heartbeat interval.
 
 use std::collections::BTreeMap;
 use std::thread::sleep;
@@ -24,27 +26,41 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::client::{group_id, topic_name, Client, KafkaError};
-use super::offsets::TopicPartition;
+use crate::cluster::{retrying, Cluster};
+use crate::errors::codes::{
+    COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, ILLEGAL_GENERATION,
+    MEMBER_ID_REQUIRED, NOT_COORDINATOR, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
+};
+use crate::errors::KafkaError;
+use crate::offsets::{self, TopicPartition};
+use crate::{group_id, topic_name};
 
-pub const SESSION_TIMEOUT_MS: i32 = 10_000;
-/// Below the default request timeout, since the broker holds JoinGroup
-/// open for up to this long while the other members rejoin.
-pub const REBALANCE_TIMEOUT_MS: i32 = 20_000;
-pub const HEARTBEAT_INTERVAL_MS: u64 = 3_000;
 const PROTOCOL_TYPE: &str = "consumer";
 const ASSIGNOR: &str = "range";
-/// How long (re)joining may take before the command gives up.
-const JOIN_DEADLINE_MS: u64 = 60_000;
-const RETRY_BACKOFF_MS: u64 = 200;
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_COORDINATOR: i16 = 16;
-const ILLEGAL_GENERATION: i16 = 22;
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const MEMBER_ID_REQUIRED: i16 = 79;
+/// A member's timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub session_timeout: Duration,
+    /// Below the request timeout, since the broker holds JoinGroup open
+    /// for up to this long while the other members rejoin.
+    pub rebalance_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    /// How long (re)joining may take before giving up.
+    pub join_deadline: Duration,
+}
+
+impl Default for GroupConfig {
+    fn default() -> GroupConfig {
+        GroupConfig {
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(20),
+            heartbeat_interval: Duration::from_secs(3),
+            join_deadline: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Error codes that mean "rejoin the group", not "give up".
 pub fn means_rejoin(code: i16) -> bool {
@@ -54,6 +70,11 @@ pub fn means_rejoin(code: i16) -> bool {
     )
 }
 
+/// True when `error` is the group asking this member to rejoin.
+pub fn is_rejoin_error(error: &anyhow::Error) -> bool {
+    KafkaError::code_of(error).is_some_and(means_rejoin)
+}
+
 fn is_transient(code: i16) -> bool {
     matches!(
         code,
@@ -61,57 +82,70 @@ fn is_transient(code: i16) -> bool {
     )
 }
 
-/// This process's membership of one group, subscribed to one topic.
-pub struct Membership {
+/// This process's membership of one group.
+pub struct GroupMember {
     pub group: String,
-    pub topic: String,
+    /// The topics subscribed to.
+    pub topics: Vec<String>,
     pub member_id: String,
     pub generation: i32,
+    pub config: GroupConfig,
     last_heartbeat: Instant,
 }
 
-impl Membership {
-    pub fn new(group: &str, topic: &str) -> Membership {
-        Membership {
+impl GroupMember {
+    pub fn new(group: &str, topics: &[String], config: GroupConfig) -> GroupMember {
+        GroupMember {
             group: group.to_string(),
-            topic: topic.to_string(),
+            topics: topics.to_vec(),
             member_id: String::new(),
             generation: -1,
+            config,
             last_heartbeat: Instant::now(),
         }
     }
 
-    /// Joins (or rejoins) the group and returns the partitions of our topic
-    /// assigned to this member.
-    pub fn join(&mut self, client: &mut Client) -> Result<Vec<i32>> {
-        let deadline = Instant::now() + Duration::from_millis(JOIN_DEADLINE_MS);
+    /// Joins (or rejoins) the group and returns the partitions assigned to
+    /// this member, sorted.
+    pub fn join(&mut self, cluster: &mut Cluster) -> Result<Vec<TopicPartition>> {
+        let deadline = Instant::now() + self.config.join_deadline;
         loop {
             if Instant::now() > deadline {
                 bail!(
-                    "could not join group '{}' within {JOIN_DEADLINE_MS} ms",
-                    self.group
+                    "could not join group '{}' within {} ms",
+                    self.group,
+                    self.config.join_deadline.as_millis()
                 );
             }
-            let joined = self.join_group(client)?;
+            let joined = match self.join_group(cluster) {
+                Ok(joined) => joined,
+                Err(error) if crate::wire::ConnectionError::find(&error).is_some() => {
+                    // The coordinator went away: find it again.
+                    cluster.recover(&error, crate::retry::Refresh::Metadata);
+                    sleep(RETRY_BACKOFF);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let code = joined.error_code;
             if code == MEMBER_ID_REQUIRED {
                 self.member_id = joined.member_id.to_string();
                 continue;
             }
-            if code == UNKNOWN_MEMBER_ID {
+            if code == UNKNOWN_MEMBER_ID || code == ILLEGAL_GENERATION {
                 self.member_id.clear();
                 continue;
             }
             if is_transient(code) || code == REBALANCE_IN_PROGRESS {
-                client.forget_coordinators();
-                sleep(Duration::from_millis(RETRY_BACKOFF_MS));
+                cluster.forget_coordinators();
+                sleep(RETRY_BACKOFF);
                 continue;
             }
             KafkaError::check(code, None, format!("joining group '{}'", self.group))?;
             self.member_id = joined.member_id.to_string();
             self.generation = joined.generation_id;
             let assignments = if joined.leader == joined.member_id {
-                leader_assignments(client, &joined)?
+                leader_assignments(cluster, &joined)?
             } else {
                 Vec::new()
             };
@@ -119,39 +153,49 @@ impl Membership {
                 .protocol_name
                 .clone()
                 .unwrap_or_else(|| StrBytes::from_static_str(ASSIGNOR));
-            match self.sync_group(client, protocol_name, assignments)? {
-                Some(assigned) => {
+            match self.sync_group(cluster, protocol_name, assignments) {
+                Ok(Some(mut assigned)) => {
+                    assigned.sort();
                     self.last_heartbeat = Instant::now();
                     return Ok(assigned);
                 }
-                None => sleep(Duration::from_millis(RETRY_BACKOFF_MS)),
+                Ok(None) => sleep(RETRY_BACKOFF),
+                Err(error) if crate::wire::ConnectionError::find(&error).is_some() => {
+                    cluster.recover(&error, crate::retry::Refresh::Metadata);
+                    sleep(RETRY_BACKOFF);
+                }
+                Err(error) => return Err(error),
             }
         }
     }
 
-    fn join_group(&mut self, client: &mut Client) -> Result<JoinGroupResponse> {
-        let subscription = ConsumerProtocolSubscription::default()
-            .with_topics(vec![StrBytes::from_string(self.topic.clone())]);
+    fn join_group(&mut self, cluster: &mut Cluster) -> Result<JoinGroupResponse> {
+        let subscription = ConsumerProtocolSubscription::default().with_topics(
+            self.topics
+                .iter()
+                .map(|topic| StrBytes::from_string(topic.clone()))
+                .collect(),
+        );
         let request = JoinGroupRequest::default()
             .with_group_id(group_id(&self.group))
-            .with_session_timeout_ms(SESSION_TIMEOUT_MS)
-            .with_rebalance_timeout_ms(REBALANCE_TIMEOUT_MS)
+            .with_session_timeout_ms(self.config.session_timeout.as_millis() as i32)
+            .with_rebalance_timeout_ms(self.config.rebalance_timeout.as_millis() as i32)
             .with_member_id(StrBytes::from_string(self.member_id.clone()))
             .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE))
             .with_protocols(vec![JoinGroupRequestProtocol::default()
                 .with_name(StrBytes::from_static_str(ASSIGNOR))
                 .with_metadata(versioned(&subscription, 0)?)]);
-        let connection = client.coordinator(&self.group)?;
+        let connection = cluster.coordinator(&self.group)?;
         connection.call(&request, 9)
     }
 
     /// `None` when the group started another rebalance (join again).
     fn sync_group(
         &mut self,
-        client: &mut Client,
+        cluster: &mut Cluster,
         protocol_name: StrBytes,
         assignments: Vec<SyncGroupRequestAssignment>,
-    ) -> Result<Option<Vec<i32>>> {
+    ) -> Result<Option<Vec<TopicPartition>>> {
         let request = SyncGroupRequest::default()
             .with_group_id(group_id(&self.group))
             .with_generation_id(self.generation)
@@ -159,7 +203,7 @@ impl Membership {
             .with_protocol_type(Some(StrBytes::from_static_str(PROTOCOL_TYPE)))
             .with_protocol_name(Some(protocol_name))
             .with_assignments(assignments);
-        let connection = client.coordinator(&self.group)?;
+        let connection = cluster.coordinator(&self.group)?;
         let version = connection.version::<SyncGroupRequest>(5)?;
         let mut request = request;
         if version < 5 {
@@ -167,7 +211,7 @@ impl Membership {
         }
         let response = connection.call_at(&request, version)?;
         if is_transient(response.error_code) {
-            client.forget_coordinators();
+            cluster.forget_coordinators();
         }
         if means_rejoin(response.error_code) || is_transient(response.error_code) {
             if response.error_code == UNKNOWN_MEMBER_ID {
@@ -184,26 +228,35 @@ impl Membership {
         Ok(Some(
             assigned
                 .into_iter()
-                .filter(|(topic, _)| *topic == self.topic)
-                .map(|(_, partition)| partition)
+                .filter(|(topic, _)| self.topics.contains(topic))
                 .collect(),
         ))
     }
 
     /// Sends a heartbeat when one is due; `true` when the group wants this
-    /// member to rejoin.
-    pub fn heartbeat_if_due(&mut self, client: &mut Client) -> Result<bool> {
-        if self.last_heartbeat.elapsed() < Duration::from_millis(HEARTBEAT_INTERVAL_MS) {
+    /// member to rejoin (a lost coordinator included).
+    pub fn heartbeat_if_due(&mut self, cluster: &mut Cluster) -> Result<bool> {
+        if self.last_heartbeat.elapsed() < self.config.heartbeat_interval {
             return Ok(false);
         }
         let request = HeartbeatRequest::default()
             .with_group_id(group_id(&self.group))
             .with_generation_id(self.generation)
             .with_member_id(StrBytes::from_string(self.member_id.clone()));
-        let response = client.coordinator(&self.group)?.call(&request, 4)?;
+        let response = match cluster
+            .coordinator(&self.group)
+            .and_then(|connection| connection.call(&request, 4))
+        {
+            Ok(response) => response,
+            Err(error) if crate::wire::ConnectionError::find(&error).is_some() => {
+                cluster.recover(&error, crate::retry::Refresh::Metadata);
+                return Ok(true);
+            }
+            Err(error) => return Err(error),
+        };
         self.last_heartbeat = Instant::now();
         if is_transient(response.error_code) {
-            client.forget_coordinators();
+            cluster.forget_coordinators();
         }
         if means_rejoin(response.error_code) || is_transient(response.error_code) {
             if response.error_code == UNKNOWN_MEMBER_ID {
@@ -219,22 +272,61 @@ impl Membership {
         Ok(false)
     }
 
+    /// Commits `offsets` as this member. `Ok(false)`: the group is
+    /// rebalancing and refused the commit; rejoin (the next owner reads
+    /// from the last good commit).
+    pub fn commit(
+        &mut self,
+        cluster: &mut Cluster,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<bool> {
+        match offsets::commit_as(
+            cluster,
+            &self.group,
+            self.generation,
+            &self.member_id,
+            offsets,
+        ) {
+            Ok(()) => Ok(true),
+            Err(error) if is_rejoin_error(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The group's committed offsets of `partitions` (absent when none).
+    pub fn committed(
+        &self,
+        cluster: &mut Cluster,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        if partitions.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let topics = offsets::by_topic(partitions.iter().cloned());
+        offsets::committed(cluster, &self.group, Some(&topics))
+    }
+
     /// Leaves the group, so its other members take over at once instead of
     /// after the session timeout.
-    pub fn leave(&mut self, client: &mut Client) -> Result<()> {
+    pub fn leave(&mut self, cluster: &mut Cluster) -> Result<()> {
         if self.member_id.is_empty() {
             return Ok(());
         }
         let member = StrBytes::from_string(self.member_id.clone());
-        let connection = client.coordinator(&self.group)?;
-        let version = connection.version::<LeaveGroupRequest>(5)?;
-        let mut request = LeaveGroupRequest::default().with_group_id(group_id(&self.group));
-        request = if version >= 3 {
-            request.with_members(vec![MemberIdentity::default().with_member_id(member)])
-        } else {
-            request.with_member_id(member)
-        };
-        let response = connection.call_at(&request, version)?;
+        let group = self.group.clone();
+        let response = retrying(cluster, |cluster| {
+            let connection = cluster.coordinator(&group)?;
+            let version = connection.version::<LeaveGroupRequest>(5)?;
+            let mut request = LeaveGroupRequest::default().with_group_id(group_id(&group));
+            request = if version >= 3 {
+                request.with_members(vec![
+                    MemberIdentity::default().with_member_id(member.clone())
+                ])
+            } else {
+                request.with_member_id(member.clone())
+            };
+            connection.call_at(&request, version)
+        })?;
         self.member_id.clear();
         if response.error_code != UNKNOWN_MEMBER_ID {
             KafkaError::check(
@@ -264,7 +356,7 @@ fn decode_versioned<M: Decodable + kafka_protocol::protocol::Message>(bytes: &By
     M::decode(&mut buf, version)
 }
 
-fn decode_assignment(bytes: &Bytes) -> Result<Vec<TopicPartition>> {
+pub fn decode_assignment(bytes: &Bytes) -> Result<Vec<TopicPartition>> {
     if bytes.is_empty() {
         return Ok(Vec::new()); // nothing assigned to this member
     }
@@ -283,7 +375,7 @@ fn decode_assignment(bytes: &Bytes) -> Result<Vec<TopicPartition>> {
 /// As the group's leader: every member's subscription, the partition
 /// counts of the topics subscribed to, and the range assignment of them.
 fn leader_assignments(
-    client: &mut Client,
+    cluster: &mut Cluster,
     joined: &JoinGroupResponse,
 ) -> Result<Vec<SyncGroupRequestAssignment>> {
     let mut subscriptions = Vec::new();
@@ -304,7 +396,7 @@ fn leader_assignments(
         .collect();
     topics.sort();
     topics.dedup();
-    let metadata = client.metadata(Some(&topics))?;
+    let metadata = cluster.metadata(Some(&topics))?;
     let partition_counts: BTreeMap<String, i32> = metadata
         .topics
         .iter()
@@ -320,7 +412,7 @@ fn leader_assignments(
         .map(|(member, _)| {
             let partitions = plan.get(member).cloned().unwrap_or_default();
             let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
-                super::offsets::by_topic(partitions)
+                offsets::by_topic(partitions)
                     .into_iter()
                     .map(|(topic, partitions)| {
                         AssignedTopic::default()
