@@ -665,55 +665,6 @@ impl PartitionLog {
         std::fs::remove_dir_all(&self.inner.dir).map_err(|e| StorageError::io(&self.inner.dir, e))
     }
 
-    /// Leader epochs (epoch, first offset written in it), oldest first.
-    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
-        self.inner.state.borrow().leader_epochs.clone()
-    }
-
-    /// Adds `epoch` at `start_offset` to the epoch cache (not yet on disk).
-    fn note_leader_epoch(&self, epoch: i32, start_offset: Offset) {
-        self.inner
-            .state
-            .borrow_mut()
-            .leader_epochs
-            .push(EpochEntry {
-                epoch,
-                start_offset,
-            });
-    }
-
-    /// The end offset of `epoch` as this log knows it (Kafka's
-    /// OffsetForLeaderEpoch): the greatest epoch at or below it and the
-    /// offset where the next epoch starts (the log end for the latest).
-    /// `None` when the log knows no epoch at or below it.
-    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, Offset)> {
-        let state = self.inner.state.borrow();
-        let entries = &state.leader_epochs;
-        let index = entries.iter().rposition(|entry| entry.epoch <= epoch)?;
-        let end = entries
-            .get(index + 1)
-            .map_or(state.log_end_offset, |next| next.start_offset);
-        Some((entries[index].epoch, end))
-    }
-
-    /// Records that `epoch` starts at `start_offset` and checkpoints it.
-    pub async fn assign_leader_epoch(&self, epoch: i32, start_offset: Offset) -> Result<()> {
-        let entries = {
-            let mut state = self.inner.state.borrow_mut();
-            if let Some(last) = state.leader_epochs.last() {
-                if last.epoch >= epoch {
-                    return Ok(());
-                }
-            }
-            state.leader_epochs.push(EpochEntry {
-                epoch,
-                start_offset,
-            });
-            state.leader_epochs.clone()
-        };
-        checkpoint::write_leader_epochs(&self.inner.dir, &entries).await
-    }
-
     /// Holds the log's one-writer lock: appends, truncation, retention,
     /// compaction, close and remove each take it for their whole step.
     pub(crate) async fn exclusive(&self) -> Result<glommio::sync::Permit<'_>> {

@@ -74,6 +74,7 @@ mod error;
 pub mod fault;
 mod flusher;
 mod index;
+mod leader_epochs;
 mod log;
 mod notify;
 mod reader;
