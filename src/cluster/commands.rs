@@ -671,6 +671,61 @@ pub fn allocate_producer_ids(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::metadata::PartitionState;
+    use crate::cluster::test_images::{image, isr_change};
+
+    #[test]
+    fn only_the_current_leader_at_the_current_epochs_changes_the_isr() {
+        // Broker 3 is fenced; partition 0 is led by 1 with ISR [1, 2].
+        let image = image(
+            &[1, 2, 3],
+            &[3],
+            &[PartitionState::new(vec![1, 2, 3], vec![1, 2], 1)],
+        );
+        let change = |node_id, leader_epoch, partition_epoch, isr: &[i32]| AlterPartition {
+            node_id,
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch,
+            partition_epoch,
+            isr: isr.to_vec(),
+        };
+        assert_eq!(
+            alter_partition(&image, &change(1, 0, 0, &[1])),
+            Ok(isr_change(0, vec![1], None))
+        );
+        assert_eq!(
+            alter_partition(&image, &change(2, 0, 0, &[2])),
+            Err(error_codes::NOT_LEADER_OR_FOLLOWER)
+        );
+        assert_eq!(
+            alter_partition(&image, &change(1, 1, 0, &[1])),
+            Err(error_codes::FENCED_LEADER_EPOCH)
+        );
+        assert_eq!(
+            alter_partition(&image, &change(1, 0, 7, &[1])),
+            Err(error_codes::INVALID_UPDATE_VERSION)
+        );
+        // A fenced broker may not join; the leader must stay; only replicas.
+        assert_eq!(
+            alter_partition(&image, &change(1, 0, 0, &[1, 2, 3])),
+            Err(error_codes::INELIGIBLE_REPLICA)
+        );
+        assert_eq!(
+            alter_partition(&image, &change(1, 0, 0, &[2])),
+            Err(error_codes::INVALID_REQUEST)
+        );
+        assert_eq!(
+            alter_partition(&image, &change(1, 0, 0, &[1, 9])),
+            Err(error_codes::INVALID_REQUEST)
+        );
+        let mut unknown = change(1, 0, 0, &[1]);
+        unknown.partition = 5;
+        assert_eq!(
+            alter_partition(&image, &unknown),
+            Err(error_codes::UNKNOWN_TOPIC_OR_PARTITION)
+        );
+    }
 
     #[test]
     fn topic_names_follow_kafkas_rules() {

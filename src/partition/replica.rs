@@ -549,14 +549,9 @@ impl Future for DataWait {
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let partition = &this.partition;
-        if partition.high_watermark() > this.offset || partition.is_removed() {
+        if partition.passed_or_watch(partition.high_watermark(), this.offset, context) {
             return Poll::Ready(());
         }
-        partition
-            .watch
-            .waiters
-            .borrow_mut()
-            .push(context.waker().clone());
         if partition.log_end_offset() > this.offset && !this.durable_settled {
             let durable = this
                 .durable
@@ -587,15 +582,26 @@ impl Future for AppendWait {
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
         let partition = &self.partition;
-        if partition.log_end_offset() > self.offset || partition.is_removed() {
+        if partition.passed_or_watch(partition.log_end_offset(), self.offset, context) {
             return Poll::Ready(());
         }
-        partition
-            .watch
+        Poll::Pending
+    }
+}
+
+impl Partition {
+    /// True when `end` passed `offset` or the partition is gone; otherwise
+    /// registers the task with the watch (appends, follower progress,
+    /// removal wake it).
+    fn passed_or_watch(&self, end: i64, offset: i64, context: &Context<'_>) -> bool {
+        if end > offset || self.is_removed() {
+            return true;
+        }
+        self.watch
             .waiters
             .borrow_mut()
             .push(context.waker().clone());
-        Poll::Pending
+        false
     }
 }
 

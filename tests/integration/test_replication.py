@@ -20,113 +20,49 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import _binary, free_port, unique_topic, wait_until
+from cluster import cluster, make_cluster  # noqa: F401 (fixtures)
+from conftest import unique_topic, wait_until
 
-SESSION_TIMEOUT_MS = 3000
-HEARTBEAT_MS = 500
-
-
-class Node:
-    def __init__(self, cluster, node_id, data_dir, port, controller_port):
-        self.cluster = cluster
-        self.node_id = node_id
-        self.data_dir = data_dir
-        self.port = port
-        self.controller_port = controller_port
-        self.proc = None
-        self.log_path = os.path.join(os.path.dirname(data_dir), f"node{node_id}.log")
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, extra=()):
-        command = [
-            self.cluster.binary, "--node-id", str(self.node_id), "--data-dir", self.data_dir,
-            "--listen", self.address, "--controller-listen", f"127.0.0.1:{self.controller_port}",
-            "--controller-quorum-voters", self.cluster.voters, "--shards", "1",
-            "--set", f"broker.session.timeout.ms={SESSION_TIMEOUT_MS}",
-            "--set", f"broker.heartbeat.interval.ms={HEARTBEAT_MS}",
-            *self.cluster.extra, *extra,
-        ]
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-    def signal(self, sig):
-        self.proc.send_signal(sig)
-        if sig == signal.SIGKILL:
-            self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+# The fixtures' broker.session.timeout.ms (cluster.py).
+SESSION_TIMEOUT_S = 3
 
 
-class Cluster:
-    def __init__(self, tmp_path, size=3, extra=()):
-        self.binary = _binary()
-        self.extra = list(extra)
-        ports = [(free_port(), free_port()) for _ in range(size)]
-        self.voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
-        self.nodes = {}
-        for i, (port, controller) in enumerate(ports):
-            node_id = i + 1
-            data_dir = str(tmp_path / f"d{node_id}")
-            self.nodes[node_id] = Node(self, node_id, data_dir, port, controller)
-
-    def start(self):
-        for node in self.nodes.values():
-            node.start()
-        wait_until(lambda: len(self.admin().list_topics(timeout=2).brokers) == len(self.nodes),
-                   timeout=30, what="every broker registered")
-
-    def stop(self):
-        for node in self.nodes.values():
-            node.stop()
-
-    def bootstrap(self, exclude=()):
-        return ",".join(n.address for i, n in self.nodes.items() if i not in exclude)
-
-    def admin(self, exclude=()):
-        return AdminClient({"bootstrap.servers": self.bootstrap(exclude)})
-
-    def create_topic(self, name, partitions=3, replication=3, **configs):
-        admin = self.admin()
-        configs = {k.replace("_", "."): str(v) for k, v in configs.items()}
-        admin.create_topics([NewTopic(name, partitions, replication, config=configs)])[name].result(30)
-        wait_until(lambda: all(len(p.isrs) == replication for p in
-                               admin.list_topics(name, timeout=2).topics[name].partitions.values()),
-                   timeout=20, what=f"{name} fully replicated")
-
-    def partition(self, topic, index, exclude=()):
-        metadata = self.admin(exclude).list_topics(topic, timeout=5)
-        return metadata.topics[topic].partitions[index]
-
-    def logs(self):
-        out = []
-        for node in self.nodes.values():
-            if os.path.exists(node.log_path):
-                with open(node.log_path) as f:
-                    out.append(f"=== node {node.node_id}\n" + "".join(f.readlines()[-40:]))
-        return "\n".join(out)
+def bootstrap(cluster, exclude=()):
+    return ",".join(n.bootstrap for i, n in cluster.nodes.items() if i not in exclude)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    cluster = Cluster(tmp_path)
-    cluster.start()
-    yield cluster
-    cluster.stop()
-    print(cluster.logs())
+def admin(cluster, exclude=()):
+    return AdminClient({"bootstrap.servers": bootstrap(cluster, exclude)})
 
 
-def produce(bootstrap, topic, values, partition=None, **config):
+def partition(cluster, topic, index, exclude=()):
+    """The partition as the brokers not in `exclude` see it."""
+    return admin(cluster, exclude).list_topics(topic, timeout=5).topics[topic].partitions[index]
+
+
+def create_topic(cluster, name, partitions=3, replication=3, assignment=None, **configs):
+    """Creates the topic and waits until every partition's ISR is full."""
+    configs = {k.replace("_", "."): str(v) for k, v in configs.items()}
+    if assignment is None:
+        new = NewTopic(name, partitions, replication, config=configs)
+    else:
+        new = NewTopic(name, num_partitions=len(assignment), replica_assignment=assignment,
+                       config=configs)
+    client = admin(cluster)  # kept: its futures die with it
+    client.create_topics([new])[name].result(30)
+    full = len(assignment[0]) if assignment else replication
+    wait_until(lambda: all(len(p.isrs) == full for p in
+                           admin(cluster).list_topics(name, timeout=2).topics[name].partitions.values()),
+               timeout=20, what=f"{name} fully replicated")
+
+
+def restart(node):
+    """The same broker again on its data dir, once it serves clients."""
+    node.spawn()
+    node.wait_accepting()
+
+
+def produce(servers, topic, values, partition=None, **config):
     """Produces `values`; returns (acknowledged values, delivery errors)."""
     acked, errors = [], []
 
@@ -136,7 +72,7 @@ def produce(bootstrap, topic, values, partition=None, **config):
         else:
             errors.append(error)
 
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, **config})
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 2, **config})
     for value in values:
         if partition is None:
             producer.produce(topic, value.encode(), on_delivery=report)
@@ -147,10 +83,10 @@ def produce(bootstrap, topic, values, partition=None, **config):
     return acked, errors
 
 
-def consume_all(bootstrap, topic, partitions, expected=None, timeout=30):
+def consume_all(servers, topic, partitions, expected=None, timeout=30):
     """Every record of the topic's partitions from the beginning, as
     (partition, offset, value)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("reader"),
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": unique_topic("reader"),
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     records = []
@@ -172,124 +108,108 @@ def consume_all(bootstrap, topic, partitions, expected=None, timeout=30):
     return records
 
 
-def test_acks_all_is_refused_below_min_insync_replicas_and_acks_1_still_works(tmp_path):
+def test_acks_all_is_refused_below_min_insync_replicas_and_acks_1_still_works(make_cluster):
     """Two of a partition's three brokers die. Five brokers, so that the
     metadata quorum (every broker is a voter) survives losing two and can
     shrink the ISR; with three combined brokers, losing two loses the
     quorum, and acks=all then times out instead (nothing changes the ISR)."""
-    cluster = Cluster(tmp_path, size=5)
-    try:
-        cluster.start()
-        topic = unique_topic("minisr")
-        admin = cluster.admin()
-        new = NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2, 3]], config={"min.insync.replicas": "2"})
-        admin.create_topics([new])[topic].result(30)
-        wait_until(lambda: sorted(cluster.partition(topic, 0).isrs) == [1, 2, 3], timeout=20,
-                   what="the partition fully replicated")
-        for node_id in (2, 3):
-            cluster.nodes[node_id].signal(signal.SIGKILL)
-        wait_until(lambda: cluster.partition(topic, 0, exclude=[2, 3]).isrs == [1],
-                   timeout=SESSION_TIMEOUT_MS / 1000 + 10, what="the ISR shrinks to the leader")
-        bootstrap = cluster.nodes[1].address
-        # No retries, so that the broker's error is what the client reports
-        # (librdkafka retries NOT_ENOUGH_REPLICAS until the message times out).
-        acked, errors = produce(bootstrap, topic, [f"all-{i}" for i in range(5)],
-                                acks="all", retries=0, **{"message.timeout.ms": 5000})
-        assert acked == [], "nothing may be acknowledged to acks=all"
-        assert errors and all(e.code() == KafkaError.NOT_ENOUGH_REPLICAS for e in errors), errors
-        acked, errors = produce(bootstrap, topic, [f"one-{i}" for i in range(5)], acks=1)
-        assert errors == [] and len(acked) == 5
-        values = [value for _, _, value in consume_all(bootstrap, topic, 1, expected=5)]
-        assert values == [f"one-{i}" for i in range(5)], "no acks=all record was appended"
-    finally:
-        cluster.stop()
-        print(cluster.logs())
+    cluster = make_cluster(size=5)
+    topic = unique_topic("minisr")
+    create_topic(cluster, topic, assignment=[[1, 2, 3]], min_insync_replicas=2)
+    for node_id in (2, 3):
+        cluster[node_id].kill()
+    wait_until(lambda: partition(cluster, topic, 0, exclude=[2, 3]).isrs == [1],
+               timeout=SESSION_TIMEOUT_S + 10, what="the ISR shrinks to the leader")
+    leader = cluster[1].bootstrap
+    # No retries, so that the broker's error is what the client reports
+    # (librdkafka retries NOT_ENOUGH_REPLICAS until the message times out).
+    acked, errors = produce(leader, topic, [f"all-{i}" for i in range(5)],
+                            acks="all", retries=0, **{"message.timeout.ms": 5000})
+    assert acked == [], "nothing may be acknowledged to acks=all"
+    assert errors and all(e.code() == KafkaError.NOT_ENOUGH_REPLICAS for e in errors), errors
+    acked, errors = produce(leader, topic, [f"one-{i}" for i in range(5)], acks=1)
+    assert errors == [] and len(acked) == 5
+    values = [value for _, _, value in consume_all(leader, topic, 1, expected=5)]
+    assert values == [f"one-{i}" for i in range(5)], "no acks=all record was appended"
 
 
 def test_acknowledged_records_survive_a_leader_kill(cluster):
     topic = unique_topic("survive")
-    cluster.create_topic(topic, partitions=3, min_insync_replicas=2)
+    create_topic(cluster, topic, partitions=3, min_insync_replicas=2)
     values = [f"v{i}" for i in range(3000)]
-    acked, errors = produce(cluster.bootstrap(), topic, values, acks="all",
+    acked, errors = produce(bootstrap(cluster), topic, values, acks="all",
                             **{"enable.idempotence": True})
     assert errors == [] and len(acked) == len(values)
-    leader = cluster.partition(topic, 0).leader
-    cluster.nodes[leader].signal(signal.SIGKILL)
-    survivors = cluster.bootstrap(exclude=[leader])
-    wait_until(lambda: cluster.partition(topic, 0, exclude=[leader]).leader not in (leader, -1),
-               timeout=SESSION_TIMEOUT_MS / 1000 + 10, what="a new leader for partition 0")
+    leader = partition(cluster, topic, 0).leader
+    cluster[leader].kill()
+    survivors = bootstrap(cluster, exclude=[leader])
+    wait_until(lambda: partition(cluster, topic, 0, exclude=[leader]).leader not in (leader, -1),
+               timeout=SESSION_TIMEOUT_S + 10, what="a new leader for partition 0")
     records = consume_all(survivors, topic, 3, expected=len(acked))
     consumed = sorted(value for _, _, value in records)
     assert consumed == sorted(acked), "every acknowledged record, once"
     # The old leader comes back, catches up and rejoins every ISR.
-    cluster.nodes[leader].start()
+    restart(cluster[leader])
     wait_until(lambda: all(leader in p.isrs for p in
-                           cluster.admin().list_topics(topic, timeout=2).topics[topic].partitions.values()),
+                           admin(cluster).list_topics(topic, timeout=2).topics[topic].partitions.values()),
                timeout=30, what="the restarted broker back in every ISR")
 
 
-def test_a_divergent_follower_is_truncated_to_the_new_leaders_epoch(tmp_path):
+def test_a_divergent_follower_is_truncated_to_the_new_leaders_epoch(make_cluster):
     """The old leader appends records (acks=1) that its follower never gets,
     dies, and the follower leads; when the old leader comes back it must cut
     those records, so no consumer ever reads them."""
-    # Three brokers (the metadata quorum outlives one), the partition on two.
-    cluster = Cluster(tmp_path, size=3, extra=["--set", "broker.session.timeout.ms=6000"])
-    try:
-        cluster.start()
-        topic = unique_topic("diverge")
-        admin = cluster.admin()
-        admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2]])])[topic].result(30)
-        wait_until(lambda: sorted(cluster.partition(topic, 0).isrs) == [1, 2], timeout=20,
-                   what="the partition replicated")
-        old, new = 1, 2
-        assert cluster.partition(topic, 0).leader == old
-        base, _ = produce(cluster.bootstrap(), topic, [f"base-{i}" for i in range(50)], acks="all")
-        assert len(base) == 50
-        # The follower stops fetching; the leader appends what only it has.
-        cluster.nodes[new].signal(signal.SIGSTOP)
-        # Its fetch parked at the leader times out (replica.fetch.wait.max.ms)
-        # and is answered empty: the follower gets nothing of what follows.
-        time.sleep(1.5)
-        lost, errors = produce(cluster.nodes[old].address, topic, [f"old-{i}" for i in range(30)], acks=1)
-        assert len(lost) == 30 and errors == []
-        time.sleep(1)  # synced on the old leader: a real divergence, not a torn tail
-        cluster.nodes[old].signal(signal.SIGKILL)
-        cluster.nodes[new].signal(signal.SIGCONT)
-        wait_until(lambda: cluster.partition(topic, 0, exclude=[old]).leader == new,
-                   timeout=20, what="the follower leads")
-        fresh, errors = produce(cluster.nodes[new].address, topic, [f"new-{i}" for i in range(20)], acks=1)
-        assert len(fresh) == 20 and errors == []
-        cluster.nodes[old].start()
-        wait_until(lambda: sorted(cluster.partition(topic, 0).isrs) == [1, 2],
-                   timeout=30, what="the old leader back in the ISR")
-        # Make the old leader lead again and read everything from it.
-        cluster.nodes[new].signal(signal.SIGKILL)
-        wait_until(lambda: cluster.partition(topic, 0, exclude=[new]).leader == old,
-                   timeout=20, what="the old leader leads again")
-        records = consume_all(cluster.nodes[old].address, topic, 1, expected=70)
-        values = [value for _, _, value in records]
-        assert not [v for v in values if v.startswith("old-")], "a divergent record was served"
-        assert values == [f"base-{i}" for i in range(50)] + [f"new-{i}" for i in range(20)]
-        assert [offset for _, offset, _ in records] == list(range(70))
-        with open(cluster.nodes[old].log_path) as log:
-            assert "truncated to the leader's epoch boundary" in log.read()
-    finally:
-        cluster.stop()
-        print(cluster.logs())
+    # Three brokers (the metadata quorum outlives one), the partition on two;
+    # a longer session, so that the paused follower is not fenced.
+    cluster = make_cluster(size=3, session_timeout_ms=6000)
+    topic = unique_topic("diverge")
+    create_topic(cluster, topic, assignment=[[1, 2]])
+    old, new = 1, 2
+    assert partition(cluster, topic, 0).leader == old
+    base, _ = produce(bootstrap(cluster), topic, [f"base-{i}" for i in range(50)], acks="all")
+    assert len(base) == 50
+    # The follower stops fetching; the leader appends what only it has.
+    cluster[new].pause()
+    # Its fetch parked at the leader times out (replica.fetch.wait.max.ms)
+    # and is answered empty: the follower gets nothing of what follows.
+    time.sleep(1.5)
+    lost, errors = produce(cluster[old].bootstrap, topic, [f"old-{i}" for i in range(30)], acks=1)
+    assert len(lost) == 30 and errors == []
+    time.sleep(1)  # synced on the old leader: a real divergence, not a torn tail
+    cluster[old].kill()
+    cluster[new].resume()
+    wait_until(lambda: partition(cluster, topic, 0, exclude=[old]).leader == new,
+               timeout=20, what="the follower leads")
+    fresh, errors = produce(cluster[new].bootstrap, topic, [f"new-{i}" for i in range(20)], acks=1)
+    assert len(fresh) == 20 and errors == []
+    restart(cluster[old])
+    wait_until(lambda: sorted(partition(cluster, topic, 0).isrs) == [1, 2],
+               timeout=30, what="the old leader back in the ISR")
+    # Make the old leader lead again and read everything from it.
+    cluster[new].kill()
+    wait_until(lambda: partition(cluster, topic, 0, exclude=[new]).leader == old,
+               timeout=20, what="the old leader leads again")
+    records = consume_all(cluster[old].bootstrap, topic, 1, expected=70)
+    values = [value for _, _, value in records]
+    assert not [v for v in values if v.startswith("old-")], "a divergent record was served"
+    assert values == [f"base-{i}" for i in range(50)] + [f"new-{i}" for i in range(20)]
+    assert [offset for _, offset, _ in records] == list(range(70))
+    with open(cluster[old].log_path) as log:
+        assert "truncated to the leader's epoch boundary" in log.read()
 
 
 def test_clients_keep_working_through_a_leader_kill_with_committed_offsets_intact(cluster):
     from kafka import KafkaProducer
 
     topic = unique_topic("clients")
-    cluster.create_topic(topic, partitions=3, min_insync_replicas=2)
+    create_topic(cluster, topic, partitions=3, min_insync_replicas=2)
     group = unique_topic("group")
-    consumer = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
+    consumer = Consumer({"bootstrap.servers": bootstrap(cluster), "group.id": group,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])
-    confluent = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all",
+    confluent = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all",
                           "enable.idempotence": True, "linger.ms": 2})
-    python = KafkaProducer(bootstrap_servers=cluster.bootstrap(), acks="all", retries=20,
+    python = KafkaProducer(bootstrap_servers=bootstrap(cluster), acks="all", retries=20,
                            retry_backoff_ms=200, request_timeout_ms=10000)
     acked, seen = set(), []
 
@@ -318,8 +238,8 @@ def test_clients_keep_working_through_a_leader_kill_with_committed_offsets_intac
 
     produce_round("before", 200)
     drain(lambda: set(seen) >= acked)
-    leader = cluster.partition(topic, 0).leader
-    cluster.nodes[leader].signal(signal.SIGKILL)
+    leader = partition(cluster, topic, 0).leader
+    cluster[leader].kill()
     produce_round("after", 200)
     drain(lambda: set(seen) >= acked)
     assert set(seen) >= acked, f"{len(acked - set(seen))} acknowledged records not consumed"
@@ -328,8 +248,8 @@ def test_clients_keep_working_through_a_leader_kill_with_committed_offsets_intac
     python.close()
     # A new member of the group starts from the committed offsets: nothing
     # already consumed comes again.
-    cluster.nodes[leader].start()
-    again = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group,
+    restart(cluster[leader])
+    again = Consumer({"bootstrap.servers": bootstrap(cluster), "group.id": group,
                       "auto.offset.reset": "earliest"})
     committed = again.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
     assert [c.offset for c in committed] == [p.offset for p in positions]
@@ -355,17 +275,17 @@ def test_kafkajs_producer_and_group_through_a_leader_kill(cluster):
     if node is None or not os.path.isdir(os.path.join(os.path.dirname(script), "node_modules", "kafkajs")):
         pytest.fail("kafkajs is not installed (tests/run.sh installs it)", pytrace=False)
     topic = unique_topic("kafkajs")
-    cluster.create_topic(topic, partitions=3, min_insync_replicas=2)
-    leader = cluster.partition(topic, 0).leader
+    create_topic(cluster, topic, partitions=3, min_insync_replicas=2)
+    leader = partition(cluster, topic, 0).leader
     survivor = next(n for i, n in cluster.nodes.items() if i != leader)
     count = 10000
-    producer = subprocess.Popen([node, script, "produce", survivor.address, topic, str(count), "none"],
+    producer = subprocess.Popen([node, script, "produce", survivor.bootstrap, topic, str(count), "none"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)
-    cluster.nodes[leader].signal(signal.SIGKILL)
+    cluster[leader].kill()
     out, err = producer.communicate(timeout=180)
     assert producer.returncode == 0, err[-3000:]
-    consumer = subprocess.run([node, script, "consume", survivor.address, topic, str(count),
+    consumer = subprocess.run([node, script, "consume", survivor.bootstrap, topic, str(count),
                                unique_topic("jsgroup")], capture_output=True, text=True, timeout=180)
     assert consumer.returncode == 0, consumer.stderr[-3000:]
     records = json.loads(consumer.stdout.strip().splitlines()[-1])["records"]
