@@ -230,6 +230,8 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
         "Default segment.index.bytes: the most bytes one segment's offset index may take."),
     broker("log.segment.delete.delay.ms", T::Long, V("60000"), at_least(0), false,
         "Default file.delete.delay.ms: how long a deleted segment's files stay before removal."),
+    broker("log.cleaner.backoff.ms", T::Long, V("15000"), at_least(0), true,
+        "How often each shard looks for compacted logs dirty enough to clean (the dirtiest first)."),
     broker("log.cleaner.delete.retention.ms", T::Long, V("86400000"), at_least(0), false,
         "Default delete.retention.ms: how long tombstones stay in a compacted topic."),
     broker("log.cleaner.min.compaction.lag.ms", T::Long, V("0"), at_least(0), false,

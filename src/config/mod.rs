@@ -271,6 +271,8 @@ pub struct TopicConfig {
     /// topic; carried here so the retention task finds all it needs in one
     /// place.
     pub retention_check_interval_ms: u64,
+    /// Broker-wide (`log.cleaner.backoff.ms`): how often the cleaner looks.
+    pub cleaner_backoff_ms: u64,
 }
 
 /// One entry of `controller.quorum.voters` (Kafka's `ID@HOST:PORT`): a

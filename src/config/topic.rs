@@ -134,6 +134,7 @@ impl ResolvedTopic {
             segment_ms: self.unsigned("segment.ms"),
             unclean_leader_election_enable: self.text("unclean.leader.election.enable") == "true",
             retention_check_interval_ms: values.unsigned("log.retention.check.interval.ms"),
+            cleaner_backoff_ms: values.unsigned("log.cleaner.backoff.ms"),
         }
     }
 }

@@ -31,6 +31,10 @@ pub fn log_config(topic: &TopicConfig) -> LogConfig {
             config::TimestampType::CreateTime => TimestampType::CreateTime,
             config::TimestampType::LogAppendTime => TimestampType::LogAppendTime,
         },
+        min_cleanable_dirty_ratio: topic.min_cleanable_dirty_ratio,
+        // Kafka's default is Long.MAX_VALUE: no lag bound.
+        max_compaction_lag_ms: (topic.max_compaction_lag_ms < i64::MAX as u64)
+            .then(|| millis(topic.max_compaction_lag_ms)),
     }
 }
 

@@ -127,6 +127,56 @@ async fn build_key_map(views: &[ClosedView]) -> Result<HashMap<Bytes, i64>> {
     Ok(latest)
 }
 
+/// How much the cleaner wants this compacted log now: `Some(priority)` when
+/// the closed bytes written since the last pass are at least
+/// `min.cleanable.dirty.ratio` of all closed bytes (the priority is that
+/// share), or when a closed segment not yet compacted is older than
+/// `max.compaction.lag.ms` (infinite priority). Kafka's cleaner measures the
+/// same share, per log, and cleans the dirtiest first.
+pub(crate) fn cleaning_priority(log: &PartitionLog, now_ms: i64) -> Option<f64> {
+    let config = log.config();
+    if !config.cleanup_policy.compacts() {
+        return None;
+    }
+    let compacted_end = log.inner.compacted_end.get();
+    let state = log.inner.state.borrow();
+    let closed = &state.segments[..state.segments.len() - 1];
+    let total: u64 = closed.iter().map(|s| s.size_bytes).sum();
+    let dirty: Vec<_> = closed
+        .iter()
+        .filter(|s| s.next_offset > compacted_end)
+        .collect();
+    if total == 0 || dirty.is_empty() {
+        return None;
+    }
+    let overdue = config.max_compaction_lag_ms.is_some_and(|lag| {
+        dirty
+            .iter()
+            .any(|segment| now_ms.saturating_sub(segment.created_ms) >= lag)
+    });
+    if overdue {
+        return Some(f64::INFINITY);
+    }
+    let ratio = dirty.iter().map(|s| s.size_bytes).sum::<u64>() as f64 / total as f64;
+    (ratio >= config.min_cleanable_dirty_ratio).then_some(ratio)
+}
+
+/// Whether the active segment holds records older than
+/// `max.compaction.lag.ms`: then it must be rolled, since only closed
+/// segments are compacted.
+pub(crate) fn active_overdue(log: &PartitionLog, now_ms: i64) -> bool {
+    let config = log.config();
+    let Some(lag) = config
+        .max_compaction_lag_ms
+        .filter(|_| config.cleanup_policy.compacts())
+    else {
+        return false;
+    };
+    let state = log.inner.state.borrow();
+    let active = state.segments.last().expect("active segment");
+    active.size_bytes > 0 && now_ms.saturating_sub(active.created_ms) >= lag
+}
+
 /// Compacts the closed segments written since the last pass (all of them
 /// after a restart).
 pub(crate) async fn compact(log: &PartitionLog, now_ms: i64) -> Result<CompactionReport> {

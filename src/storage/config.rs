@@ -63,6 +63,13 @@ pub struct LogConfig {
     /// append. `None` is Kafka's default (Long.MAX_VALUE).
     pub flush_ms: Option<i64>,
     pub timestamp_type: TimestampType,
+    /// `min.cleanable.dirty.ratio`: the cleaner compacts a log once this
+    /// share of its closed bytes is new since the last pass.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `max.compaction.lag.ms`: a record older than this is compacted
+    /// whatever the ratio (the active segment is rolled for it). `None` is
+    /// Kafka's default (Long.MAX_VALUE).
+    pub max_compaction_lag_ms: Option<i64>,
 }
 
 impl Default for LogConfig {
@@ -79,6 +86,8 @@ impl Default for LogConfig {
             flush_messages: 1,
             flush_ms: None,
             timestamp_type: TimestampType::CreateTime,
+            min_cleanable_dirty_ratio: 0.5,
+            max_compaction_lag_ms: None,
         }
     }
 }
@@ -109,6 +118,8 @@ pub struct StorageConfig {
     pub preallocate_bytes: u64,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`.
+    pub cleaner_backoff_ms: u64,
 }
 
 impl StorageConfig {
@@ -120,6 +131,7 @@ impl StorageConfig {
             write_buffers_in_flight_max: 4,
             preallocate_bytes: 8 << 20,
             retention_check_interval_ms: 300_000,
+            cleaner_backoff_ms: 15_000,
         }
     }
 }

@@ -40,7 +40,7 @@
 //! log.apply_retention(now_ms).await, log.compact(now_ms).await, log.run_maintenance(now_ms).await
 //! log.recovery_report() -> RecoveryReport
 //! log.close().await (clean-shutdown marker), log.remove().await
-//! shard.spawn_maintenance() / shard.run_maintenance(now_ms)   // retention + compaction timer
+//! shard.spawn_maintenance() / shard.run_maintenance(now_ms)   // the cleaner (log.cleaner.backoff.ms), retention + compaction timer
 //! shard.cache_stats(), shard.flush_stats(), shard.stop()
 //! ```
 //!
@@ -142,6 +142,27 @@ impl PartitionLog {
             }
         }
         report
+    }
+
+    /// The cleaner's pass over this log: rolls an active segment older than
+    /// `max.compaction.lag.ms`, then compacts if the log is dirty enough
+    /// (see `compaction::cleaning_priority`). `None` when there was nothing
+    /// to do.
+    pub async fn clean_if_due(&self, now_ms: i64) -> Option<Result<CompactionReport>> {
+        if compaction::active_overdue(self, now_ms) {
+            if let Err(error) = self.roll(now_ms).await {
+                return Some(Err(error));
+            }
+        }
+        compaction::cleaning_priority(self, now_ms)?;
+        Some(self.compact(now_ms).await)
+    }
+
+    /// The cleaner's priority for this log now, if it is due (dirtiest
+    /// first; overdue by `max.compaction.lag.ms` before any).
+    pub fn cleaning_priority(&self, now_ms: i64) -> Option<f64> {
+        compaction::cleaning_priority(self, now_ms)
+            .or_else(|| compaction::active_overdue(self, now_ms).then_some(f64::INFINITY))
     }
 
     /// Compacts the closed segments (`cleanup.policy=compact`): keeps the

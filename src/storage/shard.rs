@@ -136,23 +136,61 @@ impl ShardStorage {
         reports
     }
 
-    /// Spawns the timer task that runs [`Self::run_maintenance`] every
-    /// `log.retention.check.interval.ms`. The broker keeps (or detaches) it.
+    /// The cleaner's pass: the compacted logs that are due, dirtiest first
+    /// (Kafka's cleaner order); see [`PartitionLog::clean_if_due`].
+    pub async fn run_cleaner(&self, now_ms: i64) {
+        let mut due: Vec<(f64, PartitionLog)> = self
+            .logs()
+            .into_iter()
+            .filter_map(|log| Some((log.cleaning_priority(now_ms)?, log)))
+            .collect();
+        due.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, log) in due {
+            match log.clean_if_due(now_ms).await {
+                Some(Ok(report)) if !report.segments_rewritten.is_empty() => tracing::debug!(
+                    dir = %log.dir().display(),
+                    segments = report.segments_rewritten.len(),
+                    records_removed = report.records_removed,
+                    "log cleaned"
+                ),
+                Some(Err(error)) => {
+                    tracing::warn!(dir = %log.dir().display(), %error, "log cleaning failed")
+                }
+                _ => {}
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    /// Spawns the shard's one maintenance task: the cleaner every
+    /// `log.cleaner.backoff.ms`, and retention (with a compaction pass)
+    /// every `log.retention.check.interval.ms`. One task, so that two
+    /// passes never compact one log at once. The broker keeps (or detaches)
+    /// it.
     pub fn spawn_maintenance(&self) -> glommio::Task<()> {
         let shard = Rc::downgrade(&self.inner);
-        let interval = Duration::from_millis(self.inner.config.retention_check_interval_ms);
+        let retention = Duration::from_millis(self.inner.config.retention_check_interval_ms);
+        let cleaner = Duration::from_millis(self.inner.config.cleaner_backoff_ms.max(1));
         glommio::spawn_local(async move {
+            let mut next_retention = std::time::Instant::now() + retention;
             loop {
-                glommio::timer::sleep(interval).await;
+                let now = std::time::Instant::now();
+                let wake = next_retention.min(now + cleaner);
+                glommio::timer::sleep(wake.saturating_duration_since(now)).await;
                 let Some(inner) = shard.upgrade() else { return };
                 if inner.flusher.is_stopped() {
                     return;
                 }
                 let storage = ShardStorage { inner };
-                for report in storage.run_maintenance(super::now_ms()).await {
-                    if let Some(error) = &report.error {
-                        tracing::warn!(dir = ?report.dir, %error, "log maintenance failed");
+                if std::time::Instant::now() >= next_retention {
+                    next_retention = std::time::Instant::now() + retention;
+                    for report in storage.run_maintenance(super::now_ms()).await {
+                        if let Some(error) = &report.error {
+                            tracing::warn!(dir = ?report.dir, %error, "log maintenance failed");
+                        }
                     }
+                } else {
+                    storage.run_cleaner(super::now_ms()).await;
                 }
             }
         })
