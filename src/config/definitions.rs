@@ -62,6 +62,22 @@ pub(super) enum Validator {
     LogLevel,
     /// Kafka's `ID@HOST:PORT,...`, or empty.
     QuorumVoters,
+    /// An integer in `min..=max`, or the one value `or` (Kafka's gzip level:
+    /// 1 to 9, or -1 for the codec's default).
+    RangeOr {
+        min: i64,
+        max: i64,
+        or: i64,
+    },
+    /// Kafka's throttled-replica list: `*`, or comma-separated
+    /// `PARTITION:BROKER` pairs, or empty.
+    ThrottledReplicas,
+    /// A Kafka release as `message.format.version` takes it: `0.10.2`,
+    /// `2.8`, `3.0-IV1`.
+    KafkaVersion,
+    /// A boolean that must be false: the feature is not in Sluice, and Kafka
+    /// refuses `true` too while it is off on the broker. The text says why.
+    FalseOnly(&'static str),
 }
 
 #[derive(Debug)]
@@ -83,6 +99,10 @@ const fn at_least(min: i64) -> Validator {
 
 const fn range(min: i64, max: i64) -> Validator {
     Validator::Range { min, max }
+}
+
+const fn range_or(min: i64, max: i64, or: i64) -> Validator {
+    Validator::RangeOr { min, max, or }
 }
 
 const fn broker(
@@ -124,6 +144,22 @@ const fn topic(
     }
 }
 
+/// A topic key with no broker synonym (Kafka has none either): its default
+/// is fixed.
+const fn topic_only(
+    name: &'static str,
+    config_type: ConfigType,
+    default: &'static str,
+    validator: Validator,
+    documentation: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        default: DefaultValue::Value(default),
+        synonym: None,
+        ..topic(name, "", config_type, validator, documentation)
+    }
+}
+
 use ConfigType as T;
 use DefaultValue::{Cores, ListenAddress, Null, OwnVoterAddress, Value as V};
 
@@ -136,6 +172,19 @@ const FLUSH_DOC: &str = "Messages appended to a partition before an fsync is for
     acknowledged, which is what makes acknowledged acks=all data survive a crash on a single \
     node. Storage syncs once per batch, not per record. Larger values answer before the sync and \
     can lose acknowledged data in a crash.";
+/// Appended to the documentation of keys Sluice accepts and reports but does
+/// not act on.
+macro_rules! ignored {
+    ($doc:literal) => {
+        concat!($doc, " Accepted for compatibility; Sluice ignores it.")
+    };
+}
+const GZIP_LEVEL: Validator = range_or(1, 9, -1);
+const LZ4_LEVEL: Validator = range(1, 17);
+/// zstd's negative levels go down to -(1 << 17).
+const ZSTD_LEVEL: Validator = range(-131_072, 22);
+const NO_TIERED_STORAGE: &str = "tiered storage is not supported: Sluice keeps every segment \
+    locally (Kafka also refuses true while remote.log.storage.system.enable is false)";
 
 /// Every config Sluice knows, broker keys then topic keys. DescribeConfigs
 /// reports them sorted by name.
@@ -255,6 +304,22 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
     broker("compression.type", T::String, V("producer"), Validator::OneOf(COMPRESSION_TYPES), false,
         "Default compression.type: producer keeps the producer's codec; uncompressed, gzip, snappy, \
         lz4 or zstd store batches in that codec."),
+    broker("compression.gzip.level", T::Int, V("-1"), GZIP_LEVEL, false,
+        ignored!("Default compression.gzip.level: 1 to 9, or -1 for the codec's default.")),
+    broker("compression.lz4.level", T::Int, V("9"), LZ4_LEVEL, false,
+        ignored!("Default compression.lz4.level: 1 to 17.")),
+    broker("compression.zstd.level", T::Int, V("3"), ZSTD_LEVEL, false,
+        ignored!("Default compression.zstd.level: -131072 to 22.")),
+    broker("log.message.format.version", T::String, V("3.0-IV1"), Validator::KafkaVersion, true,
+        ignored!("Default message.format.version (deprecated in Kafka 3.0, which ignores it too: \
+        batches are always stored in format v2).")),
+    broker("log.message.downconversion.enable", T::Boolean, V("true"), Validator::Bool, false,
+        ignored!("Default message.downconversion.enable: convert batches to an older format for \
+        old fetchers. Sluice always serves format v2.")),
+    broker("log.local.retention.ms", T::Long, V("-2"), at_least(-2), false,
+        ignored!("Default local.retention.ms of tiered storage; -2: retention.ms.")),
+    broker("log.local.retention.bytes", T::Long, V("-2"), at_least(-2), false,
+        ignored!("Default local.retention.bytes of tiered storage; -2: retention.bytes.")),
     broker("unclean.leader.election.enable", T::Boolean, V("false"), Validator::Bool, false,
         "Default unclean.leader.election.enable: allow an out-of-sync replica to become leader, losing data."),
     // Kafka's cluster keys: the Raft metadata quorum (KRaft) and replication.
@@ -302,19 +367,37 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
         per key; compact,delete: both."),
     topic("compression.type", "compression.type", T::String, Validator::OneOf(COMPRESSION_TYPES),
         "The codec batches are stored in; producer keeps whatever the producer sent."),
+    topic("compression.gzip.level", "compression.gzip.level", T::Int, GZIP_LEVEL,
+        ignored!("The gzip level when compression.type is gzip: 1 to 9, or -1 for the codec's default.")),
+    topic("compression.lz4.level", "compression.lz4.level", T::Int, LZ4_LEVEL,
+        ignored!("The lz4 level when compression.type is lz4: 1 to 17.")),
+    topic("compression.zstd.level", "compression.zstd.level", T::Int, ZSTD_LEVEL,
+        ignored!("The zstd level when compression.type is zstd: -131072 to 22.")),
     topic("delete.retention.ms", "log.cleaner.delete.retention.ms", T::Long, at_least(0),
         "How long tombstones stay in a compacted topic, so consumers see the delete."),
     topic("file.delete.delay.ms", "log.segment.delete.delay.ms", T::Long, at_least(0),
         "How long a deleted segment's files stay before removal."),
+    topic_only("follower.replication.throttled.replicas", T::List, "", Validator::ThrottledReplicas,
+        ignored!("Replicas whose follower fetches are throttled: PARTITION:BROKER pairs, or * for all.")),
     topic("flush.messages", "log.flush.interval.messages", T::Long, at_least(1), FLUSH_DOC),
     topic("flush.ms", "log.flush.interval.ms", T::Long, at_least(0),
         "The longest a written record may stay unsynced."),
     topic("index.interval.bytes", "log.index.interval.bytes", T::Int, at_least(0),
         "Bytes of log between two offset-index entries."),
+    topic_only("leader.replication.throttled.replicas", T::List, "", Validator::ThrottledReplicas,
+        ignored!("Replicas whose leader side is throttled: PARTITION:BROKER pairs, or * for all.")),
+    topic("local.retention.bytes", "log.local.retention.bytes", T::Long, at_least(-2),
+        ignored!("Bytes kept locally when tiered storage is on; -2: retention.bytes.")),
+    topic("local.retention.ms", "log.local.retention.ms", T::Long, at_least(-2),
+        ignored!("How long segments stay locally when tiered storage is on; -2: retention.ms.")),
     topic("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", T::Long, at_least(1),
         "Records older than this are eligible for compaction regardless of dirtiness."),
     topic("max.message.bytes", "message.max.bytes", T::Int, at_least(0),
         "The largest record batch the topic accepts, after compression."),
+    topic("message.downconversion.enable", "log.message.downconversion.enable", T::Boolean, Validator::Bool,
+        ignored!("Convert batches to an older format for old fetchers. Sluice always serves format v2.")),
+    topic("message.format.version", "log.message.format.version", T::String, Validator::KafkaVersion,
+        ignored!("Deprecated: the format batches are stored in; Kafka 3.0+ ignores it too.")),
     topic("message.timestamp.difference.max.ms", "log.message.timestamp.difference.max.ms", T::Long, at_least(0),
         "Deprecated: the largest difference between a CreateTime timestamp and the broker's clock."),
     topic("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms", T::Long, at_least(0),
@@ -331,6 +414,12 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
         "Replicas that must have a batch before an acks=all produce is answered."),
     topic("preallocate", "log.preallocate", T::Boolean, Validator::Bool,
         "Allocate a segment's file at full size when it is created."),
+    topic_only("remote.log.copy.disable", T::Boolean, "false", Validator::Bool,
+        ignored!("Stop copying segments to tiered storage.")),
+    topic_only("remote.log.delete.on.disable", T::Boolean, "false", Validator::Bool,
+        ignored!("Delete the tiered copy when remote.storage.enable is turned off.")),
+    topic_only("remote.storage.enable", T::Boolean, "false", Validator::FalseOnly(NO_TIERED_STORAGE),
+        "Tiered storage. Only false is accepted: Sluice keeps every segment locally."),
     topic("retention.bytes", "log.retention.bytes", T::Long, at_least(-1),
         "The most bytes a partition keeps before deleting its oldest segments. -1: no limit."),
     topic("retention.ms", "log.retention.ms", T::Long, at_least(-1),

@@ -16,7 +16,8 @@
 //!
 //! One table, `DEFINITIONS`, lists every key: scope, type, default,
 //! validator, whether it is read-only, the broker key a topic key inherits
-//! from, and the documentation. Validation, defaults and DescribeConfigs all
+//! from (a few topic keys have none, as in Kafka, and a fixed default), and
+//! the documentation. Validation, defaults and DescribeConfigs all
 //! read that table, so they cannot disagree.
 //!
 //! Decisions, with the reason next to each:
@@ -30,6 +31,12 @@
 //!   `acks=all` producer survives a crash, and on a single node only an fsync
 //!   before the answer keeps that promise. Storage syncs once per batch (group
 //!   commit), not once per record.
+//! - Every topic config name of Kafka's `TopicConfig` is accepted and
+//!   validated as Kafka does, also those Sluice does not act on (throttled
+//!   replicas, tiered storage, compression levels, the old format keys): a
+//!   client or tool that sets them must not fail. Their documentation says
+//!   they are ignored; `remote.storage.enable` accepts only false, because
+//!   turning on a feature that is not there must not look like success.
 //! - `read_only` on broker keys mirrors Kafka's set of dynamically updatable
 //!   broker configs, so that DescribeConfigs looks like Kafka's and a future
 //!   AlterConfigs(BROKER) handler can use it as its allow-list. Topic keys are

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 mod cluster;
 
-use super::definitions::{definition, Scope, DEFINITIONS, LADDERS};
+use super::definitions::{definition, DefaultValue, Scope, DEFINITIONS, LADDERS};
 use super::validate::validate;
 use super::*;
 
@@ -104,14 +104,23 @@ fn defaults() {
 fn topic_defaults_are_kafkas() {
     let kafka = [
         ("cleanup.policy", "delete"),
+        ("compression.gzip.level", "-1"),
+        ("compression.lz4.level", "9"),
         ("compression.type", "producer"),
+        ("compression.zstd.level", "3"),
         ("delete.retention.ms", "86400000"),
         ("file.delete.delay.ms", "60000"),
         ("flush.messages", "1"), // Kafka: 9223372036854775807; see FLUSH_DOC.
         ("flush.ms", "9223372036854775807"),
+        ("follower.replication.throttled.replicas", ""),
         ("index.interval.bytes", "4096"),
+        ("leader.replication.throttled.replicas", ""),
+        ("local.retention.bytes", "-2"),
+        ("local.retention.ms", "-2"),
         ("max.compaction.lag.ms", "9223372036854775807"),
         ("max.message.bytes", "1048588"),
+        ("message.downconversion.enable", "true"),
+        ("message.format.version", "3.0-IV1"),
         ("message.timestamp.after.max.ms", "9223372036854775807"),
         ("message.timestamp.before.max.ms", "9223372036854775807"),
         ("message.timestamp.difference.max.ms", "9223372036854775807"),
@@ -120,6 +129,9 @@ fn topic_defaults_are_kafkas() {
         ("min.compaction.lag.ms", "0"),
         ("min.insync.replicas", "1"),
         ("preallocate", "false"),
+        ("remote.log.copy.disable", "false"),
+        ("remote.log.delete.on.disable", "false"),
+        ("remote.storage.enable", "false"),
         ("retention.bytes", "-1"),
         ("retention.ms", "604800000"),
         ("segment.bytes", "1073741824"),
@@ -156,6 +168,15 @@ fn table_invariants() {
             .value(def.name)
             .filter(|_| def.scope == Scope::Broker)
         {
+            assert_eq!(validate(def, value).as_deref(), Ok(value), "{}", def.name);
+        }
+        if def.scope == Scope::Topic && def.synonym.is_none() {
+            let DefaultValue::Value(value) = def.default else {
+                panic!(
+                    "{}: a topic key without a synonym has a fixed default",
+                    def.name
+                )
+            };
             assert_eq!(validate(def, value).as_deref(), Ok(value), "{}", def.name);
         }
         if let Some(synonym) = def.synonym {
@@ -388,6 +409,174 @@ fn topic_config_validation() {
         assert!(is_topic_config(name));
     }
     assert!(!is_topic_config("log.retention.ms"));
+}
+
+/// Every topic config name of Kafka's `TopicConfig` / `LogConfig` (3.x and
+/// 4.x), each with a value Kafka accepts and, where Kafka refuses one, a
+/// value it refuses.
+#[rustfmt::skip]
+const KAFKA_TOPIC_CONFIGS: &[(&str, &str, Option<&str>)] = &[
+    ("cleanup.policy", "compact,delete", Some("archive")),
+    ("compression.gzip.level", "9", Some("0")),
+    ("compression.lz4.level", "17", Some("18")),
+    ("compression.type", "lz4", Some("brotli")),
+    ("compression.zstd.level", "-131072", Some("23")),
+    ("delete.retention.ms", "0", Some("-1")),
+    ("file.delete.delay.ms", "0", Some("-1")),
+    ("flush.messages", "1", Some("0")),
+    ("flush.ms", "0", Some("-1")),
+    ("follower.replication.throttled.replicas", "0:1,1:2", Some("0-1")),
+    ("index.interval.bytes", "0", Some("-1")),
+    ("leader.replication.throttled.replicas", "*", Some("*,0:1")),
+    ("local.retention.bytes", "-2", Some("-3")),
+    ("local.retention.ms", "86400000", Some("-3")),
+    ("max.compaction.lag.ms", "1", Some("0")),
+    ("max.message.bytes", "0", Some("-1")),
+    ("message.downconversion.enable", "false", Some("no")),
+    ("message.format.version", "3.0-IV1", Some("3.x")),
+    ("message.timestamp.after.max.ms", "0", Some("-1")),
+    ("message.timestamp.before.max.ms", "0", Some("-1")),
+    ("message.timestamp.difference.max.ms", "0", Some("-1")),
+    ("message.timestamp.type", "LogAppendTime", Some("Now")),
+    ("min.cleanable.dirty.ratio", "1", Some("-0.1")),
+    ("min.compaction.lag.ms", "0", Some("-1")),
+    ("min.insync.replicas", "2", Some("0")),
+    ("preallocate", "true", Some("1")),
+    ("remote.log.copy.disable", "true", Some("yes")),
+    ("remote.log.delete.on.disable", "true", Some("yes")),
+    // true: Kafka refuses it while tiered storage is off, as it is in Sluice.
+    ("remote.storage.enable", "false", Some("true")),
+    ("retention.bytes", "-1", Some("x")),
+    ("retention.ms", "-1", Some("-2")),
+    ("segment.bytes", "1073741824", Some("2147483648")),
+    ("segment.index.bytes", "4", Some("3")),
+    ("segment.jitter.ms", "0", Some("-1")),
+    ("segment.ms", "1", Some("0")),
+    ("unclean.leader.election.enable", "true", Some("maybe")),
+];
+
+#[test]
+fn every_kafka_topic_config_is_accepted() {
+    let names: Vec<&str> = KAFKA_TOPIC_CONFIGS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .collect();
+    assert_eq!(
+        topic_config_names(),
+        names,
+        "Sluice's topic keys are Kafka's"
+    );
+    for (name, valid, invalid) in KAFKA_TOPIC_CONFIGS {
+        assert_eq!(
+            validate_topic_config(name, Some(valid)),
+            Ok(()),
+            "{name}={valid}"
+        );
+        assert_eq!(validate_topic_config(name, None), Ok(()), "{name} deleted");
+        if let Some(invalid) = invalid {
+            let error = validate_topic_config(name, Some(invalid)).unwrap_err();
+            assert_eq!(error.key, *name, "{name}={invalid}");
+        }
+    }
+    for unknown in [
+        "remote.storage.enabled",
+        "message.format",
+        "log.local.retention.ms",
+        "",
+    ] {
+        assert!(
+            validate_topic_config(unknown, Some("1")).is_err(),
+            "{unknown}"
+        );
+    }
+}
+
+#[test]
+#[rustfmt::skip]
+fn kafka_topic_config_values() {
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        // Kafka's gzip level: 1 to 9, or -1 for the codec's default.
+        ("compression.gzip.level", "-1", Some("-1")),
+        ("compression.gzip.level", "1", Some("1")),
+        ("compression.gzip.level", "10", None),
+        ("compression.gzip.level", "-2", None),
+        ("compression.lz4.level", "0", None),
+        ("compression.zstd.level", "22", Some("22")),
+        ("compression.zstd.level", "-131073", None),
+        // Throttled replicas: * alone, or PARTITION:BROKER items (empty ones too).
+        ("leader.replication.throttled.replicas", "", Some("")),
+        ("leader.replication.throttled.replicas", " * ", Some("*")),
+        ("leader.replication.throttled.replicas", "0:101, 1:102", Some("0:101,1:102")),
+        ("leader.replication.throttled.replicas", "0:1,,", Some("0:1,,")),
+        ("leader.replication.throttled.replicas", "0:", None),
+        ("leader.replication.throttled.replicas", "a:1", None),
+        ("follower.replication.throttled.replicas", "0:1:2", None),
+        // message.format.version: any Kafka release, patch or IV step.
+        ("message.format.version", "0.10.2", Some("0.10.2")),
+        ("message.format.version", "0.10.2.1", Some("0.10.2.1")),
+        ("message.format.version", "2.8", Some("2.8")),
+        ("message.format.version", "2.8.1", Some("2.8.1")),
+        ("message.format.version", "3.0-IV1", Some("3.0-IV1")),
+        ("message.format.version", "0.10", None),
+        ("message.format.version", "2.9", None),
+        ("message.format.version", "3.0-IV9", None),
+        ("message.format.version", "", None),
+        ("remote.storage.enable", "FALSE", Some("false")),
+        ("remote.storage.enable", "TRUE", None),
+        ("local.retention.ms", "-1", Some("-1")),
+    ];
+    for (name, value, expected) in cases {
+        let def = definition(Scope::Topic, name).unwrap();
+        assert_eq!(
+            validate(def, value).ok().as_deref(),
+            *expected,
+            "{name}={value:?}"
+        );
+    }
+    let error = validate_topic_config("remote.storage.enable", Some("true")).unwrap_err();
+    assert!(error.message.contains("tiered storage"), "{error}");
+}
+
+/// Topic keys without a broker synonym (as in Kafka) report their fixed
+/// default with no synonyms, and an override with source TopicConfig.
+#[test]
+fn topic_keys_without_synonym() {
+    let broker = BrokerConfig::default();
+    let find = |entries: &[ConfigEntry], name: &str| {
+        entries
+            .iter()
+            .find(|entry| entry.name == name)
+            .unwrap()
+            .clone()
+    };
+    let entries = describe_topic(&broker, &BTreeMap::new());
+    let entry = find(&entries, "leader.replication.throttled.replicas");
+    assert_eq!(entry.value.as_deref(), Some(""));
+    assert_eq!(entry.source, ConfigSource::DefaultConfig);
+    assert!(entry.synonyms.is_empty());
+    assert_eq!(entry.config_type, ConfigType::List);
+    let set = overrides(&[
+        ("leader.replication.throttled.replicas", "0:1"),
+        ("local.retention.ms", "1000"),
+    ]);
+    let entries = describe_topic(&broker, &set);
+    let entry = find(&entries, "leader.replication.throttled.replicas");
+    assert_eq!(entry.value.as_deref(), Some("0:1"));
+    assert_eq!(entry.source, ConfigSource::TopicConfig);
+    assert_eq!(entry.synonyms.len(), 1);
+    let entry = find(&entries, "local.retention.ms");
+    assert_eq!(entry.source, ConfigSource::TopicConfig);
+    let names: Vec<&str> = entry
+        .synonyms
+        .iter()
+        .map(|(name, _, _)| name.as_str())
+        .collect();
+    assert_eq!(names, ["local.retention.ms", "log.local.retention.ms"]);
+    // The ignored keys leave the typed config as it was.
+    assert_eq!(
+        broker.topic_config(&set),
+        broker.topic_config(&BTreeMap::new())
+    );
 }
 
 fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use super::definitions::{ConfigDef, Scope, DEFINITIONS};
+use super::definitions::{ConfigDef, DefaultValue, Scope, DEFINITIONS};
 use super::validate::validate;
-use super::values::Values;
+use super::values::{Inherited, Values};
 use super::{
     BrokerConfig, CleanupPolicy, CompressionType, ConfigEntry, ConfigSource, TimestampType,
     TopicConfig,
@@ -34,8 +34,10 @@ pub(super) fn resolve_topic(
         .iter()
         .filter(|def| def.scope == Scope::Topic)
         .map(|def| {
-            let broker_key = def.synonym.expect("every topic key has a broker synonym");
-            let inherited = values.inherited(broker_key);
+            let inherited = match def.synonym {
+                Some(broker_key) => values.inherited(broker_key),
+                None => fixed_default(def),
+            };
             let valid_override = overrides
                 .get(def.name)
                 .and_then(|value| validate(def, value).ok());
@@ -64,6 +66,22 @@ pub(super) fn resolve_topic(
         })
         .collect();
     ResolvedTopic(keys)
+}
+
+/// A topic key without a broker synonym: its own default, as Kafka reports
+/// it (source DEFAULT_CONFIG, no synonyms).
+fn fixed_default(def: &ConfigDef) -> Inherited {
+    let DefaultValue::Value(value) = def.default else {
+        panic!(
+            "topic config '{}' has neither a synonym nor a fixed default",
+            def.name
+        )
+    };
+    Inherited {
+        value: value.to_string(),
+        source: ConfigSource::DefaultConfig,
+        synonyms: Vec::new(),
+    }
 }
 
 impl ResolvedTopic {

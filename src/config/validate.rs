@@ -24,6 +24,27 @@ pub(super) fn validate(def: &ConfigDef, value: &str) -> Result<String, String> {
                 _ => Err(format!("expected {}, {}", integer_phrase(min, max), got())),
             }
         }
+        Validator::RangeOr { min, max, or } => match value.trim().parse::<i64>() {
+            Ok(number) if number == or || (min..=max).contains(&number) => Ok(number.to_string()),
+            _ => Err(format!(
+                "expected {or} or an integer from {min} to {max}, {}",
+                got()
+            )),
+        },
+        Validator::ThrottledReplicas => parse_throttled_replicas(value).ok_or_else(|| {
+            format!(
+                "expected * or comma-separated PARTITION:BROKER pairs such as 0:1,1:2, {}",
+                got()
+            )
+        }),
+        Validator::KafkaVersion => is_kafka_version(value.trim())
+            .then(|| value.trim().to_string())
+            .ok_or_else(|| format!("expected a Kafka version such as 2.8 or 3.0-IV1, {}", got())),
+        Validator::FalseOnly(reason) => match value.trim().to_ascii_lowercase().as_str() {
+            "false" => Ok("false".to_string()),
+            "true" => Err(format!("only false is accepted: {reason}")),
+            _ => Err(format!("expected false, {}", got())),
+        },
         Validator::Ratio => match value.trim().parse::<f64>() {
             Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio.to_string()),
             _ => Err(format!("expected a number from 0 to 1, {}", got())),
@@ -77,6 +98,51 @@ pub(super) fn validate(def: &ConfigDef, value: &str) -> Result<String, String> {
                 )
             }),
     }
+}
+
+/// Kafka's `ThrottledReplicaListValidator`: `*` alone, or items that are
+/// each `PARTITION:BROKER` or empty. Normalized without spaces.
+fn parse_throttled_replicas(value: &str) -> Option<String> {
+    if value.trim() == "*" {
+        return Some("*".to_string());
+    }
+    let is_number = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let items: Vec<&str> = value.split(',').map(str::trim).collect();
+    let valid = items.iter().all(|item| {
+        item.is_empty()
+            || item
+                .split_once(':')
+                .is_some_and(|(partition, broker)| is_number(partition) && is_number(broker))
+    });
+    valid.then(|| items.join(","))
+}
+
+/// Kafka releases whose version `message.format.version` names
+/// (`MetadataVersion.fromVersionString` of Kafka 3.x).
+const KAFKA_RELEASES: &[&str] = &[
+    "0.8.0", "0.8.1", "0.8.2", "0.9.0", "0.10.0", "0.10.1", "0.10.2", "0.11.0", "1.0", "1.1",
+    "2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "2.8", "3.0", "3.1", "3.2", "3.3",
+    "3.4", "3.5", "3.6", "3.7", "3.8", "3.9",
+];
+
+/// A release (`2.8`, `0.10.2`), a patch of one (`2.8.1`, `0.10.2.0`), or an
+/// inter-broker protocol step of one (`3.0-IV1`). Kafka knows the exact
+/// steps; Sluice accepts IV0 to IV3 of any release, as the value is ignored.
+fn is_kafka_version(value: &str) -> bool {
+    let (version, step) = match value.split_once("-IV") {
+        Some((version, step)) => (version, Some(step)),
+        None => (value, None),
+    };
+    let step_valid = step.is_none_or(|step| matches!(step, "0" | "1" | "2" | "3"));
+    let parts: Vec<&str> = version.split('.').collect();
+    let release_parts = if parts.first() == Some(&"0") { 3 } else { 2 };
+    if parts.len() < release_parts || parts.iter().any(|part| part.parse::<u16>().is_err()) {
+        return false;
+    }
+    // A step names one release exactly, not a patch of it.
+    let exact = parts.len() == release_parts;
+    let release = parts[..release_parts].join(".");
+    step_valid && (step.is_none() || exact) && KAFKA_RELEASES.contains(&release.as_str())
 }
 
 fn type_max(config_type: ConfigType) -> i64 {
