@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
 use sluice_shards::{Reply, ShardId};
 
@@ -20,7 +22,7 @@ use super::{str_bytes, ApiSupport, Remainder, RequestContext};
 use crate::partition::replica::AppendError;
 use crate::protocol::error_codes;
 use crate::shard;
-use crate::storage::ErrorKind;
+use crate::storage::{ErrorKind, RecordError};
 
 pub const API: ApiSupport = super::api(ApiKey::Produce, 3, 12);
 
@@ -36,6 +38,9 @@ struct PartitionAppend {
 struct PartitionResult {
     error_code: i16,
     error_message: Option<String>,
+    /// The records that made the batch invalid (KIP-467; answered from
+    /// Produce v8, dropped by the encoder below).
+    record_errors: Vec<RecordError>,
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
@@ -46,6 +51,7 @@ impl PartitionResult {
         PartitionResult {
             error_code,
             error_message: message.into(),
+            record_errors: Vec::new(),
             base_offset: -1,
             log_append_time_ms: -1,
             log_start_offset: -1,
@@ -222,6 +228,7 @@ async fn append_on_owner(
                 results.push(PartitionResult {
                     error_code: error_codes::NONE,
                     error_message: None,
+                    record_errors: Vec::new(),
                     base_offset: outcome.base_offset,
                     log_append_time_ms: outcome.log_append_time_ms.unwrap_or(-1),
                     log_start_offset: outcome.log_start_offset,
@@ -280,12 +287,24 @@ fn append_error(error: AppendError) -> PartitionResult {
                 ErrorKind::OffsetOutOfRange => error_codes::OFFSET_OUT_OF_RANGE,
                 ErrorKind::StorageError => error_codes::KAFKA_STORAGE_ERROR,
             };
-            PartitionResult::error(code, error.to_string())
+            PartitionResult {
+                record_errors: error.record_errors().to_vec(),
+                ..PartitionResult::error(code, error.to_string())
+            }
         }
     }
 }
 
 fn partition_response(index: i32, result: PartitionResult) -> PartitionProduceResponse {
+    let record_errors = result
+        .record_errors
+        .into_iter()
+        .map(|record| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(record.batch_index)
+                .with_batch_index_error_message(Some(str_bytes(record.message)))
+        })
+        .collect();
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(result.error_code)
@@ -293,6 +312,7 @@ fn partition_response(index: i32, result: PartitionResult) -> PartitionProduceRe
         .with_log_append_time_ms(result.log_append_time_ms)
         .with_log_start_offset(result.log_start_offset)
         .with_error_message(result.error_message.map(str_bytes))
+        .with_record_errors(record_errors)
 }
 
 fn respond_all(request: &ProduceRequest, error_code: i16) -> ProduceResponse {
@@ -313,4 +333,74 @@ fn respond_all(request: &ProduceRequest, error_code: i16) -> ProduceResponse {
         })
         .collect();
     ProduceResponse::default().with_responses(responses)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    use super::*;
+    use crate::storage::StorageError;
+
+    fn refused() -> PartitionProduceResponse {
+        let error = StorageError::InvalidRecords {
+            message: "2 record(s) rejected".into(),
+            records: vec![
+                RecordError {
+                    batch_index: 3,
+                    message: "no key".into(),
+                },
+                RecordError {
+                    batch_index: 7,
+                    message: "no key".into(),
+                },
+            ],
+        };
+        partition_response(0, append_error(AppendError::Storage(error)))
+    }
+
+    fn round_trip(version: i16) -> PartitionProduceResponse {
+        let mut buf = BytesMut::new();
+        refused().encode(&mut buf, version).unwrap();
+        PartitionProduceResponse::decode(&mut buf.freeze(), version).unwrap()
+    }
+
+    #[test]
+    fn record_errors_are_answered_with_invalid_record() {
+        let response = refused();
+        assert_eq!(response.error_code, error_codes::INVALID_RECORD);
+        assert_eq!(response.base_offset, -1);
+        let named: Vec<(i32, String)> = response
+            .record_errors
+            .iter()
+            .map(|r| {
+                let message = r.batch_index_error_message.as_ref().unwrap();
+                (r.batch_index, message.to_string())
+            })
+            .collect();
+        assert_eq!(named, vec![(3, "no key".into()), (7, "no key".into())]);
+        assert!(response
+            .error_message
+            .as_ref()
+            .is_some_and(|m| m.contains("2 record(s) rejected")));
+    }
+
+    #[test]
+    fn record_errors_are_on_the_wire_from_v8_only() {
+        for version in [8, 9, 12] {
+            let decoded = round_trip(version);
+            let indexes: Vec<i32> = decoded
+                .record_errors
+                .iter()
+                .map(|r| r.batch_index)
+                .collect();
+            assert_eq!(indexes, vec![3, 7], "v{version}");
+        }
+        for version in [3, 7] {
+            let decoded = round_trip(version);
+            assert!(decoded.record_errors.is_empty(), "v{version}");
+            assert_eq!(decoded.error_code, error_codes::INVALID_RECORD);
+        }
+    }
 }

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use super::error::{Result, StorageError};
+use super::error::{RecordError, Result, StorageError};
 
 /// Bytes of the fixed v2 batch header.
 pub const HEADER_BYTES: usize = 61;
@@ -209,7 +209,10 @@ pub struct ValidBatch {
 }
 
 /// Splits a produce payload into batches and validates each one, all before
-/// anything is written: a payload is accepted whole or refused whole.
+/// anything is written: a payload is accepted whole or refused whole. A
+/// payload refused because of some of its records (keyless records on a
+/// compacted log) is [`StorageError::InvalidRecords`], naming each one by
+/// its index within its batch (KIP-467), so that clients fail only those.
 pub fn validate_payload(
     payload: &[u8],
     max_message_bytes: usize,
@@ -219,6 +222,7 @@ pub fn validate_payload(
         return Err(StorageError::CorruptMessage("empty records".into()));
     }
     let mut batches = Vec::new();
+    let mut record_errors = Vec::new();
     let mut start = 0;
     while start < payload.len() {
         let rest = &payload[start..];
@@ -233,50 +237,89 @@ pub fn validate_payload(
         let header = check_batch(rest)
             .map_err(|e| StorageError::CorruptMessage(format!("batch at byte {start}: {e}")))?;
         let batch = &rest[..header.total_bytes()];
-        validate_records(batch, &header, require_keys)?;
+        record_errors.extend(validate_records(batch, &header, require_keys)?);
         batches.push(ValidBatch { start, header });
         start += header.total_bytes();
+    }
+    if !record_errors.is_empty() {
+        return Err(invalid_records(record_errors));
     }
     Ok(batches)
 }
 
-fn validate_records(batch: &[u8], header: &BatchHeader, require_keys: bool) -> Result<()> {
+/// Why a record without a key is refused (Kafka's wording, less the
+/// partition, which the storage layer does not name).
+pub const KEYLESS_ON_COMPACTED: &str = "Compacted topic cannot accept message without key";
+
+/// Kafka's batch-level message for record errors: the count and the first
+/// three of them.
+fn invalid_records(records: Vec<RecordError>) -> StorageError {
+    let shown: Vec<String> = records
+        .iter()
+        .take(3)
+        .map(|r| format!("(batch index {}: {})", r.batch_index, r.message))
+        .collect();
+    StorageError::InvalidRecords {
+        message: format!(
+            "{} record(s) rejected, the first {} of them: {}",
+            records.len(),
+            shown.len(),
+            shown.join(", ")
+        ),
+        records,
+    }
+}
+
+/// Checks the records of one batch. A malformed batch is an error; records
+/// that are well formed but not acceptable are returned, by their index
+/// within the batch.
+fn validate_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    require_keys: bool,
+) -> Result<Vec<RecordError>> {
     if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
         return Err(StorageError::InvalidRecord(format!(
             "record count {} does not match last offset delta {}",
             header.record_count, header.last_offset_delta
         )));
     }
-    if header.codec() == 0 {
-        let keyless = walk_uncompressed_records(batch, header.record_count)?;
-        if require_keys && keyless {
-            return Err(StorageError::InvalidRecord(
-                "keyless record on a compacted log".into(),
-            ));
-        }
-    } else if require_keys && !header.is_control() && has_keyless_compressed(batch)? {
-        return Err(StorageError::InvalidRecord(
-            "keyless record on a compacted log".into(),
-        ));
+    let keyless = if header.codec() == 0 {
+        walk_uncompressed_records(batch, header.record_count)?
+    } else if require_keys && !header.is_control() {
+        keyless_compressed(batch)?
+    } else {
+        Vec::new()
+    };
+    if !require_keys || header.is_control() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    Ok(keyless
+        .into_iter()
+        .map(|batch_index| RecordError {
+            batch_index,
+            message: KEYLESS_ON_COMPACTED.to_string(),
+        })
+        .collect())
 }
 
 /// Walks the records of an uncompressed batch: their lengths must tile the
-/// batch body exactly and their count must match. Returns whether any record
-/// has a null key.
-fn walk_uncompressed_records(batch: &[u8], record_count: i32) -> Result<bool> {
+/// batch body exactly and their count must match. Returns the indexes of
+/// the records with a null key.
+fn walk_uncompressed_records(batch: &[u8], record_count: i32) -> Result<Vec<i32>> {
     let invalid = |what: &str| StorageError::InvalidRecord(what.to_string());
     let mut at = HEADER_BYTES;
-    let mut keyless = false;
-    for _ in 0..record_count {
+    let mut keyless = Vec::new();
+    for index in 0..record_count {
         let (length, used) = read_varint(&batch[at..]).ok_or_else(|| invalid("record length"))?;
         at += used;
         if length < 0 || batch.len() - at < length as usize {
             return Err(invalid("record length beyond batch"));
         }
         let record = &batch[at..at + length as usize];
-        keyless |= record_key_length(record).ok_or_else(|| invalid("record fields"))? < 0;
+        if record_key_length(record).ok_or_else(|| invalid("record fields"))? < 0 {
+            keyless.push(index);
+        }
         at += length as usize;
     }
     if at != batch.len() {
@@ -296,11 +339,19 @@ fn record_key_length(record: &[u8]) -> Option<i64> {
     read_varint(record.get(at..)?).map(|(value, _)| value)
 }
 
-fn has_keyless_compressed(batch: &[u8]) -> Result<bool> {
+/// Indexes (within the batch) of the records of a compressed batch with a
+/// null key.
+fn keyless_compressed(batch: &[u8]) -> Result<Vec<i32>> {
     let mut bytes = Bytes::copy_from_slice(batch);
     let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
         .map_err(|e| StorageError::CorruptMessage(format!("cannot decompress: {e}")))?;
-    Ok(set.records.iter().any(|record| record.key.is_none()))
+    Ok(set
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, record)| record.key.is_none())
+        .map(|(index, _)| index as i32)
+        .collect())
 }
 
 /// Reads a zigzag varint (up to 10 bytes). Returns (value, bytes used).
@@ -342,8 +393,61 @@ pub mod test_batches {
         value: Option<&[u8]>,
         timestamp_ms: i64,
     ) -> Vec<u8> {
+        let keys = vec![key; count.max(0) as usize];
+        batch_with_keys(&keys, value, timestamp_ms)
+    }
+
+    /// A record's key and value (`None`: null).
+    pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+    /// One batch of the given (key, value) records, encoded by kafka-protocol
+    /// with `compression` (no producer id, no sequence).
+    pub fn encoded_batch(
+        records: &[KeyValue<'_>],
+        timestamp_ms: i64,
+        compression: kafka_protocol::records::Compression,
+    ) -> Vec<u8> {
+        use kafka_protocol::records::*;
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (key, value))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder keeps records in one batch while offset and
+                // sequence advance together; base sequence -1 is "none".
+                sequence: (i as i32).wrapping_sub(1),
+                timestamp: timestamp_ms,
+                key: key.map(Bytes::copy_from_slice),
+                value: value.map(Bytes::copy_from_slice),
+                headers: kafka_protocol::indexmap::IndexMap::new(),
+            })
+            .collect();
+        let mut out = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut out, records.iter(), &options).expect("encodable");
+        out.to_vec()
+    }
+
+    /// An uncompressed batch of one record per entry of `keys` (a null key
+    /// for `None`), all with `value`, at `timestamp_ms`.
+    pub fn batch_with_keys(
+        keys: &[Option<&[u8]>],
+        value: Option<&[u8]>,
+        timestamp_ms: i64,
+    ) -> Vec<u8> {
+        let count = keys.len() as i32;
         let mut records = Vec::new();
-        for i in 0..count {
+        for (i, key) in keys.iter().enumerate() {
             let mut body = vec![0u8];
             put_varint(&mut body, 0);
             put_varint(&mut body, i as i64);
@@ -431,6 +535,80 @@ mod tests {
             .unwrap_err()
             .kind();
         assert_eq!(kind, ErrorKind::InvalidRecord);
+    }
+
+    fn record_errors(payload: &[u8]) -> Vec<(i32, String)> {
+        match validate_payload(payload, 1 << 20, true) {
+            Err(error @ StorageError::InvalidRecords { .. }) => {
+                assert_eq!(error.kind(), super::super::ErrorKind::InvalidRecord);
+                error
+                    .record_errors()
+                    .iter()
+                    .map(|r| (r.batch_index, r.message.clone()))
+                    .collect()
+            }
+            other => panic!("expected InvalidRecords, got {other:?}"),
+        }
+    }
+
+    fn keys_with_holes(count: usize, keyless: &[usize]) -> Vec<Option<&'static [u8]>> {
+        (0..count)
+            .map(|i| (!keyless.contains(&i)).then_some(&b"k"[..]))
+            .collect()
+    }
+
+    #[test]
+    fn keyless_records_are_named_by_their_index_in_the_batch() {
+        use super::test_batches::batch_with_keys;
+        let holes = [0, 3, 4, 99];
+        let bytes = batch_with_keys(&keys_with_holes(100, &holes), Some(b"v"), 1);
+        let named = record_errors(&bytes);
+        let indexes: Vec<i32> = named.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, vec![0, 3, 4, 99]);
+        assert!(named.iter().all(|(_, m)| m == KEYLESS_ON_COMPACTED));
+        let error = validate_payload(&bytes, 1 << 20, true).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("4 record(s)"), "{text}");
+        assert!(text.contains("batch index 4") && !text.contains("batch index 99"));
+        // Not compacted: the same batch is fine.
+        assert_eq!(validate_payload(&bytes, 1 << 20, false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn indexes_are_relative_to_each_batch_of_the_payload() {
+        use super::test_batches::batch_with_keys;
+        let mut payload = batch_with_keys(&keys_with_holes(5, &[1]), Some(b"v"), 1);
+        payload.extend(batch_with_keys(&keys_with_holes(3, &[]), Some(b"v"), 1));
+        payload.extend(batch_with_keys(&keys_with_holes(4, &[0, 2]), Some(b"v"), 1));
+        let indexes: Vec<i32> = record_errors(&payload).iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, vec![1, 0, 2]);
+    }
+
+    #[test]
+    fn keyless_records_of_a_compressed_batch_are_named() {
+        use kafka_protocol::records::Compression;
+        let records: Vec<super::test_batches::KeyValue> = (0..10)
+            .map(|i| ((i % 4 != 2).then_some(&b"k"[..]), Some(&b"value"[..])))
+            .collect();
+        let out = super::test_batches::encoded_batch(&records, 1, Compression::Gzip);
+        let header = check_batch(&out).unwrap();
+        assert_ne!(header.codec(), 0);
+        assert_eq!(header.total_bytes(), out.len(), "one batch");
+        let indexes: Vec<i32> = record_errors(&out).iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, vec![2, 6]);
+    }
+
+    #[test]
+    fn a_malformed_batch_is_refused_whole_without_record_errors() {
+        use super::test_batches::batch_with_keys;
+        let mut payload = batch_with_keys(&keys_with_holes(3, &[1]), Some(b"v"), 1);
+        let mut bad = batch_with_keys(&keys_with_holes(2, &[]), Some(b"v"), 1);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        payload.extend(bad);
+        let error = validate_payload(&payload, 1 << 20, true).unwrap_err();
+        assert_eq!(error.kind(), super::super::ErrorKind::CorruptMessage);
+        assert!(error.record_errors().is_empty());
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub enum ErrorKind {
     StorageError,
 }
 
+/// One record that made its batch invalid: its index within its batch
+/// (0-based, as Kafka's `batch_index`) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
+}
+
 /// A storage failure. Untrusted bytes (from the network or from disk) only
 /// ever produce these; they never panic.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +42,14 @@ pub enum StorageError {
     CorruptMessage(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// A batch refused because of some of its records (KIP-467): nothing
+    /// of the payload is appended, and `records` names the culprits so that
+    /// clients fail only those and retry the others.
+    #[error("invalid records: {message}")]
+    InvalidRecords {
+        message: String,
+        records: Vec<RecordError>,
+    },
     #[error("batch of {size_bytes} bytes is above max.message.bytes {max_bytes}")]
     MessageTooLarge { size_bytes: usize, max_bytes: usize },
     #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
@@ -63,13 +79,24 @@ impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StorageError::CorruptMessage(_) => ErrorKind::CorruptMessage,
-            StorageError::InvalidRecord(_) => ErrorKind::InvalidRecord,
+            StorageError::InvalidRecord(_) | StorageError::InvalidRecords { .. } => {
+                ErrorKind::InvalidRecord
+            }
             StorageError::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
             StorageError::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             StorageError::Io { .. }
             | StorageError::CorruptOnDisk { .. }
             | StorageError::LogFailed(_)
             | StorageError::Closed => ErrorKind::StorageError,
+        }
+    }
+
+    /// The records named by an [`StorageError::InvalidRecords`]; empty for
+    /// every other error.
+    pub fn record_errors(&self) -> &[RecordError] {
+        match self {
+            StorageError::InvalidRecords { records, .. } => records,
+            _ => &[],
         }
     }
 

@@ -88,7 +88,7 @@ pub use cache::CacheStats;
 pub use checkpoint::EpochEntry;
 pub use compaction::CompactionReport;
 pub use config::{CleanupPolicy, LogConfig, StorageConfig, TimestampType, ALIGN_BYTES};
-pub use error::{ErrorKind, Result, StorageError};
+pub use error::{ErrorKind, RecordError, Result, StorageError};
 pub use flusher::FlushStats;
 pub use log::{AppendInfo, DurableFuture, PartitionLog};
 pub use reader::{FileRegion, ReadData, ReadOptions, ReadResult};

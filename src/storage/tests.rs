@@ -436,33 +436,11 @@ fn keyed_batch(
     timestamp_ms: i64,
     compression: kafka_protocol::records::Compression,
 ) -> Vec<u8> {
-    use kafka_protocol::records::*;
-    let records: Vec<Record> = pairs
+    let records: Vec<super::batch::test_batches::KeyValue> = pairs
         .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1i32.wrapping_add(i as i32),
-            timestamp: timestamp_ms,
-            key: Some(Bytes::copy_from_slice(key.as_bytes())),
-            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-            headers: kafka_protocol::indexmap::IndexMap::new(),
-        })
+        .map(|(key, value)| (Some(key.as_bytes()), value.map(str::as_bytes)))
         .collect();
-    let mut out = bytes::BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut out, records.iter(), &options).unwrap();
-    out.to_vec()
+    super::batch::test_batches::encoded_batch(&records, timestamp_ms, compression)
 }
 
 /// Every record readable in the log: (offset, key, value).

@@ -83,6 +83,21 @@ def unique_topic(prefix="t"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def record_batch(values, keys=None):
+    """A v2 record batch (no compression, no producer id) built by kafka-python;
+    `keys` (default: all None) gives each record's key."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                        batch_size=1 << 22)
+    now = int(time.time() * 1000)
+    keys = keys if keys is not None else [None] * len(values)
+    for i, (k, v) in enumerate(zip(keys, values)):
+        assert builder.append(i, timestamp=now, key=k, value=v, headers=[]) is not None
+    return bytes(builder.build())
+
+
 # --- hand-encoded Kafka responses (test_wire.py, cluster.py) ---------------
 
 def recv_exact(sock, n):

@@ -37,7 +37,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import NewTopic
 
-from conftest import _finish, _start_broker, confluent_admin, free_port, unique_topic
+from conftest import _finish, _start_broker, confluent_admin, free_port, record_batch, unique_topic
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 RECORDS_PER_CODEC = 100_000
@@ -609,19 +609,6 @@ def test_too_large_batch_fails_only_its_partition(pf_broker):
         assert delivery.ok[4][:2] == (1, 0)
     finally:
         c.close()
-
-
-def record_batch(values):
-    """A v2 record batch (no compression, no producer id) built by kafka-python."""
-    from kafka.record.default_records import DefaultRecordBatchBuilder
-
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
-                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
-                                        batch_size=1 << 22)
-    now = int(time.time() * 1000)
-    for i, v in enumerate(values):
-        assert builder.append(i, timestamp=now, key=None, value=v, headers=[]) is not None
-    return bytes(builder.build())
 
 
 def produce_v3(bootstrap, topics, acks=-1):
