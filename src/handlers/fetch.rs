@@ -42,6 +42,8 @@ struct Target {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// The request's `max_bytes`, for the whole response.
+    response_max_bytes: usize,
     /// The broker fetching as a follower, or -1 for a consumer.
     replica_id: i32,
     /// The leader epoch the fetcher knows (-1: not given).
@@ -75,6 +77,7 @@ pub async fn handle(context: &RequestContext, request: FetchRequest) -> Answer {
         return ResponseKind::Fetch(response).into();
     }
     let image = context.shard.image();
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
     let mut order: Vec<(String, Vec<i32>)> = Vec::new();
     let mut targets: BTreeMap<ShardId, Vec<Target>> = BTreeMap::new();
     let mut known: BTreeMap<(String, i32), PartitionRead> = BTreeMap::new();
@@ -95,6 +98,7 @@ pub async fn handle(context: &RequestContext, request: FetchRequest) -> Answer {
                 partition: partition.partition,
                 offset: partition.fetch_offset,
                 max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
+                response_max_bytes: max_bytes,
                 replica_id: request.replica_id.0,
                 current_leader_epoch: partition.current_leader_epoch,
             });
@@ -121,7 +125,6 @@ pub async fn handle(context: &RequestContext, request: FetchRequest) -> Answer {
         }
     };
     known.extend(reads);
-    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
     let answer = build(order, known, max_bytes);
     let region_bytes: u64 = answer.regions.iter().map(|region| region.len).sum();
     let ResponseKind::Fetch(response) = &answer.body else {
@@ -155,9 +158,15 @@ async fn read_all(
     .await
 }
 
+/// Reads the owner's targets in request order. What the response can hold
+/// is not known here (other owners read the partitions in between), but no
+/// more than what is left of its `max_bytes` after this owner's earlier
+/// reads: each read asks for at most that (and one batch at least, in case
+/// it is the response's first); `build` cuts the reads to the response.
 async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
     let shard = shard::current();
     let mut reads = Vec::with_capacity(targets.len());
+    let mut read_bytes = 0usize;
     for target in targets {
         let Some(partition) = shard.partitions.get(&target.topic, target.partition) else {
             let code = shard
@@ -205,8 +214,9 @@ async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
         if target.offset < log_start_offset || target.offset > partition.log_end_offset() {
             read.error_code = error_codes::OFFSET_OUT_OF_RANGE;
         } else if target.offset < readable_end {
+            let left = target.response_max_bytes.saturating_sub(read_bytes);
             let options = ReadOptions {
-                max_bytes: target.max_bytes,
+                max_bytes: target.max_bytes.min(left),
                 min_one_batch: true,
                 upper_offset: Some(Offset(readable_end)),
                 zero_copy: true,
@@ -216,7 +226,10 @@ async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
                 .read_with(Offset(target.offset), options)
                 .await
             {
-                Ok(result) => read.data = result.data,
+                Ok(result) => {
+                    read_bytes = read_bytes.saturating_add(result.data.len_bytes() as usize);
+                    read.data = result.data;
+                }
                 Err(error) => {
                     tracing::warn!(topic = %target.topic, partition = target.partition, %error, "fetch read failed");
                     read.error_code = error_codes::KAFKA_STORAGE_ERROR;
@@ -312,9 +325,12 @@ impl Future for AnyOf {
     }
 }
 
-/// The response in request order. Past `max_bytes` (after the first
-/// partition with data, which is always returned whole), later partitions
-/// are answered without records; the client fetches them next time.
+/// The response in request order, its records within `max_bytes` (KIP-74):
+/// each partition's read is cut to the whole batches that fit what is left,
+/// except that the first batch of the first partition with data is always
+/// returned whole, so that the client progresses. A partition none of whose
+/// batches fit is answered without records (its high watermark still
+/// reported); the client fetches it next time.
 fn build(
     order: Vec<(String, Vec<i32>)>,
     mut reads: BTreeMap<(String, i32), PartitionRead>,
@@ -329,14 +345,10 @@ fn build(
             let read = reads
                 .remove(&(name.clone(), index))
                 .unwrap_or_else(|| PartitionRead::error(error_codes::UNKNOWN_TOPIC_OR_PARTITION));
-            let size = read.data.len_bytes() as usize;
-            let over_budget = total_bytes > 0 && total_bytes + size > max_bytes;
-            let records = if over_budget {
-                Bytes::new()
-            } else {
-                total_bytes += size;
-                records_bytes(read.data, &mut regions)
-            };
+            let left = max_bytes.saturating_sub(total_bytes);
+            let data = fit(read.data, left as u64, total_bytes == 0);
+            total_bytes += data.len_bytes() as usize;
+            let records = records_bytes(data, &mut regions);
             partitions.push(
                 PartitionData::default()
                     .with_partition_index(index)
@@ -360,6 +372,55 @@ fn build(
                 .with_responses(topics),
         ),
         regions,
+    }
+}
+
+/// How much of a read to keep: `ends` are the lengths at which it may be
+/// cut (whole batches), ascending. The index of the longest cut within
+/// `left` bytes; the first cut even past `left` if `take_first`; `None` to
+/// keep nothing.
+fn fitting_cut(ends: impl IntoIterator<Item = u64>, left: u64, take_first: bool) -> Option<usize> {
+    let mut kept = None;
+    for (index, end) in ends.into_iter().enumerate() {
+        if end <= left || (index == 0 && take_first) {
+            kept = Some(index);
+        } else {
+            break;
+        }
+    }
+    kept
+}
+
+/// A read cut to the whole batches within `left` bytes (see `fitting_cut`).
+fn fit(data: ReadData, left: u64, take_first: bool) -> ReadData {
+    match data {
+        ReadData::Empty => ReadData::Empty,
+        ReadData::Memory(mut batches) => {
+            let ends = batches.iter().scan(0u64, |end, batch| {
+                *end += batch.len() as u64;
+                Some(*end)
+            });
+            match fitting_cut(ends, left, take_first) {
+                Some(index) => {
+                    batches.truncate(index + 1);
+                    ReadData::Memory(batches)
+                }
+                None => ReadData::Empty,
+            }
+        }
+        ReadData::File(region) => {
+            if region.len <= left {
+                return ReadData::File(region);
+            }
+            let mut ends: Vec<u64> = region.cuts.iter().map(|&(len, _)| len).collect();
+            if ends.is_empty() {
+                ends.push(region.len);
+            }
+            match fitting_cut(ends, left, take_first) {
+                Some(index) => ReadData::File(region.cut(index)),
+                None => ReadData::Empty,
+            }
+        }
     }
 }
 
@@ -388,5 +449,142 @@ fn records_bytes(data: ReadData, regions: &mut Vec<FileRegion>) -> Bytes {
                 Bytes::new()
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn batches(sizes: &[usize]) -> ReadData {
+        ReadData::Memory(sizes.iter().map(|&n| Bytes::from(vec![0u8; n])).collect())
+    }
+
+    fn sizes(data: &ReadData) -> Vec<usize> {
+        match data {
+            ReadData::Memory(batches) => batches.iter().map(Bytes::len).collect(),
+            ReadData::Empty => Vec::new(),
+            ReadData::File(region) => vec![region.len as usize],
+        }
+    }
+
+    fn region(cuts: &[u64]) -> FileRegion {
+        FileRegion {
+            path: "/dev/null".into(),
+            file: Arc::new(std::fs::File::open("/dev/null").unwrap()),
+            position: 100,
+            len: *cuts.last().unwrap(),
+            first_offset: Offset(10),
+            next_offset: Offset(10 + cuts.len() as i64),
+            cuts: (1..)
+                .zip(cuts)
+                .map(|(i, &len)| (len, Offset(10 + i)))
+                .collect(),
+        }
+    }
+
+    fn read(data: ReadData) -> PartitionRead {
+        PartitionRead {
+            error_code: error_codes::NONE,
+            high_watermark: 42,
+            log_start_offset: 0,
+            data,
+        }
+    }
+
+    #[test]
+    fn fitting_cut_keeps_whole_batches_within_the_budget() {
+        assert_eq!(fitting_cut([10, 20, 30], 25, false), Some(1));
+        assert_eq!(fitting_cut([10, 20, 30], 30, false), Some(2));
+        assert_eq!(fitting_cut([10, 20, 30], 9, false), None);
+        // The first batch of the response is kept even past the budget,
+        // but nothing after it.
+        assert_eq!(fitting_cut([10, 20, 30], 9, true), Some(0));
+        assert_eq!(fitting_cut([10, 20, 30], 0, true), Some(0));
+        assert_eq!(fitting_cut([], 100, true), None);
+    }
+
+    #[test]
+    fn fit_drops_trailing_memory_batches() {
+        assert_eq!(
+            sizes(&fit(batches(&[400, 400, 400]), 1000, false)),
+            [400, 400]
+        );
+        assert_eq!(
+            sizes(&fit(batches(&[400, 400]), 399, false)),
+            Vec::<usize>::new()
+        );
+        assert_eq!(sizes(&fit(batches(&[900, 900]), 500, true)), [900]);
+        assert_eq!(sizes(&fit(ReadData::Empty, 0, true)), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn fit_cuts_a_file_region_at_a_known_batch_end() {
+        let ReadData::File(cut) = fit(ReadData::File(region(&[300, 700, 1000])), 800, false) else {
+            panic!("expected a region")
+        };
+        assert_eq!(
+            (cut.position, cut.len, cut.next_offset),
+            (100, 700, Offset(12))
+        );
+        assert_eq!(cut.cuts, [(300, Offset(11)), (700, Offset(12))]);
+        let ReadData::File(first) = fit(ReadData::File(region(&[300, 700])), 10, true) else {
+            panic!("expected a region")
+        };
+        assert_eq!((first.len, first.next_offset), (300, Offset(11)));
+        let whole = fit(ReadData::File(region(&[300, 700])), 700, false);
+        assert_eq!(whole.len_bytes(), 700);
+        let none = fit(ReadData::File(region(&[300, 700])), 299, false);
+        assert!(matches!(none, ReadData::Empty));
+    }
+
+    /// Issue 14's case: reads of several batches each, up to the partition
+    /// limit; the response holds at most `max_bytes` of them.
+    #[test]
+    fn build_keeps_the_response_within_max_bytes() {
+        let order = vec![("a".to_string(), vec![0, 1, 2]), ("b".to_string(), vec![0])];
+        let mut reads = BTreeMap::new();
+        reads.insert(("a".to_string(), 0), read(ReadData::Empty));
+        reads.insert(("a".to_string(), 1), read(batches(&[512_100, 512_100])));
+        reads.insert(("a".to_string(), 2), read(batches(&[512_100, 512_100])));
+        reads.insert(
+            ("b".to_string(), 0),
+            read(batches(&[100_000, 300_000, 100, 90_000])),
+        );
+        let answer = build(order, reads, 1_000_000);
+        let ResponseKind::Fetch(response) = answer.body else {
+            panic!("a fetch response")
+        };
+        let lens: Vec<(usize, i64)> = response
+            .responses
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+            .map(|p| (p.records.as_ref().map_or(0, Bytes::len), p.high_watermark))
+            .collect();
+        assert_eq!(
+            lens,
+            [(0, 42), (512_100, 42), (0, 42), (400_100, 42)],
+            "a-1 loses its second batch, a-2 does not fit, b-0 fits three of four batches"
+        );
+    }
+
+    #[test]
+    fn build_returns_the_first_batch_whole_even_past_max_bytes() {
+        let order = vec![("a".to_string(), vec![0, 1])];
+        let mut reads = BTreeMap::new();
+        reads.insert(("a".to_string(), 0), read(batches(&[2_000, 10])));
+        reads.insert(("a".to_string(), 1), read(batches(&[10])));
+        let answer = build(order, reads, 1_000);
+        let ResponseKind::Fetch(response) = answer.body else {
+            panic!("a fetch response")
+        };
+        let lens: Vec<usize> = response.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+            .collect();
+        assert_eq!(lens, [2_000, 0]);
     }
 }

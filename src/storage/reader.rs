@@ -41,6 +41,12 @@ pub struct FileRegion {
     pub first_offset: Offset,
     /// One past the last offset of the last batch in the region.
     pub next_offset: Offset,
+    /// Where the region may be cut short and still hold whole batches: the
+    /// batch ends the read saw (lengths from `position`, with the offset
+    /// after each), ascending; the last is `len`. Not every batch end is
+    /// here (the read jumps over batches with the sparse index), so a cut
+    /// to a budget may keep less than the most that fits.
+    pub cuts: Vec<(u64, Offset)>,
 }
 
 impl PartialEq for FileRegion {
@@ -62,6 +68,18 @@ impl PartialEq for FileRegion {
 }
 
 impl Eq for FileRegion {}
+
+impl FileRegion {
+    /// The region cut to its `cut`-th known batch end (see `cuts`).
+    pub fn cut(mut self, cut: usize) -> FileRegion {
+        if let Some(&(len, next_offset)) = self.cuts.get(cut) {
+            self.len = len;
+            self.next_offset = next_offset;
+            self.cuts.truncate(cut + 1);
+        }
+        self
+    }
+}
 
 #[derive(Clone, Debug)]
 pub enum ReadData {
@@ -358,6 +376,7 @@ impl PartitionLog {
             return Ok(None);
         }
         let mut next_offset = first.last_offset() + 1;
+        let mut cuts = vec![(end - position, Offset(next_offset))];
         // Jump over whole batches with the sparse index, then walk headers.
         let bound = (position + limit.max_bytes as u64).min(readable);
         let jump = self
@@ -368,6 +387,7 @@ impl PartitionLog {
             if jump_position as u64 > end && jump_offset <= limit.upper_offset {
                 end = jump_position as u64;
                 next_offset = jump_offset;
+                cuts.push((end - position, Offset(next_offset)));
             }
         }
         while end < readable {
@@ -379,6 +399,7 @@ impl PartitionLog {
             }
             end += len as u64;
             next_offset = header.last_offset() + 1;
+            cuts.push((end - position, Offset(next_offset)));
         }
         // The descriptor must be of the file the walk read: if the segment
         // was swapped meanwhile (compaction), answer from memory instead.
@@ -396,6 +417,7 @@ impl PartitionLog {
             len: end - position,
             first_offset: Offset(first.base_offset),
             next_offset: Offset(next_offset),
+            cuts,
         }))
     }
 

@@ -165,6 +165,15 @@ fn file_regions_cover_whole_written_batches() {
         assert_eq!(got.first().unwrap().0, 100);
         assert_eq!(got.last().unwrap().1 + 1, region.next_offset.0);
         assert!(region.len <= 10_000);
+        // Every cut the region offers is a batch end, with the offset after
+        // it; the last is the region's end.
+        assert_eq!(region.cuts.last(), Some(&(region.len, region.next_offset)));
+        for (index, &(len, next_offset)) in region.cuts.iter().enumerate() {
+            let cut = region.clone().cut(index);
+            assert_eq!((cut.len, cut.next_offset), (len, next_offset));
+            let got = batch_offsets(&read_bytes(&ReadData::File(cut)));
+            assert_eq!(got.last().unwrap().1 + 1, next_offset.0);
+        }
         let bounded = ReadOptions {
             max_bytes: 1 << 20,
             min_one_batch: true,
