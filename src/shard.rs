@@ -56,6 +56,7 @@ impl Shard {
         storage_config.read_cache_bytes = config.cache_bytes;
         storage_config.retention_check_interval_ms = config.log.retention_check_interval_ms;
         storage_config.cleaner_backoff_ms = config.log.cleaner_backoff_ms;
+        storage_config.cleaner_io_bytes_per_second = config.log.cleaner_io_bytes_per_second;
         let shard = Rc::new(Shard {
             partitions: PartitionTable::new(config.data_dir.clone(), mesh.shard_id()),
             replication: ShardReplication::default(),

@@ -51,6 +51,8 @@ pub(super) enum Validator {
         max: i64,
     },
     Ratio,
+    /// A number at least 0 (Kafka's `atLeast(0)` on a double).
+    NonNegative,
     Bool,
     OneOf(&'static [&'static str]),
     ListOf(&'static [&'static str]),
@@ -281,6 +283,8 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
         "Default file.delete.delay.ms: how long a deleted segment's files stay before removal."),
     broker("log.cleaner.backoff.ms", T::Long, V("15000"), at_least(0), true,
         "How often each shard looks for compacted logs dirty enough to clean (the dirtiest first)."),
+    broker("log.cleaner.io.max.bytes.per.second", T::Double, V("1.7976931348623157e308"), Validator::NonNegative, false,
+        "The most bytes per second each shard's cleaner rewrites (Kafka's default: no limit)."),
     broker("log.cleaner.delete.retention.ms", T::Long, V("86400000"), at_least(0), false,
         "Default delete.retention.ms: how long tombstones stay in a compacted topic."),
     broker("log.cleaner.min.compaction.lag.ms", T::Long, V("0"), at_least(0), false,

@@ -280,6 +280,8 @@ pub struct TopicConfig {
     pub retention_check_interval_ms: u64,
     /// Broker-wide (`log.cleaner.backoff.ms`): how often the cleaner looks.
     pub cleaner_backoff_ms: u64,
+    /// Broker-wide (`log.cleaner.io.max.bytes.per.second`).
+    pub cleaner_io_bytes_per_second: f64,
 }
 
 /// One entry of `controller.quorum.voters` (Kafka's `ID@HOST:PORT`): a

@@ -153,6 +153,10 @@ impl ResolvedTopic {
             unclean_leader_election_enable: self.text("unclean.leader.election.enable") == "true",
             retention_check_interval_ms: values.unsigned("log.retention.check.interval.ms"),
             cleaner_backoff_ms: values.unsigned("log.cleaner.backoff.ms"),
+            cleaner_io_bytes_per_second: values
+                .text("log.cleaner.io.max.bytes.per.second")
+                .parse()
+                .unwrap_or(f64::MAX),
         }
     }
 }

@@ -49,6 +49,10 @@ pub(super) fn validate(def: &ConfigDef, value: &str) -> Result<String, String> {
             Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio.to_string()),
             _ => Err(format!("expected a number from 0 to 1, {}", got())),
         },
+        Validator::NonNegative => match value.trim().parse::<f64>() {
+            Ok(number) if number >= 0.0 => Ok(value.trim().to_string()),
+            _ => Err(format!("expected a number of at least 0, {}", got())),
+        },
         Validator::Bool => match value.trim().to_ascii_lowercase().as_str() {
             "true" => Ok("true".to_string()),
             "false" => Ok("false".to_string()),

@@ -35,6 +35,7 @@ pub fn log_config(topic: &TopicConfig) -> LogConfig {
         // Kafka's default is Long.MAX_VALUE: no lag bound.
         max_compaction_lag_ms: (topic.max_compaction_lag_ms < i64::MAX as u64)
             .then(|| millis(topic.max_compaction_lag_ms)),
+        min_compaction_lag_ms: millis(topic.min_compaction_lag_ms),
     }
 }
 

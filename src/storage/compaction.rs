@@ -46,6 +46,7 @@ struct ClosedView {
     path: PathBuf,
     file: Rc<DmaFile>,
     size_bytes: u64,
+    max_timestamp_ms: i64,
 }
 
 fn closed_views(log: &PartitionLog) -> Vec<ClosedView> {
@@ -59,6 +60,7 @@ fn closed_views(log: &PartitionLog) -> Vec<ClosedView> {
             path: s.log_path.clone(),
             file: s.file.clone(),
             size_bytes: s.size_bytes,
+            max_timestamp_ms: s.max_timestamp_ms,
         })
         .collect()
 }
@@ -181,7 +183,14 @@ pub(crate) fn active_overdue(log: &PartitionLog, now_ms: i64) -> bool {
 /// after a restart).
 pub(crate) async fn compact(log: &PartitionLog, now_ms: i64) -> Result<CompactionReport> {
     let mut report = CompactionReport::default();
-    let views = closed_views(log);
+    // Kafka's uncleanable range: from the first closed segment holding a
+    // record younger than min.compaction.lag.ms on, nothing is compacted,
+    // and its records are not in the key map either.
+    let min_lag_ms = log.config().min_compaction_lag_ms;
+    let views: Vec<ClosedView> = closed_views(log)
+        .into_iter()
+        .take_while(|view| min_lag_ms <= 0 || view.max_timestamp_ms <= now_ms - min_lag_ms)
+        .collect();
     let Some(end) = views.last().map(|v| v.next_offset) else {
         return Ok(report);
     };
@@ -196,10 +205,21 @@ pub(crate) async fn compact(log: &PartitionLog, now_ms: i64) -> Result<Compactio
             report.bytes_before += view.size_bytes;
             report.bytes_after += segment.size_bytes;
             swap(log, view, segment).await?;
+            throttle(log, view.size_bytes).await;
         }
     }
     log.inner.compacted_end.set(end);
     Ok(report)
+}
+
+/// Pauses after rewriting `bytes` so that the shard's cleaner stays under
+/// `log.cleaner.io.max.bytes.per.second`.
+async fn throttle(log: &PartitionLog, bytes: u64) {
+    let rate = log.inner.shard.inner.config.cleaner_io_bytes_per_second;
+    if rate.is_finite() && rate > 0.0 && rate < f64::MAX {
+        let pause = std::time::Duration::from_secs_f64(bytes as f64 / rate);
+        glommio::timer::sleep(pause).await;
+    }
 }
 
 /// The records of a batch compaction keeps.

@@ -70,6 +70,9 @@ pub struct LogConfig {
     /// whatever the ratio (the active segment is rolled for it). `None` is
     /// Kafka's default (Long.MAX_VALUE).
     pub max_compaction_lag_ms: Option<i64>,
+    /// `min.compaction.lag.ms`: a segment holding a record younger than
+    /// this is not compacted yet (nor any after it).
+    pub min_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -88,6 +91,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             min_cleanable_dirty_ratio: 0.5,
             max_compaction_lag_ms: None,
+            min_compaction_lag_ms: 0,
         }
     }
 }
@@ -120,6 +124,9 @@ pub struct StorageConfig {
     pub retention_check_interval_ms: u64,
     /// `log.cleaner.backoff.ms`.
     pub cleaner_backoff_ms: u64,
+    /// `log.cleaner.io.max.bytes.per.second`: compaction pauses after each
+    /// rewritten segment to stay under it.
+    pub cleaner_io_bytes_per_second: f64,
 }
 
 impl StorageConfig {
@@ -132,6 +139,7 @@ impl StorageConfig {
             preallocate_bytes: 8 << 20,
             retention_check_interval_ms: 300_000,
             cleaner_backoff_ms: 15_000,
+            cleaner_io_bytes_per_second: f64::MAX,
         }
     }
 }

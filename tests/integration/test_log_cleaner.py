@@ -88,3 +88,15 @@ def test_max_compaction_lag_rolls_and_cleans_the_active_segment(make_broker):
     records = wait_until(lambda: (r := read_all(broker, topic)) and len(r) == KEYS and r,
                          timeout=20, interval=0.5, what="records older than max.compaction.lag.ms compacted")
     assert dict(records) == last
+
+
+def test_min_compaction_lag_keeps_young_records(make_broker):
+    broker = make_broker(extra_args=["--set", f"log.cleaner.backoff.ms={CLEANER_BACKOFF_MS}"])
+    topic = unique_topic("young")
+    # As in the first test, but every record is younger than the lag: the
+    # cleaner passes several times and leaves every record in place.
+    create(broker, topic, **{"segment.bytes": "1024", "min.cleanable.dirty.ratio": "0.1",
+                             "min.compaction.lag.ms": "600000"})
+    produce_rounds(broker, topic, ROUNDS)
+    time.sleep(6 * CLEANER_BACKOFF_MS / 1000)
+    assert len(read_all(broker, topic)) == KEYS * ROUNDS
