@@ -71,6 +71,30 @@ install_kcat() {
     command -v kcat
 }
 
+GO_PACKAGES="golang-go golang-github-shopify-sarama-dev golang-github-segmentio-kafka-go-dev"
+
+install_go() {
+    # Go and the Sarama / kafka-go sources from Debian (in /usr/share/gocode),
+    # built offline in GOPATH mode by tests/go/build.sh.
+    if command -v go >/dev/null 2>&1 &&
+        [ -d /usr/share/gocode/src/github.com/Shopify/sarama ] &&
+        [ -d /usr/share/gocode/src/github.com/segmentio/kafka-go ]; then
+        echo "go and the Debian Go client sources present: $(go version)"
+    else
+        # shellcheck disable=SC2086 # a list of package names
+        if ! apt-cache show $GO_PACKAGES >/dev/null 2>&1; then
+            apt_get update -q
+        fi
+        # shellcheck disable=SC2086
+        if ! apt_get install -y -q --no-install-recommends $GO_PACKAGES; then
+            apt_get update -q # stale package lists
+            # shellcheck disable=SC2086
+            apt_get install -y -q --no-install-recommends $GO_PACKAGES
+        fi
+    fi
+    bash "$ROOT/tests/go/build.sh"
+}
+
 install_js() {
     local want have=""
     want="$(cat "$JS_DIR/package.json" "$JS_DIR/package-lock.json" | sha256sum | cut -d' ' -f1)"
@@ -91,6 +115,8 @@ if [ "${SKIP_INSTALL:-0}" != "1" ]; then
     install_kcat
     step "install: kafkajs (tests/js)"
     install_js
+    step "install: Go, Sarama and kafka-go (Debian), tests/go built into target/go"
+    install_go
 fi
 
 step "cargo fmt --all -- --check"
