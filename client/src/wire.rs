@@ -247,6 +247,32 @@ impl Connection {
 }
 
 /// The sending half: encodes requests and writes them, never reads.
+/// One request frame into `buf` (cleared first): the size prefix, the
+/// header with `correlation_id` and `client_id`, the body at `version`.
+/// Shared by every Kafka connection in the workspace, blocking or not.
+pub fn encode_request<R: Request>(
+    buf: &mut BytesMut,
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &StrBytes,
+) -> Result<()> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id.clone()));
+    buf.clear();
+    buf.put_i32(0); // size, filled below
+    header.encode(buf, R::header_version(version))?;
+    request
+        .encode(buf, version)
+        .with_context(|| format!("encoding {} v{version}", api_name(R::KEY)))?;
+    let size = i32::try_from(buf.len() - 4).context("request too large")?;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
+}
+
 pub struct FrameWriter {
     stream: TcpStream,
     address: String,
@@ -265,19 +291,13 @@ impl FrameWriter {
     pub fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<i32> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
-        self.buf.clear();
-        self.buf.put_i32(0); // size, filled below
-        header.encode(&mut self.buf, R::header_version(version))?;
-        request
-            .encode(&mut self.buf, version)
-            .with_context(|| format!("encoding {} v{version}", api_name(R::KEY)))?;
-        let size = i32::try_from(self.buf.len() - 4).context("request too large")?;
-        self.buf[..4].copy_from_slice(&size.to_be_bytes());
+        encode_request(
+            &mut self.buf,
+            request,
+            version,
+            correlation_id,
+            &self.client_id,
+        )?;
         self.stream
             .write_all(&self.buf)
             .map_err(|error| ConnectionError::new(&self.address, &self.stream, error))?;

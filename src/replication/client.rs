@@ -9,11 +9,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
 
 /// Fetch answers are bounded by `replica.fetch.response.max.bytes`; this
 /// only stops a broken peer from claiming gigabytes.
@@ -58,22 +58,15 @@ impl LeaderConnection {
     ) -> std::io::Result<R::Response> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-        self.buf.clear();
-        self.buf.put_i32(0);
-        header
-            .encode(&mut self.buf, R::header_version(version))
-            .map_err(|error| invalid(error.to_string()))?;
-        request
-            .encode(&mut self.buf, version)
-            .map_err(|error| invalid(error.to_string()))?;
-        let size =
-            i32::try_from(self.buf.len() - 4).map_err(|_| invalid("request too large".into()))?;
-        self.buf[..4].copy_from_slice(&size.to_be_bytes());
+        let client_id = StrBytes::from_static_str(CLIENT_ID);
+        sluice_client::wire::encode_request(
+            &mut self.buf,
+            request,
+            version,
+            correlation_id,
+            &client_id,
+        )
+        .map_err(|error| invalid(format!("{error:#}")))?;
         let stream = &mut self.stream;
         let buf = &self.buf;
         let mut frame = crate::cluster::rpc::with_timeout(timeout.as_millis() as u64, async move {
