@@ -279,14 +279,17 @@ def test_kafkajs_producer_and_group_through_a_leader_kill(cluster):
     leader = partition(cluster, topic, 0).leader
     survivor = next(n for i, n in cluster.nodes.items() if i != leader)
     count = 10000
+    # Retries that outlast fencing (3 s here) plus the metadata refresh, also
+    # on a loaded machine: kafkajs's default budget is about 4 s.
+    env = {**os.environ, "KAFKAJS_RETRIES": "20"}
     producer = subprocess.Popen([node, script, "produce", survivor.bootstrap, topic, str(count), "none"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     time.sleep(1.0)
     cluster[leader].kill()
     out, err = producer.communicate(timeout=180)
     assert producer.returncode == 0, err[-3000:]
     consumer = subprocess.run([node, script, "consume", survivor.bootstrap, topic, str(count),
-                               unique_topic("jsgroup")], capture_output=True, text=True, timeout=180)
+                               unique_topic("jsgroup")], capture_output=True, text=True, timeout=180, env=env)
     assert consumer.returncode == 0, consumer.stderr[-3000:]
     records = json.loads(consumer.stdout.strip().splitlines()[-1])["records"]
     keys = [r["key"] for r in records]
