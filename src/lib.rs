@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod replication;
 pub mod server;
 pub mod shard;
+pub mod stages;
 pub mod storage;
 
 #[global_allocator]

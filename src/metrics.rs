@@ -21,6 +21,7 @@ pub use crate::histogram::{LatencyHistogram, LATENCY_BUCKETS_US};
 use crate::protocol::response_errors::{error_name, visit_error_codes};
 
 use crate::shard::{self, Shard};
+use crate::stages::{ProduceStages, Stage, StageHistograms};
 
 /// The most bytes of an HTTP request head the endpoint reads.
 const REQUEST_HEAD_BYTES_MAX: usize = 8192;
@@ -54,6 +55,8 @@ pub struct ShardMetrics {
     pub connections_open: Cell<u64>,
     /// By API key.
     pub apis: RefCell<BTreeMap<i16, ApiMetrics>>,
+    /// Where the time of produce requests goes.
+    pub produce_stages: ProduceStages,
 }
 
 impl ShardMetrics {
@@ -82,7 +85,7 @@ impl ShardMetrics {
     /// A request has been answered: how long it took, and its response.
     pub fn record_response(&self, api_key: ApiKey, latency_us: u64, body: Option<&ResponseKind>) {
         self.with_api(api_key, |api| {
-            api.latency.record(latency_us);
+            api.latency.record_us(latency_us);
             if let Some(body) = body {
                 visit_error_codes(body, &mut |code| {
                     *api.errors.entry(code).or_default() += 1;
@@ -147,6 +150,7 @@ pub struct Snapshot {
     /// fdatasync calls, and the group-commit rounds' durations.
     pub syncs: u64,
     pub sync_rounds: LatencyHistogram,
+    pub produce_stages: StageHistograms,
 }
 
 pub fn snapshot(shard: &Shard) -> Snapshot {
@@ -184,6 +188,7 @@ pub fn snapshot(shard: &Shard) -> Snapshot {
         groups: runtime::existing().map_or_else(Vec::new, |c| c.metrics()),
         syncs: flush.syncs,
         sync_rounds: flush.round_latency,
+        produce_stages: shard.metrics.produce_stages.snapshot(),
     }
 }
 
@@ -220,9 +225,7 @@ impl Writer {
 
     /// The samples of one histogram: cumulative buckets, sum and count.
     fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &LatencyHistogram) {
-        let mut cumulative = 0;
-        for (index, count) in histogram.buckets.iter().enumerate() {
-            cumulative += count;
+        for (index, cumulative) in histogram.cumulative_buckets().into_iter().enumerate() {
             let bound = LATENCY_BUCKETS_US
                 .get(index)
                 .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
@@ -233,9 +236,25 @@ impl Writer {
         self.sample(
             &format!("{name}_sum"),
             labels,
-            histogram.sum_us as f64 / 1e6,
+            histogram.sum().as_secs_f64(),
         );
-        self.sample(&format!("{name}_count"), labels, histogram.count);
+        self.sample(&format!("{name}_count"), labels, histogram.count());
+    }
+
+    /// The samples of one summary: quantiles, sum and count.
+    fn summary(&mut self, name: &str, labels: &[(&str, &str)], histogram: &LatencyHistogram) {
+        for quantile in ["0.5", "0.99", "0.999", "1"] {
+            let value = histogram.quantile(quantile.parse().unwrap_or(1.0));
+            let mut with_quantile = labels.to_vec();
+            with_quantile.push(("quantile", quantile));
+            self.sample(name, &with_quantile, value.as_secs_f64());
+        }
+        self.sample(
+            &format!("{name}_sum"),
+            labels,
+            histogram.sum().as_secs_f64(),
+        );
+        self.sample(&format!("{name}_count"), labels, histogram.count());
     }
 
     /// A family with one sample per shard.
@@ -496,6 +515,25 @@ fn render_latency(out: &mut Writer, snapshots: &[Snapshot]) {
             );
         }
     }
+    let name = "sluice_produce_stage_seconds";
+    out.family(
+        name,
+        "summary",
+        "Where produce time goes, by stage, on the shard the request came in on (see src/stages.rs).",
+    );
+    for snapshot in snapshots {
+        let shard = snapshot.shard.to_string();
+        for stage in Stage::ALL {
+            let histogram = snapshot.produce_stages.get(stage);
+            if histogram.count() > 0 {
+                out.summary(
+                    name,
+                    &[("shard", &shard), ("stage", stage.name())],
+                    histogram,
+                );
+            }
+        }
+    }
     let name = "sluice_log_sync_round_seconds";
     out.family(
         name,
@@ -720,7 +758,15 @@ async fn answer(mut stream: TcpStream, shard: Rc<Shard>) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    fn stages_with(stage: Stage, took: Duration) -> StageHistograms {
+        let stages = ProduceStages::default();
+        stages.record(stage, took);
+        stages.snapshot()
+    }
 
     #[test]
     fn renders_prometheus_text() {
@@ -738,8 +784,8 @@ mod tests {
             ..ApiMetrics::default()
         };
         produce.errors.insert(3, 2);
-        produce.latency.record(300);
-        produce.latency.record(10_000_000);
+        produce.latency.record_us(300);
+        produce.latency.record_us(10_000_000);
         first.apis.insert(ApiKey::Produce as i16, produce);
         first.partitions.push(PartitionOffsets {
             topic: "t".to_string(),
@@ -750,7 +796,10 @@ mod tests {
             size_bytes: 4096,
         });
         let mut sync_rounds = LatencyHistogram::default();
-        sync_rounds.record(2_000);
+        sync_rounds.record_us(2_000);
+        first
+            .produce_stages
+            .add(&stages_with(Stage::Append, Duration::from_micros(40)));
         let second = Snapshot {
             shard: 1,
             syncs: 7,
@@ -787,6 +836,13 @@ mod tests {
         has("sluice_log_sync_round_seconds_bucket{shard=\"1\",le=\"0.0025\"} 1");
         has("sluice_log_sync_round_seconds_bucket{shard=\"1\",le=\"0.001\"} 0");
         has("sluice_log_sync_round_seconds_count{shard=\"1\"} 1");
+        has("# TYPE sluice_produce_stage_seconds summary");
+        has("sluice_produce_stage_seconds{shard=\"0\",stage=\"append\",quantile=\"0.99\"} 0.00004");
+        has("sluice_produce_stage_seconds_count{shard=\"0\",stage=\"append\"} 1");
+        assert!(
+            !text.contains("stage=\"hop\""),
+            "stages never seen are left out"
+        );
         has("sluice_partition_high_watermark{topic=\"t\",partition=\"0\"} 100");
         has("sluice_partition_log_end_offset{topic=\"t\",partition=\"0\"} 101");
         has("sluice_consumer_groups{state=\"Stable\"} 1");

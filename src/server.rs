@@ -154,7 +154,7 @@ async fn shard_main(
     let maintenance = shard.storage.spawn_maintenance();
     let metrics = match shard.config.metrics {
         Some(address) if shard.id() == crate::shard::CONTROLLER_SHARD => {
-            let listener = glommio::net::TcpListener::bind(address)
+            let listener = crate::net::bind_exclusive(address)
                 .map_err(|error| format!("cannot serve metrics on {address}: {error}"))?;
             tracing::info!(%address, "metrics endpoint listening");
             Some(glommio::spawn_local(crate::metrics::serve(

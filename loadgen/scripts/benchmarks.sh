@@ -5,7 +5,7 @@
 # medians.
 #
 # Usage: loadgen/scripts/benchmarks.sh [scenario...]   (default: all)
-#   scenarios: limits s1 s1b s2 s3 s4
+#   scenarios: limits s1 s1b s2 s3 s4 tail_latency
 # Environment:
 #   LOADGEN     loadgen binary        (default target/release/loadgen)
 #   SLUICE_BIN  Sluice binary         (default target/release/sluice)
@@ -24,6 +24,7 @@ RUNS="${RUNS:-3}"
 DATA="${DATA:-/tmp/loadgen-bench-data}"
 PORT_SLUICE=29092
 PORT_TANSU=29093
+PORT_METRICS=29094
 mkdir -p "$OUT" "$DATA"
 
 BROKER_PID=""
@@ -178,6 +179,37 @@ s4() { # 1,000 partitions: keyed produce at full speed, and end to end at 10 MB/
                 --record-size 1024 --acks all --rate 10MB/s --duration 15s --warmup 5s
         done
     done
+}
+
+# Broker CPU-seconds so far (all its threads, io_uring workers included).
+broker_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$BROKER_PID/stat"
+}
+
+scrape() { # scrape NAME: the broker's metrics into $OUT/NAME.metrics
+    curl -s "http://127.0.0.1:$PORT_METRICS/metrics" >"$OUT/$1.metrics" || true
+}
+
+tail_latency() { # acks=1 against acks=all at a fixed rate, default client batching
+    # Each run: a fresh broker, one e2e run, then the broker's produce stage
+    # histograms (sluice_produce_stage_seconds) and its CPU time.
+    # TAIL_RATES overrides the rates (default "20MB/s 200MB/s").
+    limits "tail-$(date -u +%H%M%S)"
+    for rate in ${TAIL_RATES:-20MB/s 200MB/s}; do
+        for acks in 1 all; do
+            for run in $(seq "$RUNS"); do
+                local name="tail-sluice-${rate%%/s}-acks$acks-$run"
+                start_broker sluice fresh --metrics 127.0.0.1:$PORT_METRICS
+                local cpu_before
+                cpu_before=$(broker_cpu)
+                lg "$name" e2e --topic tail --partitions 2 --record-size 1024 \
+                    --rate "$rate" --acks $acks --duration 20s --warmup 5s
+                echo "$(broker_cpu) - $cpu_before" | bc >"$OUT/$name.cpu"
+                scrape "$name"
+            done
+        done
+    done
+    python3 "$ROOT/loadgen/scripts/stages.py" "$OUT" tail-sluice
 }
 
 scenarios=("$@")

@@ -170,7 +170,7 @@ pub fn start(start: NodeStart) -> Result<Rc<Controller>, String> {
         let listen = config
             .controller_listen
             .ok_or("key 'controller.listen' is needed with 'controller.quorum.voters'")?;
-        let listener = TcpListener::bind(listen).map_err(|error| {
+        let listener = crate::net::bind_exclusive(listen).map_err(|error| {
             format!("cannot listen on {listen} (key 'controller.listen'): {error}")
         })?;
         tracing::info!(%listen, voters = voters.len(), "controller listening");

@@ -8,8 +8,10 @@
 //! producers rely on. The rest awaits the jobs and builds the response.
 //! Per-partition errors never fail the other partitions.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
@@ -22,6 +24,7 @@ use super::{str_bytes, ApiSupport, Remainder, RequestContext};
 use crate::partition::replica::AppendError;
 use crate::protocol::error_codes;
 use crate::shard;
+use crate::stages::{JobTiming, Stage};
 use crate::storage::{ErrorKind, RecordError};
 
 pub const API: ApiSupport = super::api(ApiKey::Produce, 3, 12);
@@ -67,6 +70,7 @@ enum Slot {
 }
 
 pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainder {
+    let routing_at = Instant::now();
     let acks = request.acks;
     // Kafka's producer default (request.timeout.ms) when the request has none.
     let timeout = Duration::from_millis(match request.timeout_ms {
@@ -117,21 +121,27 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
         slots.push((name, topic_slots));
     }
     // The ordered part: queue every job before the next request is read.
-    let mut replies: BTreeMap<ShardId, Reply<Vec<PartitionResult>>> = BTreeMap::new();
+    let mut replies: BTreeMap<ShardId, (Instant, Reply<OwnerAnswer>)> = BTreeMap::new();
     for (owner, appends) in jobs {
+        let queued_at = Instant::now();
         let queued = context
             .shard
             .mesh
             .send_to(owner, move || append_on_owner(appends, acks, timeout))
             .await;
         if let Ok(reply) = queued {
-            replies.insert(owner, reply);
+            replies.insert(owner, (queued_at, reply));
         }
     }
+    let shard = context.shard.clone();
+    let stages = &shard.metrics.produce_stages;
+    stages.record_between(Stage::Route, routing_at, Instant::now());
     Box::pin(async move {
+        let stages = &shard.metrics.produce_stages;
         let mut results: BTreeMap<ShardId, Vec<PartitionResult>> = BTreeMap::new();
-        for (owner, reply) in replies {
-            if let Ok(answer) = reply.await {
+        for (owner, (queued_at, reply)) in replies {
+            if let Ok((answer, timing)) = reply.await {
+                timing.record(stages, queued_at, Instant::now());
                 results.insert(owner, answer);
             }
         }
@@ -170,6 +180,9 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
 
 const PRODUCE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 
+/// A job's answers, one per partition in its order, and when it ran.
+type OwnerAnswer = (Vec<PartitionResult>, JobTiming);
+
 /// Runs on the owning shard: appends each partition's records in order,
 /// then, for `acks=all`, waits until the high watermark covers them (every
 /// in-sync replica has them on disk). `min.insync.replicas` is checked
@@ -178,13 +191,15 @@ async fn append_on_owner(
     appends: Vec<PartitionAppend>,
     acks: i16,
     timeout: Duration,
-) -> Vec<PartitionResult> {
+) -> OwnerAnswer {
+    let started = Instant::now();
     let shard = shard::current();
     let now_ms = crate::storage::now_ms();
     let image = shard.image();
     let config = shard.effective_config();
     let mut results = Vec::with_capacity(appends.len());
     let mut commit_waits = Vec::new();
+    let durable_at = Rc::new(Cell::new(None));
     for append in appends {
         let Some(partition) = shard.partitions.get(&append.topic, append.partition) else {
             let code = shard
@@ -222,7 +237,14 @@ async fn append_on_owner(
         match partition.append(&append.records, now_ms).await {
             Ok(outcome) => {
                 if acks == -1 {
-                    let wait = committed(partition, outcome.last_offset, min_insync, timeout);
+                    let durable_at = durable_at.clone();
+                    let wait = committed(
+                        partition,
+                        outcome.last_offset,
+                        min_insync,
+                        timeout,
+                        durable_at,
+                    );
                     commit_waits.push((results.len(), wait));
                 }
                 results.push(PartitionResult {
@@ -237,21 +259,33 @@ async fn append_on_owner(
             Err(error) => results.push(append_error(error)),
         }
     }
+    let appended = Instant::now();
+    let waited = !commit_waits.is_empty();
     for (index, wait) in commit_waits {
         if let Err((code, message)) = wait.await {
             results[index] = PartitionResult::error(code, message);
         }
     }
-    results
+    let finished = Instant::now();
+    let timing = JobTiming {
+        started,
+        appended,
+        durable: durable_at.get(),
+        replicated: waited.then_some(finished),
+        finished,
+    };
+    (results, timing)
 }
 
 /// Ends when the high watermark passes `last_offset`, or with Kafka's error
-/// (a failed sync is KAFKA_STORAGE_ERROR at once).
+/// (a failed sync is KAFKA_STORAGE_ERROR at once). Sets `durable_at` to
+/// when the local sync covered the records, if that is later than it is.
 async fn committed(
-    partition: std::rc::Rc<crate::partition::Partition>,
+    partition: Rc<crate::partition::Partition>,
     last_offset: i64,
     min_insync: usize,
     timeout: Duration,
+    durable_at: Rc<Cell<Option<Instant>>>,
 ) -> Result<(), (i16, Option<String>)> {
     let durable = partition
         .log
@@ -259,7 +293,10 @@ async fn committed(
     let failed_sync = async move {
         match durable.await {
             Err(error) => Err((error_codes::KAFKA_STORAGE_ERROR, Some(error.to_string()))),
-            Ok(()) => std::future::pending().await,
+            Ok(()) => {
+                durable_at.set(Some(Instant::now()));
+                std::future::pending().await
+            }
         }
     };
     let replicated = async {
@@ -268,7 +305,8 @@ async fn committed(
             .await
             .map_err(|code| (code, None))
     };
-    futures_lite::future::or(replicated, failed_sync).await
+    // The sync first, so that its time is taken when both are ready.
+    futures_lite::future::or(failed_sync, replicated).await
 }
 
 fn append_error(error: AppendError) -> PartitionResult {

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -33,6 +33,7 @@ use crate::handlers::{self, api_versions, RequestContext};
 use crate::protocol::splice::Part;
 use crate::protocol::{self, DecodeError, Request};
 use crate::shard::Shard;
+use crate::stages::Stage;
 use crate::storage::FileRegion;
 
 mod sendfile;
@@ -46,22 +47,36 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// can bind while connections of the previous process linger in FIN-WAIT or
 /// TIME-WAIT (glommio's own `bind` sets only SO_REUSEPORT).
 pub fn bind_shared(address: SocketAddr) -> std::io::Result<TcpListener> {
+    bind(address, true)
+}
+
+/// Pending connections the kernel queues per shard listener.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A listener one shard owns alone (metrics, controller): SO_REUSEADDR so a
+/// restart can bind while the previous process's connections linger in
+/// TIME-WAIT, which glommio's own `bind` does not set; a restarted broker
+/// failed with EADDRINUSE for a minute after one metrics scrape.
+pub fn bind_exclusive(address: SocketAddr) -> std::io::Result<TcpListener> {
+    bind(address, false)
+}
+
+fn bind(address: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(address),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&address.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     // SAFETY: the descriptor is a listening TCP socket we own; ownership
     // passes to the glommio listener.
     Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
-
-/// Pending connections the kernel queues per shard listener.
-const LISTEN_BACKLOG: i32 = 1024;
 
 /// Accepts connections until the task is dropped.
 pub async fn accept_loop(listener: TcpListener, shard: Rc<Shard>) {
@@ -87,11 +102,26 @@ enum Pending {
 }
 
 enum Outcome {
-    /// Encoded parts, and the file regions its holes stand for.
-    Respond(Vec<Part>, Vec<FileRegion>),
+    /// Encoded parts, and the file regions its holes stand for; for a
+    /// produce request, its clock (its stages are recorded).
+    Respond(Vec<Part>, Vec<FileRegion>, Option<ProduceClock>),
     /// The request wants no response (Produce with acks=0).
     Silent,
     Close,
+}
+
+/// When a produce request's frame began to arrive and its response was
+/// encoded, for the stages the writer records.
+#[derive(Clone, Copy)]
+struct ProduceClock {
+    size_read_at: Instant,
+    encoded_at: Instant,
+}
+
+/// A frame's body, and when its size prefix had been read.
+struct Frame {
+    body: Bytes,
+    size_read_at: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,9 +170,19 @@ async fn serve_frames(stream: TcpStream, shard: Rc<Shard>) {
                 break;
             }
         };
-        let frame_bytes = frame.len() as u64 + 4;
-        let next = match protocol::decode_request(frame, handlers::supported_range) {
-            Ok(request) => Pending::Running(start(shard.clone(), request, frame_bytes, peer).await),
+        let Frame { body, size_read_at } = frame;
+        let frame_bytes = body.len() as u64 + 4;
+        let read_at = Instant::now();
+        let next = match protocol::decode_request(body, handlers::supported_range) {
+            Ok(request) => {
+                if request.api_key == ApiKey::Produce {
+                    let stages = &shard.metrics.produce_stages;
+                    stages.record_between(Stage::Read, size_read_at, read_at);
+                    stages.record_between(Stage::Decode, read_at, Instant::now());
+                }
+                let started = start(shard.clone(), request, frame_bytes, peer, size_read_at);
+                Pending::Running(started.await)
+            }
             Err(DecodeError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
                 correlation_id,
@@ -172,7 +212,7 @@ async fn serve_frames(stream: TcpStream, shard: Rc<Shard>) {
 async fn read_frame<R>(
     reader: &mut R,
     request_bytes_max: usize,
-) -> Result<Option<Bytes>, FrameError>
+) -> Result<Option<Frame>, FrameError>
 where
     R: futures_lite::AsyncRead + Unpin,
 {
@@ -182,6 +222,7 @@ where
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(error) => return Err(error.into()),
     }
+    let size_read_at = Instant::now();
     let size = i32::from_be_bytes(size_bytes);
     let size = usize::try_from(size).map_err(|_| FrameError::Negative(size))?;
     if size > request_bytes_max {
@@ -192,7 +233,10 @@ where
     }
     let mut body = vec![0u8; size];
     reader.read_exact(&mut body).await?;
-    Ok(Some(Bytes::from(body)))
+    Ok(Some(Frame {
+        body: Bytes::from(body),
+        size_read_at,
+    }))
 }
 
 /// Starts `request` (its ordered part runs now) and returns the task that
@@ -202,6 +246,7 @@ async fn start(
     request: Request,
     frame_bytes: u64,
     peer: Option<SocketAddr>,
+    size_read_at: Instant,
 ) -> Task<Outcome> {
     let Request {
         api_key,
@@ -228,11 +273,21 @@ async fn start(
         let Some(answer) = answer else {
             return Outcome::Silent;
         };
+        let encoding_at = Instant::now();
         match protocol::encode_response_parts(api_key, api_version, correlation_id, &answer.body) {
             Ok(parts) => {
                 let bytes: usize = parts.iter().map(Part::len).sum();
                 metrics.add_response_bytes(api_key, bytes as u64);
-                Outcome::Respond(parts, answer.regions)
+                let clock = (api_key == ApiKey::Produce).then(|| {
+                    let encoded_at = Instant::now();
+                    let stages = &metrics.produce_stages;
+                    stages.record_between(Stage::Encode, encoding_at, encoded_at);
+                    ProduceClock {
+                        size_read_at,
+                        encoded_at,
+                    }
+                });
+                Outcome::Respond(parts, answer.regions, clock)
             }
             Err(error) => {
                 tracing::error!(?api_key, api_version, %error, "could not encode a response");
@@ -266,17 +321,25 @@ async fn write_responses<W>(
     W: futures_lite::AsyncWrite + Unpin,
 {
     while let Some(next) = pending.recv().await {
-        let (parts, regions) = match next {
-            Pending::Ready(bytes) => (vec![Part::Bytes(bytes)], Vec::new()),
+        let (parts, regions, clock) = match next {
+            Pending::Ready(bytes) => (vec![Part::Bytes(bytes)], Vec::new(), None),
             Pending::Running(task) => match task.await {
-                Outcome::Respond(parts, regions) => (parts, regions),
+                Outcome::Respond(parts, regions, clock) => (parts, regions, clock),
                 Outcome::Silent => continue,
                 Outcome::Close => break,
             },
         };
+        let writing_at = Instant::now();
         if let Err(error) = write_parts(&mut writer, socket, &shard, parts, &regions).await {
             tracing::debug!(?peer, %error, "write failed; closing connection");
             break;
+        }
+        if let Some(clock) = clock {
+            let written_at = Instant::now();
+            let stages = &shard.metrics.produce_stages;
+            stages.record_between(Stage::InOrder, clock.encoded_at, writing_at);
+            stages.record_between(Stage::Write, writing_at, written_at);
+            stages.record_between(Stage::Total, clock.size_read_at, written_at);
         }
     }
     let _ = writer.close().await;

@@ -130,7 +130,7 @@ pub(crate) async fn run(shard: Weak<ShardInner>) {
                 total.rounds += 1;
                 total.syncs += stats.syncs;
                 total.records += stats.records;
-                total.round_latency.record(latency_us);
+                total.round_latency.record_us(latency_us);
             }
             done.complete(Ok(()));
         })
