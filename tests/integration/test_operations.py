@@ -260,6 +260,17 @@ def test_metrics_endpoint_parses_and_counters_move(make_broker):
         raise AssertionError("expected 404")
     except urllib.error.HTTPError as error:
         assert error.code == 404
+    # Where produce time went, by stage: every stage of an acks=1 produce.
+    stages = {labels for (name, labels), _ in after.items() if name == "sluice_produce_stage_seconds_count"}
+    for stage in ("read", "decode", "route", "hop", "append", "reply", "encode", "in_order", "write", "total"):
+        assert any(f'stage="{stage}"' in labels for labels in stages), (stage, stages)
+    p99 = [v for (name, labels), v in after.items()
+           if name == "sluice_produce_stage_seconds" and 'stage="total"' in labels and 'quantile="0.99"' in labels]
+    assert p99 and all(0 < v < 60 for v in p99), p99
+    # A restart right after a scrape binds the metrics port again (its
+    # TIME-WAIT connection once made that fail with EADDRINUSE).
+    broker.restart()
+    assert total(parse_prometheus(scrape(port)), "sluice_partitions") >= 2
 
 
 def sample(samples, name, **labels):
