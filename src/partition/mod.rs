@@ -33,11 +33,13 @@ use crate::shard::partition_owner;
 use crate::storage::{PartitionLog, ShardStorage};
 
 mod log_config;
+mod map;
 pub mod producer_state;
 pub mod replica;
 pub mod replication;
 
 pub use log_config::log_config;
+use map::PartitionMap;
 pub use replica::{AppendOutcome, Partition};
 use replication::Transition;
 
@@ -63,7 +65,7 @@ impl TopicPartition {
 pub struct PartitionTable {
     data_dir: PathBuf,
     me: ShardId,
-    partitions: RefCell<BTreeMap<TopicPartition, Rc<Partition>>>,
+    partitions: RefCell<PartitionMap>,
     /// Partitions that failed to open, with the topic ID they were opened for.
     offline: RefCell<BTreeMap<TopicPartition, Uuid>>,
 }
@@ -73,7 +75,7 @@ impl PartitionTable {
         PartitionTable {
             data_dir,
             me,
-            partitions: RefCell::new(BTreeMap::new()),
+            partitions: RefCell::new(PartitionMap::default()),
             offline: RefCell::new(BTreeMap::new()),
         }
     }
@@ -102,23 +104,20 @@ impl PartitionTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.partitions.borrow().is_empty()
+        self.len() == 0
     }
 
-    pub fn contains(&self, topic_partition: &TopicPartition) -> bool {
-        self.partitions.borrow().contains_key(topic_partition)
+    pub fn contains(&self, key: &TopicPartition) -> bool {
+        self.get(&key.topic, key.partition).is_some()
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
-        let key = TopicPartition {
-            topic: topic.to_string(),
-            partition,
-        };
-        self.partitions.borrow().get(&key).cloned()
+        self.partitions.borrow().get(topic, partition).cloned()
     }
 
+    /// Every partition, by topic then index.
     pub fn all(&self) -> Vec<Rc<Partition>> {
-        self.partitions.borrow().values().cloned().collect()
+        self.partitions.borrow().sorted()
     }
 
     /// Opens what the image gives this node's replicas on this shard and
@@ -155,8 +154,8 @@ impl PartitionTable {
             .borrow()
             .iter()
             .filter(|(key, _)| in_scope(&key.topic))
-            .filter(|(key, partition)| wanted.get(*key) != Some(&partition.topic_id))
-            .map(|(key, _)| key.clone())
+            .filter(|(key, partition)| wanted.get(key) != Some(&partition.topic_id))
+            .map(|(key, _)| key)
             .collect();
         for key in stale {
             let partition = self.partitions.borrow_mut().remove(&key);
@@ -239,7 +238,7 @@ impl PartitionTable {
     /// Closes every partition (clean shutdown: each log writes its marker).
     pub async fn close_all(&self) {
         let partitions = std::mem::take(&mut *self.partitions.borrow_mut());
-        for (key, partition) in partitions {
+        for (key, partition) in partitions.iter() {
             if let Err(error) = partition.log.close().await {
                 tracing::warn!(topic = %key.topic, partition = key.partition, %error, "close failed");
             }
