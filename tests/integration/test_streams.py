@@ -124,11 +124,11 @@ class Counts:
 
 
 def start(library, broker, source, output, app_id, state_dir, log_path):
-    log = open(log_path, "ab")
-    return subprocess.Popen([library.python, library.script, broker.bootstrap, source, output,
-                             app_id, str(state_dir)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=str(state_dir.parent), start_new_session=True)
+    with open(log_path, "ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen([library.python, library.script, broker.bootstrap, source,
+                                 output, app_id, str(state_dir)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(state_dir.parent), start_new_session=True)
 
 
 def stop(app):
