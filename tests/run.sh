@@ -51,6 +51,26 @@ install_python() {
     "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest, pytest_timeout; print("confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "| kafka-python", kafka.__version__, "| aiokafka", aiokafka.__version__, "| pytest", pytest.__version__)'
 }
 
+install_stream_venv() {
+    # A stream-processing library in a venv of its own (.venv-quix,
+    # .venv-faust): each pins its own Kafka client version, which must not
+    # touch the shared .venv. Rebuilt when its requirements file changes.
+    local venv="$ROOT/$1" reqs="$ROOT/tests/streams/$2" module="$3" want have=""
+    want="$(sha256sum "$reqs" | cut -d' ' -f1)"
+    if [ ! -x "$venv/bin/python" ]; then
+        echo "creating $venv"
+        python3 -m venv "$venv"
+    fi
+    [ -f "$venv/.requirements.sha256" ] && have="$(cat "$venv/.requirements.sha256")"
+    if [ "$want" = "$have" ]; then
+        echo "$1 up to date (requirements hash $want)"
+    else
+        "$venv/bin/python" -m pip install --quiet -r "$reqs"
+        echo "$want" >"$venv/.requirements.sha256"
+    fi
+    "$venv/bin/python" -c "import importlib.metadata as m; print('$1:', '$module', m.version('$module'))"
+}
+
 apt_get() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get "$@"
 }
@@ -111,6 +131,9 @@ install_js() {
 if [ "${SKIP_INSTALL:-0}" != "1" ]; then
     step "install: python venv (.venv) with tests/requirements.txt"
     install_python
+    step "install: stream-processing venvs (.venv-quix, .venv-faust)"
+    install_stream_venv .venv-quix requirements-quix.txt quixstreams
+    install_stream_venv .venv-faust requirements-faust.txt faust-streaming
     step "install: kcat"
     install_kcat
     step "install: kafkajs (tests/js)"
@@ -133,6 +156,8 @@ cargo build --bin sluice
 
 step "pytest tests/integration"
 export SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/sluice}"
+# test_streams.py fails instead of skipping when a stream venv is missing.
+export SLUICE_REQUIRE_STREAMS=1
 "$VENV/bin/python" -m pytest tests/integration -q -ra --timeout=300 "$@"
 
 step "all tests passed"

@@ -245,6 +245,9 @@ fn apply_config_change(
     }
     match &change.target {
         ConfigTarget::Topic(name) => {
+            effective
+                .check_topic_overrides(&updated)
+                .map_err(|message| TopicError::new(error_codes::INVALID_CONFIG, message))?;
             next.topics.get_mut(name).expect("checked above").configs = updated;
         }
         ConfigTarget::Broker => next.broker_configs = updated,
@@ -352,15 +355,17 @@ fn partition_records(
 /// CreateTopics: an outcome per topic, and the records of the valid ones.
 pub fn create_topics(
     image: &MetadataImage,
+    broker: &crate::config::BrokerConfig,
     topics: Vec<NewTopic>,
     placement: Placement,
 ) -> (Vec<Result<TopicMetadata, TopicError>>, Vec<MetadataRecord>) {
     let live = live_brokers(image);
+    let effective = broker.with_dynamic(&image.broker_configs);
     let mut scratch = image.clone();
     let mut records = Vec::new();
     let mut outcomes = Vec::with_capacity(topics.len());
     for topic in topics {
-        let outcome = create_one(&scratch, &live, topic, placement).map(|made| {
+        let outcome = create_one(&scratch, &effective, &live, topic, placement).map(|made| {
             scratch.apply_batch(scratch.epoch, &made);
             records.extend(made);
         });
@@ -400,6 +405,7 @@ fn outcomes_with_topics(
 
 fn create_one(
     image: &MetadataImage,
+    broker: &crate::config::BrokerConfig,
     live: &[i32],
     topic: NewTopic,
     placement: Placement,
@@ -427,6 +433,9 @@ fn create_one(
         }
         None => validate_new_topic(&checked, brokers)?,
     }
+    broker
+        .check_topic_overrides(&topic.configs)
+        .map_err(|message| TopicError::new(error_codes::INVALID_CONFIG, message))?;
     if image.topics.contains_key(&topic.name) {
         return Err(TopicError::new(
             error_codes::TOPIC_ALREADY_EXISTS,

@@ -261,7 +261,7 @@ impl Controller {
                 validate_only,
             } => {
                 let (results, records) =
-                    commands::create_topics(image, topics, Placement::random());
+                    commands::create_topics(image, &self.config, topics, Placement::random());
                 for topic in results.iter().flatten().filter(|_| !validate_only) {
                     tracing::info!(topic = %topic.name, partitions = topic.partitions, replication_factor = topic.replication_factor, "topic created");
                 }

@@ -187,6 +187,24 @@ impl BrokerConfig {
         resolve_topic(&self.values, overrides).typed(&self.values)
     }
 
+    /// Kafka's `LogConfig.validateValues`, the rule between keys that each
+    /// pass alone: a topic's effective `min.compaction.lag.ms` (its override,
+    /// else this broker's default) may not exceed its effective
+    /// `max.compaction.lag.ms`. The error is Kafka's wording.
+    pub fn check_topic_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let topic = self.topic_config(overrides);
+        if topic.min_compaction_lag_ms > topic.max_compaction_lag_ms {
+            return Err(format!(
+                "conflict topic config setting min.compaction.lag.ms ({}) > max.compaction.lag.ms ({})",
+                topic.min_compaction_lag_ms, topic.max_compaction_lag_ms
+            ));
+        }
+        Ok(())
+    }
+
     /// The effective text of a broker key (`None`: unset and no default, or
     /// unknown).
     pub fn value(&self, name: &str) -> Option<&str> {

@@ -121,7 +121,7 @@ fn topic_defaults_are_kafkas() {
         ("max.message.bytes", "1048588"),
         ("message.downconversion.enable", "true"),
         ("message.format.version", "3.0-IV1"),
-        ("message.timestamp.after.max.ms", "9223372036854775807"),
+        ("message.timestamp.after.max.ms", "3600000"),
         ("message.timestamp.before.max.ms", "9223372036854775807"),
         ("message.timestamp.difference.max.ms", "9223372036854775807"),
         ("message.timestamp.type", "CreateTime"),

@@ -321,6 +321,7 @@ fn append_error(error: AppendError) -> PartitionResult {
             let code = match error.kind() {
                 ErrorKind::CorruptMessage => error_codes::CORRUPT_MESSAGE,
                 ErrorKind::InvalidRecord => error_codes::INVALID_RECORD,
+                ErrorKind::InvalidTimestamp => error_codes::INVALID_TIMESTAMP,
                 ErrorKind::MessageTooLarge => error_codes::MESSAGE_TOO_LARGE,
                 ErrorKind::OffsetOutOfRange => error_codes::OFFSET_OUT_OF_RANGE,
                 ErrorKind::StorageError => error_codes::KAFKA_STORAGE_ERROR,
@@ -387,10 +388,12 @@ mod tests {
             records: vec![
                 RecordError {
                     batch_index: 3,
+                    kind: crate::storage::ErrorKind::InvalidRecord,
                     message: "no key".into(),
                 },
                 RecordError {
                     batch_index: 7,
+                    kind: crate::storage::ErrorKind::InvalidRecord,
                     message: "no key".into(),
                 },
             ],

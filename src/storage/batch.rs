@@ -8,7 +8,8 @@
 
 use bytes::Bytes;
 
-use super::error::{RecordError, Result, StorageError};
+use super::error::{Result, StorageError};
+use super::record_checks::{invalid_records, validate_records, RecordChecks};
 
 /// Bytes of the fixed v2 batch header.
 pub const HEADER_BYTES: usize = 61;
@@ -211,12 +212,13 @@ pub struct ValidBatch {
 /// Splits a produce payload into batches and validates each one, all before
 /// anything is written: a payload is accepted whole or refused whole. A
 /// payload refused because of some of its records (keyless records on a
-/// compacted log) is [`StorageError::InvalidRecords`], naming each one by
-/// its index within its batch (KIP-467), so that clients fail only those.
+/// compacted log, timestamps out of bounds: `record_checks.rs`) is
+/// [`StorageError::InvalidRecords`], naming each one by its index within
+/// its batch (KIP-467), so that clients fail only those.
 pub fn validate_payload(
     payload: &[u8],
     max_message_bytes: usize,
-    require_keys: bool,
+    checks: RecordChecks,
 ) -> Result<Vec<ValidBatch>> {
     if payload.is_empty() {
         return Err(StorageError::CorruptMessage("empty records".into()));
@@ -237,7 +239,7 @@ pub fn validate_payload(
         let header = check_batch(rest)
             .map_err(|e| StorageError::CorruptMessage(format!("batch at byte {start}: {e}")))?;
         let batch = &rest[..header.total_bytes()];
-        record_errors.extend(validate_records(batch, &header, require_keys)?);
+        record_errors.extend(validate_records(batch, &header, checks)?);
         batches.push(ValidBatch { start, header });
         start += header.total_bytes();
     }
@@ -245,113 +247,6 @@ pub fn validate_payload(
         return Err(invalid_records(record_errors));
     }
     Ok(batches)
-}
-
-/// Why a record without a key is refused (Kafka's wording, less the
-/// partition, which the storage layer does not name).
-pub const KEYLESS_ON_COMPACTED: &str = "Compacted topic cannot accept message without key";
-
-/// Kafka's batch-level message for record errors: the count and the first
-/// three of them.
-fn invalid_records(records: Vec<RecordError>) -> StorageError {
-    let shown: Vec<String> = records
-        .iter()
-        .take(3)
-        .map(|r| format!("(batch index {}: {})", r.batch_index, r.message))
-        .collect();
-    StorageError::InvalidRecords {
-        message: format!(
-            "{} record(s) rejected, the first {} of them: {}",
-            records.len(),
-            shown.len(),
-            shown.join(", ")
-        ),
-        records,
-    }
-}
-
-/// Checks the records of one batch. A malformed batch is an error; records
-/// that are well formed but not acceptable are returned, by their index
-/// within the batch.
-fn validate_records(
-    batch: &[u8],
-    header: &BatchHeader,
-    require_keys: bool,
-) -> Result<Vec<RecordError>> {
-    if header.record_count < 1 || header.last_offset_delta != header.record_count - 1 {
-        return Err(StorageError::InvalidRecord(format!(
-            "record count {} does not match last offset delta {}",
-            header.record_count, header.last_offset_delta
-        )));
-    }
-    let keyless = if header.codec() == 0 {
-        walk_uncompressed_records(batch, header.record_count)?
-    } else if require_keys && !header.is_control() {
-        keyless_compressed(batch)?
-    } else {
-        Vec::new()
-    };
-    if !require_keys || header.is_control() {
-        return Ok(Vec::new());
-    }
-    Ok(keyless
-        .into_iter()
-        .map(|batch_index| RecordError {
-            batch_index,
-            message: KEYLESS_ON_COMPACTED.to_string(),
-        })
-        .collect())
-}
-
-/// Walks the records of an uncompressed batch: their lengths must tile the
-/// batch body exactly and their count must match. Returns the indexes of
-/// the records with a null key.
-fn walk_uncompressed_records(batch: &[u8], record_count: i32) -> Result<Vec<i32>> {
-    let invalid = |what: &str| StorageError::InvalidRecord(what.to_string());
-    let mut at = HEADER_BYTES;
-    let mut keyless = Vec::new();
-    for index in 0..record_count {
-        let (length, used) = read_varint(&batch[at..]).ok_or_else(|| invalid("record length"))?;
-        at += used;
-        if length < 0 || batch.len() - at < length as usize {
-            return Err(invalid("record length beyond batch"));
-        }
-        let record = &batch[at..at + length as usize];
-        if record_key_length(record).ok_or_else(|| invalid("record fields"))? < 0 {
-            keyless.push(index);
-        }
-        at += length as usize;
-    }
-    if at != batch.len() {
-        return Err(invalid("records do not fill the batch"));
-    }
-    Ok(keyless)
-}
-
-/// Key length of one record body: attributes i8, timestampDelta varlong,
-/// offsetDelta varint, keyLength varint.
-fn record_key_length(record: &[u8]) -> Option<i64> {
-    let mut at = 1;
-    for _ in 0..2 {
-        let (_, used) = read_varint(record.get(at..)?)?;
-        at += used;
-    }
-    read_varint(record.get(at..)?).map(|(value, _)| value)
-}
-
-/// Indexes (within the batch) of the records of a compressed batch with a
-/// null key.
-fn keyless_compressed(batch: &[u8]) -> Result<Vec<i32>> {
-    let mut bytes = Bytes::copy_from_slice(batch);
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-        .map_err(|e| StorageError::CorruptMessage(format!("cannot decompress: {e}")))?;
-    Ok(set
-        .records
-        .iter()
-        .enumerate()
-        .filter(|(_, record)| record.key.is_none())
-        .map(|(index, _)| index as i32)
-        .collect())
 }
 
 /// Reads a zigzag varint (up to 10 bytes). Returns (value, bytes used).
@@ -407,11 +302,22 @@ pub mod test_batches {
         timestamp_ms: i64,
         compression: kafka_protocol::records::Compression,
     ) -> Vec<u8> {
+        let timestamps = vec![timestamp_ms; records.len()];
+        encoded_batch_at(records, &timestamps, compression)
+    }
+
+    /// As [`encoded_batch`], with each record at its own timestamp.
+    pub fn encoded_batch_at(
+        records: &[KeyValue<'_>],
+        timestamps_ms: &[i64],
+        compression: kafka_protocol::records::Compression,
+    ) -> Vec<u8> {
         use kafka_protocol::records::*;
         let records: Vec<Record> = records
             .iter()
+            .zip(timestamps_ms)
             .enumerate()
-            .map(|(i, (key, value))| Record {
+            .map(|(i, ((key, value), timestamp_ms))| Record {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
@@ -423,7 +329,7 @@ pub mod test_batches {
                 // The encoder keeps records in one batch while offset and
                 // sequence advance together; base sequence -1 is "none".
                 sequence: (i as i32).wrapping_sub(1),
-                timestamp: timestamp_ms,
+                timestamp: *timestamp_ms,
                 key: key.map(Bytes::copy_from_slice),
                 value: value.map(Bytes::copy_from_slice),
                 headers: kafka_protocol::indexmap::IndexMap::new(),
@@ -492,13 +398,23 @@ pub mod test_batches {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record_checks::KEYLESS_ON_COMPACTED;
     use super::test_batches::batch;
     use super::*;
+
+    const KEYS: RecordChecks = RecordChecks {
+        require_keys: true,
+        timestamps: None,
+    };
+    const NO_CHECKS: RecordChecks = RecordChecks {
+        require_keys: false,
+        timestamps: None,
+    };
 
     #[test]
     fn valid_batch_round_trips_through_kafka_protocol_decoder() {
         let bytes = batch(3, Some(b"k"), Some(b"value"), 1000);
-        let batches = validate_payload(&bytes, 1 << 20, true).unwrap();
+        let batches = validate_payload(&bytes, 1 << 20, KEYS).unwrap();
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].header.record_count, 3);
         let mut buf = Bytes::from(bytes);
@@ -512,7 +428,7 @@ mod tests {
         let mut bytes = batch(1, None, Some(b"v"), 1);
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        let error = validate_payload(&bytes, 1 << 20, false).unwrap_err();
+        let error = validate_payload(&bytes, 1 << 20, NO_CHECKS).unwrap_err();
         assert_eq!(error.kind(), super::super::ErrorKind::CorruptMessage);
     }
 
@@ -520,10 +436,10 @@ mod tests {
     fn too_large_and_keyless_and_bad_count_are_typed() {
         use super::super::ErrorKind;
         let big = batch(1, None, Some(&[7u8; 2000]), 1);
-        let kind = validate_payload(&big, 1000, false).unwrap_err().kind();
+        let kind = validate_payload(&big, 1000, NO_CHECKS).unwrap_err().kind();
         assert_eq!(kind, ErrorKind::MessageTooLarge);
         let keyless = batch(2, None, Some(b"v"), 1);
-        let kind = validate_payload(&keyless, 1 << 20, true)
+        let kind = validate_payload(&keyless, 1 << 20, KEYS)
             .unwrap_err()
             .kind();
         assert_eq!(kind, ErrorKind::InvalidRecord);
@@ -531,14 +447,14 @@ mod tests {
         wrong_count[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&3i32.to_be_bytes());
         let crc = crc32c::crc32c(&wrong_count[ATTRIBUTES_AT..]);
         wrong_count[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-        let kind = validate_payload(&wrong_count, 1 << 20, false)
+        let kind = validate_payload(&wrong_count, 1 << 20, NO_CHECKS)
             .unwrap_err()
             .kind();
         assert_eq!(kind, ErrorKind::InvalidRecord);
     }
 
     fn record_errors(payload: &[u8]) -> Vec<(i32, String)> {
-        match validate_payload(payload, 1 << 20, true) {
+        match validate_payload(payload, 1 << 20, KEYS) {
             Err(error @ StorageError::InvalidRecords { .. }) => {
                 assert_eq!(error.kind(), super::super::ErrorKind::InvalidRecord);
                 error
@@ -566,12 +482,15 @@ mod tests {
         let indexes: Vec<i32> = named.iter().map(|(i, _)| *i).collect();
         assert_eq!(indexes, vec![0, 3, 4, 99]);
         assert!(named.iter().all(|(_, m)| m == KEYLESS_ON_COMPACTED));
-        let error = validate_payload(&bytes, 1 << 20, true).unwrap_err();
+        let error = validate_payload(&bytes, 1 << 20, KEYS).unwrap_err();
         let text = error.to_string();
         assert!(text.contains("4 record(s)"), "{text}");
         assert!(text.contains("batch index 4") && !text.contains("batch index 99"));
         // Not compacted: the same batch is fine.
-        assert_eq!(validate_payload(&bytes, 1 << 20, false).unwrap().len(), 1);
+        assert_eq!(
+            validate_payload(&bytes, 1 << 20, NO_CHECKS).unwrap().len(),
+            1
+        );
     }
 
     #[test]
@@ -606,7 +525,7 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         payload.extend(bad);
-        let error = validate_payload(&payload, 1 << 20, true).unwrap_err();
+        let error = validate_payload(&payload, 1 << 20, KEYS).unwrap_err();
         assert_eq!(error.kind(), super::super::ErrorKind::CorruptMessage);
         assert!(error.record_errors().is_empty());
     }
@@ -627,12 +546,12 @@ mod tests {
     fn truncated_and_garbage_never_panic() {
         let bytes = batch(2, Some(b"k"), Some(b"v"), 5);
         for cut in 0..bytes.len() {
-            assert!(validate_payload(&bytes[..cut], 1 << 20, false).is_err());
+            assert!(validate_payload(&bytes[..cut], 1 << 20, NO_CHECKS).is_err());
         }
         for flip in 0..bytes.len() {
             let mut corrupt = bytes.clone();
             corrupt[flip] ^= 0x55;
-            let _ = validate_payload(&corrupt, 1 << 20, true);
+            let _ = validate_payload(&corrupt, 1 << 20, KEYS);
         }
     }
 }

@@ -63,6 +63,13 @@ pub struct LogConfig {
     /// append. `None` is Kafka's default (Long.MAX_VALUE).
     pub flush_ms: Option<i64>,
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: with CreateTime, a record more
+    /// than this older than the broker's clock is refused. `None` is
+    /// Long.MAX_VALUE (no bound).
+    pub timestamp_before_max_ms: Option<i64>,
+    /// `message.timestamp.after.max.ms`: with CreateTime, a record more than
+    /// this ahead of the broker's clock is refused. `None`: no bound.
+    pub timestamp_after_max_ms: Option<i64>,
     /// `min.cleanable.dirty.ratio`: the cleaner compacts a log once this
     /// share of its closed bytes is new since the last pass.
     pub min_cleanable_dirty_ratio: f64,
@@ -89,6 +96,8 @@ impl Default for LogConfig {
             flush_messages: 1,
             flush_ms: None,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: None,
+            timestamp_after_max_ms: None,
             min_cleanable_dirty_ratio: 0.5,
             max_compaction_lag_ms: None,
             min_compaction_lag_ms: 0,

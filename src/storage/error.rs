@@ -17,6 +17,9 @@ pub enum ErrorKind {
     /// Kafka `INVALID_RECORD` (87): a batch that is well formed but not
     /// acceptable (record count mismatch, keyless record on a compacted log).
     InvalidRecord,
+    /// Kafka `INVALID_TIMESTAMP` (32): a CreateTime timestamp outside
+    /// `message.timestamp.before.max.ms` / `.after.max.ms`.
+    InvalidTimestamp,
     /// Kafka `MESSAGE_TOO_LARGE` (10): a batch above `max.message.bytes`.
     MessageTooLarge,
     /// Kafka `OFFSET_OUT_OF_RANGE` (1).
@@ -31,6 +34,8 @@ pub enum ErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordError {
     pub batch_index: i32,
+    /// `InvalidRecord` or `InvalidTimestamp`.
+    pub kind: ErrorKind,
     pub message: String,
 }
 
@@ -79,8 +84,18 @@ impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StorageError::CorruptMessage(_) => ErrorKind::CorruptMessage,
-            StorageError::InvalidRecord(_) | StorageError::InvalidRecords { .. } => {
-                ErrorKind::InvalidRecord
+            StorageError::InvalidRecord(_) => ErrorKind::InvalidRecord,
+            // Kafka answers INVALID_TIMESTAMP if any record's timestamp is
+            // out of bounds, INVALID_RECORD otherwise.
+            StorageError::InvalidRecords { records, .. } => {
+                if records
+                    .iter()
+                    .any(|r| r.kind == ErrorKind::InvalidTimestamp)
+                {
+                    ErrorKind::InvalidTimestamp
+                } else {
+                    ErrorKind::InvalidRecord
+                }
             }
             StorageError::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
             StorageError::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,

@@ -27,6 +27,7 @@ use super::checkpoint::{self, EpochEntry};
 use super::config::{LogConfig, TimestampType, ALIGN_BYTES};
 use super::error::{Result, StorageError};
 use super::notify::Completion;
+use super::record_checks::{RecordChecks, TimestampWindow};
 use super::recovery::RecoveryReport;
 use super::segment::{segment_file_name, Segment};
 use super::shard::ShardStorage;
@@ -51,6 +52,27 @@ enum AppendMode {
     Leader,
     /// The leader's, on a follower: offsets and epochs kept.
     Replica,
+}
+
+/// What a leader checks in each record it is given: keys on a compacted
+/// log, CreateTime timestamps against its clock. A follower stores what its
+/// leader accepted and checks nothing.
+fn record_checks(config: &LogConfig, mode: AppendMode, now_ms: i64) -> RecordChecks {
+    if mode == AppendMode::Replica {
+        return RecordChecks::default();
+    }
+    let timestamps = match config.timestamp_type {
+        TimestampType::CreateTime => TimestampWindow::around(
+            now_ms,
+            config.timestamp_before_max_ms,
+            config.timestamp_after_max_ms,
+        ),
+        TimestampType::LogAppendTime => None,
+    };
+    RecordChecks {
+        require_keys: config.cleanup_policy.compacts(),
+        timestamps,
+    }
 }
 
 /// A partition's log on this shard. Cloning shares the same log.
@@ -326,9 +348,11 @@ impl PartitionLog {
         mode: AppendMode,
     ) -> Result<AppendInfo> {
         let config = self.config();
-        // A follower stores what its leader accepted: keys were checked there.
-        let require_keys = mode == AppendMode::Leader && config.cleanup_policy.compacts();
-        let batches = batch::validate_payload(records, config.max_message_bytes, require_keys)?;
+        let batches = batch::validate_payload(
+            records,
+            config.max_message_bytes,
+            record_checks(&config, mode, now_ms),
+        )?;
         let _permit = self.exclusive().await?;
         self.inner.check_usable()?;
         let base_offset = self.log_end_offset();

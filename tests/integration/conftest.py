@@ -83,9 +83,10 @@ def unique_topic(prefix="t"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def record_batch(values, keys=None):
+def record_batch(values, keys=None, timestamps=None):
     """A v2 record batch (no compression, no producer id) built by kafka-python;
-    `keys` (default: all None) gives each record's key."""
+    `keys` (default: all None) gives each record's key, `timestamps` (default:
+    all now) each record's timestamp in ms."""
     from kafka.record.default_records import DefaultRecordBatchBuilder
 
     builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
@@ -93,8 +94,9 @@ def record_batch(values, keys=None):
                                         batch_size=1 << 22)
     now = int(time.time() * 1000)
     keys = keys if keys is not None else [None] * len(values)
-    for i, (k, v) in enumerate(zip(keys, values)):
-        assert builder.append(i, timestamp=now, key=k, value=v, headers=[]) is not None
+    timestamps = timestamps if timestamps is not None else [now] * len(values)
+    for i, (k, v, ts) in enumerate(zip(keys, values, timestamps)):
+        assert builder.append(i, timestamp=ts, key=k, value=v, headers=[]) is not None
     return bytes(builder.build())
 
 
