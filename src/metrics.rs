@@ -300,7 +300,7 @@ pub fn render(snapshots: &[Snapshot]) -> String {
     let mut out = Writer {
         text: String::new(),
     };
-    let shard_families: [(Family, ShardValue); 20] = [
+    let shard_families: [(Family, ShardValue); 14] = [
         (
             (
                 "sluice_log_syncs_total",
@@ -409,57 +409,12 @@ pub fn render(snapshots: &[Snapshot]) -> String {
             ),
             |s| s.mesh_queue_full,
         ),
-        (
-            (
-                "sluice_fetch_sessions",
-                "gauge",
-                "Incremental fetch sessions (KIP-227) the shard keeps.",
-            ),
-            |s| s.fetch_sessions.sessions,
-        ),
-        (
-            (
-                "sluice_fetch_session_partitions",
-                "gauge",
-                "Partitions in the shard's fetch sessions.",
-            ),
-            |s| s.fetch_sessions.partitions,
-        ),
-        (
-            (
-                "sluice_fetch_session_evictions_total",
-                "counter",
-                "Fetch sessions evicted to make room for new ones.",
-            ),
-            |s| s.fetch_sessions.evictions_total,
-        ),
-        (
-            (
-                "sluice_fetch_requests_incremental_total",
-                "counter",
-                "Fetch requests served incrementally, in a session.",
-            ),
-            |s| s.fetch_sessions.incremental_fetches_total,
-        ),
-        (
-            (
-                "sluice_fetch_requests_full_total",
-                "counter",
-                "Full Fetch requests (session epoch 0 or -1).",
-            ),
-            |s| s.fetch_sessions.full_fetches_total,
-        ),
-        (
-            (
-                "sluice_fetch_session_errors_total",
-                "counter",
-                "Fetch requests refused with a session error (id not found, wrong epoch).",
-            ),
-            |s| s.fetch_sessions.session_errors_total,
-        ),
     ];
     for (family, value) in shard_families {
         out.per_shard(snapshots, family, value);
+    }
+    for (index, family) in SessionStats::FAMILIES.into_iter().enumerate() {
+        out.per_shard(snapshots, family, |s| s.fetch_sessions.values()[index]);
     }
     let name = "sluice_read_cache_hit_ratio";
     out.family(

@@ -263,6 +263,53 @@ pub struct SessionStats {
     pub session_errors_total: u64,
 }
 
+impl SessionStats {
+    /// The metric families (name, type, help) of [`SessionStats::values`].
+    pub const FAMILIES: [(&'static str, &'static str, &'static str); 6] = [
+        (
+            "sluice_fetch_sessions",
+            "gauge",
+            "Incremental fetch sessions (KIP-227) the shard keeps.",
+        ),
+        (
+            "sluice_fetch_session_partitions",
+            "gauge",
+            "Partitions in the shard's fetch sessions.",
+        ),
+        (
+            "sluice_fetch_session_evictions_total",
+            "counter",
+            "Fetch sessions evicted for new ones.",
+        ),
+        (
+            "sluice_fetch_requests_incremental_total",
+            "counter",
+            "Fetch requests served in a session.",
+        ),
+        (
+            "sluice_fetch_requests_full_total",
+            "counter",
+            "Full Fetch requests (epoch 0 or -1).",
+        ),
+        (
+            "sluice_fetch_session_errors_total",
+            "counter",
+            "Fetch requests refused with a session error.",
+        ),
+    ];
+
+    pub fn values(&self) -> [u64; 6] {
+        [
+            self.sessions,
+            self.partitions,
+            self.evictions_total,
+            self.incremental_fetches_total,
+            self.full_fetches_total,
+            self.session_errors_total,
+        ]
+    }
+}
+
 /// One shard's fetch sessions (Kafka's `FetchSessionCacheShard`).
 #[derive(Debug)]
 pub struct SessionCache {
