@@ -115,18 +115,22 @@ def assert_exactly_once(seen, acked):
     assert not missing, f"{len(missing)} acknowledged records never consumed, e.g. {sorted(missing)[:3]}"
 
 
-def idle_fetch_response_bytes(port, consumer, seconds=3.0):
-    """Bytes per Fetch response while `consumer` polls with nothing to
-    read: the broker's own counters over `seconds`."""
+def idle_fetch_bytes(port, consumer, seconds=3.0):
+    """(response, request) bytes per Fetch while `consumer` polls with
+    nothing to read: the broker's own counters over `seconds`."""
     before = numbers(port)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert consumer.poll(timeout_ms=100) == {}, "the topic is idle"
     after = numbers(port)
-    requests = fetch_api(after, "sluice_requests_total") - fetch_api(before, "sluice_requests_total")
-    sent = fetch_api(after, "sluice_response_bytes_total") - fetch_api(before, "sluice_response_bytes_total")
+
+    def grown(name):
+        return fetch_api(after, name) - fetch_api(before, name)
+
+    requests = grown("sluice_requests_total")
     assert requests >= 5, f"only {requests} idle fetches"
-    return sent / requests
+    return (grown("sluice_response_bytes_total") / requests,
+            grown("sluice_request_bytes_total") / requests)
 
 
 def test_kafka_python_reads_256_partitions_exactly_once_in_an_incremental_session(make_broker):
@@ -147,16 +151,17 @@ def test_kafka_python_reads_256_partitions_exactly_once_in_an_incremental_sessio
     assert total(samples, "sluice_fetch_session_errors_total") == 0
     # An idle fetch costs the whole partition list without a session, and
     # next to nothing with one.
-    incremental = idle_fetch_response_bytes(port, consumer)
+    incremental, incremental_request = idle_fetch_bytes(port, consumer)
     consumer.close()
     sessionless = python_consumer(broker.bootstrap, topic, partitions,
                                   enable_incremental_fetch_sessions=False)
     sessionless.seek_to_end()
     drain(sessionless, [], lambda: False, timeout=1)
-    full = idle_fetch_response_bytes(port, sessionless)
+    full, full_request = idle_fetch_bytes(port, sessionless)
     sessionless.close()
-    print(f"\nidle Fetch response, {partitions} partitions: full {full:.0f} bytes, "
-          f"incremental {incremental:.0f} bytes")
+    print(f"\nidle Fetch, {partitions} partitions, bytes per response (request): "
+          f"full {full:.0f} ({full_request:.0f}), incremental {incremental:.0f} "
+          f"({incremental_request:.0f})")
     assert incremental * 20 < full, (incremental, full)
 
 
