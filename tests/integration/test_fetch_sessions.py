@@ -11,6 +11,7 @@ and restart. The metrics prove which path served the fetches.
 """
 
 import collections
+import struct
 import threading
 import time
 
@@ -21,9 +22,10 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as PythonPartition
 
 from cluster import make_cluster  # noqa: F401 (fixture)
-from conftest import confluent_admin, free_port, unique_topic, wait_until
+from conftest import Reader, confluent_admin, free_port, unique_topic, wait_until
 from test_operations import parse_prometheus, scrape, total
 from test_replication import admin, bootstrap, create_topic, partition, restart
+from test_wire import connect, frame, read_response, request_header_v1
 
 INCREMENTAL = "sluice_fetch_requests_incremental_total"
 FULL = "sluice_fetch_requests_full_total"
@@ -316,3 +318,70 @@ def test_followers_replicate_in_sessions_through_a_leader_kill(make_cluster):
             seen.append(message.value().decode())
     consumer.close()
     assert_exactly_once(seen, acked)
+
+
+# --- the session's epochs and errors, on the wire ----------------------------
+
+FETCH, FETCH_V7 = 1, 7
+FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH = 70, 71
+
+
+def fetch_v7(sock, correlation_id, session_id, epoch, partitions=(), forgotten=(), topic=""):
+    """Fetch v7 (the first with sessions) of `partitions` of `topic` from
+    offset 0, forgetting `forgotten`; answers (error_code, session_id,
+    [partition indexes answered])."""
+    name = topic.encode()
+
+    def topics(parts, encode):
+        if not parts:
+            return struct.pack(">i", 0)
+        return struct.pack(">ih", 1, len(name)) + name + struct.pack(">i", len(parts)) + b"".join(
+            encode(p) for p in parts)
+
+    body = struct.pack(">iiiibii", -1, 0, 1, 1 << 20, 0, session_id, epoch)
+    body += topics(partitions, lambda p: struct.pack(">iqqi", p, 0, -1, 1 << 20))
+    body += topics(forgotten, lambda p: struct.pack(">i", p))
+    sock.sendall(frame(request_header_v1(FETCH, FETCH_V7, correlation_id) + body))
+    reader = Reader(read_response(sock))
+    assert reader.unpack(">i") == correlation_id
+    _throttle, error_code, answered_session = reader.unpack(">ihi")
+
+    def partition():
+        index = reader.unpack(">ihqqq")[0]
+        reader.array(lambda: reader.unpack(">qq"))
+        size = reader.unpack(">i")
+        reader.off += max(size, 0)
+        return index
+
+    answered = [index for _topic, indexes in reader.array(lambda: (reader.string(), reader.array(partition)))
+                for index in indexes]
+    return error_code, answered_session, answered
+
+
+def test_session_epochs_and_errors_follow_kafka(shared_broker):
+    """Kafka's FetchManager rules, request by request on one connection:
+    epoch 0 opens a session (answered in full), the next epochs continue it
+    (only partitions with news answered), a repeated epoch is
+    INVALID_FETCH_SESSION_EPOCH, an unknown id FETCH_SESSION_ID_NOT_FOUND,
+    and epoch -1 closes it."""
+    topic = unique_topic("wire")
+    create(shared_broker, topic, 3)
+    with connect(shared_broker) as sock:
+        call = iter(range(100))
+        error, session, answered = fetch_v7(sock, next(call), 0, 0, [0, 1], topic=topic)
+        assert (error, sorted(answered)) == (0, [0, 1]) and session > 0
+        # Nothing changed: an incremental fetch answers no partition.
+        assert fetch_v7(sock, next(call), session, 1) == (0, session, [])
+        # Partition 2 joins: answered once (its high watermark is news).
+        assert fetch_v7(sock, next(call), session, 2, [2], topic=topic) == (0, session, [2])
+        assert fetch_v7(sock, next(call), session, 3) == (0, session, [])
+        # The same epoch again, then one never handed out.
+        assert fetch_v7(sock, next(call), session, 3) == (INVALID_FETCH_SESSION_EPOCH, 0, [])
+        assert fetch_v7(sock, next(call), session, 9) == (INVALID_FETCH_SESSION_EPOCH, 0, [])
+        # The session survived its errors; forgetting partition 0 is allowed.
+        assert fetch_v7(sock, next(call), session, 4, forgotten=[0], topic=topic) == (0, session, [])
+        assert fetch_v7(sock, next(call), session + 1, 1)[:2] == (FETCH_SESSION_ID_NOT_FOUND, 0)
+        # Epoch -1 closes it and answers in full without a session.
+        error, closed, answered = fetch_v7(sock, next(call), session, -1, [0, 1, 2], topic=topic)
+        assert (error, closed, sorted(answered)) == (0, 0, [0, 1, 2])
+        assert fetch_v7(sock, next(call), session, 5)[:2] == (FETCH_SESSION_ID_NOT_FOUND, 0)
