@@ -11,6 +11,7 @@ and restart. The metrics prove which path served the fetches.
 """
 
 import collections
+import logging
 import struct
 import threading
 import time
@@ -27,6 +28,8 @@ from test_operations import parse_prometheus, scrape, total
 from test_replication import admin, bootstrap, create_topic, partition, restart
 from test_wire import connect, frame, read_response, request_header_v1
 
+# librdkafka's lines go to Python logging (shown on failure), not stderr.
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
 INCREMENTAL = "sluice_fetch_requests_incremental_total"
 FULL = "sluice_fetch_requests_full_total"
 
@@ -62,7 +65,8 @@ class KeepProducing:
     def __init__(self, servers, topic, partitions, **config):
         self.acked = set()
         self._stop = threading.Event()
-        self._producer = Producer({"bootstrap.servers": servers, "linger.ms": 5, **config})
+        self._producer = Producer({"bootstrap.servers": servers, "linger.ms": 5,
+                                   "logger": LIBRDKAFKA_LOG, **config})
         self._thread = threading.Thread(target=self._run, args=(topic, partitions), daemon=True)
         self._thread.start()
 
@@ -236,7 +240,8 @@ def test_librdkafka_fetches_sessionless_and_is_unaffected(make_broker):
     create(broker, topic, partitions)
     producer = KeepProducing(broker.bootstrap, topic, partitions)
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique_topic("g"),
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 100,
+                         "logger": LIBRDKAFKA_LOG})
     consumer.assign([ConfluentPartition(topic, p, 0) for p in range(partitions)])
     seen = []
 
@@ -308,7 +313,8 @@ def test_followers_replicate_in_sessions_through_a_leader_kill(make_cluster):
     acked = producer.stop()
     assert across(INCREMENTAL, others) > served, "replication went on in sessions"
     consumer = Consumer({"bootstrap.servers": bootstrap(cluster), "group.id": unique_topic("check"),
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "logger": LIBRDKAFKA_LOG})
     consumer.assign([ConfluentPartition(topic, p, 0) for p in range(partitions)])
     seen = []
     deadline = time.monotonic() + 120
