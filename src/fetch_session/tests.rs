@@ -369,3 +369,133 @@ fn duplicate_partitions_in_a_full_fetch_are_cached_once() {
     let context = cache.new_context(1, &request(id, 1, &[], &[]));
     assert_eq!(targets(&context).len(), 1);
 }
+
+/// The cache's bookkeeping agrees with its sessions.
+fn check_invariants(cache: &SessionCache, context: &str) {
+    assert!(cache.sessions.len() <= cache.slots, "{context}");
+    let partitions: usize = cache.sessions.values().map(|s| s.partitions.len()).sum();
+    assert_eq!(cache.stats.partitions, partitions as u64, "{context}");
+    assert_eq!(cache.last_used.len(), cache.sessions.len(), "{context}");
+    for (id, session) in &cache.sessions {
+        assert_eq!(session.id, *id, "{context}");
+        assert!(
+            cache.last_used.contains(&(session.last_used_ms, *id)),
+            "{context}"
+        );
+        assert_eq!(session.cached_size, session.partitions.len(), "{context}");
+        assert_eq!(session.order.len(), session.partitions.len(), "{context}");
+        for (position, key) in &session.order {
+            assert_eq!(session.partitions[key].position, *position, "{context}");
+        }
+    }
+    for key in cache
+        .evictable_by_all
+        .iter()
+        .chain(&cache.evictable_by_privileged)
+    {
+        let session = &cache.sessions[&key.id];
+        assert_eq!(session.evictable_key(), *key, "{context}");
+    }
+}
+
+/// Reproducible churn.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        splitmix64(&mut self.0) % bound
+    }
+}
+
+/// Followers' client sessions (`replication::session`) against one cache
+/// with too few slots, under random churn of what each fetches: whenever
+/// the cache serves a request incrementally, it reads exactly what that
+/// client wants, at the offsets it last sent; errors lead the client back
+/// to a full fetch; the bookkeeping stays consistent.
+#[test]
+fn client_sessions_and_the_cache_agree_under_churn() {
+    use crate::replication::session::FollowerSession;
+    use std::collections::BTreeMap;
+
+    for seed in 0..40u64 {
+        let mut random = Random(seed);
+        let mut cache = SessionCache::new(2, 15, (1, 1 << 20), seed);
+        let mut clients: Vec<(FollowerSession, BTreeMap<TopicPartition, FetchParams>)> =
+            (0..4).map(|_| Default::default()).collect();
+        let mut now_ms = 0;
+        let mut served = [0u32; 3];
+        for step in 0..400 {
+            let context = format!("seed {seed} step {step}");
+            now_ms += random.below(10);
+            let index = random.below(clients.len() as u64) as usize;
+            let (client, wanted) = &mut clients[index];
+            let key = tp(["a", "b"][random.below(2) as usize], random.below(6) as i32);
+            match random.below(4) {
+                0 => {
+                    wanted.insert(key, params(random.below(100) as i64));
+                }
+                1 => {
+                    wanted.remove(&key);
+                }
+                2 => {
+                    if let Some(params) = wanted.values_mut().next() {
+                        params.fetch_offset += 1;
+                    }
+                }
+                _ => {}
+            }
+            if wanted.is_empty() {
+                continue;
+            }
+            let fetch = client.build(wanted.clone());
+            let request = SessionRequest {
+                version: 12,
+                session_id: fetch.session_id,
+                epoch: fetch.epoch,
+                privileged: index == 0,
+                partitions: &fetch.to_send,
+                forgotten: &fetch.to_forget,
+            };
+            match cache.new_context(now_ms, &request) {
+                FetchContext::Error(code) if code == error_codes::FETCH_SESSION_ID_NOT_FOUND => {
+                    served[2] += 1;
+                    client.forget();
+                }
+                FetchContext::Error(code) => panic!("{context}: a well-behaved client got {code}"),
+                FetchContext::Sessionless => panic!("{context}: a client that never closes"),
+                FetchContext::Full => {
+                    served[0] += 1;
+                    let asked: BTreeMap<_, _> = fetch.to_send.iter().cloned().collect();
+                    assert_eq!(&asked, wanted, "{context}");
+                    let answered: Vec<_> = fetch
+                        .to_send
+                        .iter()
+                        .map(|(key, params)| (key.clone(), *params, outcome(10, false)))
+                        .collect();
+                    let id = cache.create_session(now_ms, index == 0, false, &answered);
+                    client.answered(fetch, id);
+                }
+                FetchContext::Incremental {
+                    session_id,
+                    partitions,
+                } => {
+                    served[1] += 1;
+                    let read: BTreeMap<_, _> = partitions.iter().cloned().collect();
+                    assert_eq!(partitions.len(), read.len(), "{context}: read once each");
+                    assert_eq!(&read, wanted, "{context}");
+                    let outcomes: Vec<_> = partitions
+                        .iter()
+                        .map(|(key, _)| (key.clone(), outcome(10, random.below(3) == 0)))
+                        .collect();
+                    cache.incremental_response(session_id, &outcomes);
+                    client.answered(fetch, session_id);
+                }
+            }
+            check_invariants(&cache, &context);
+        }
+        assert!(
+            served.iter().all(|&n| n > 0),
+            "seed {seed}: full, incremental, not found: {served:?}"
+        );
+    }
+}
