@@ -342,7 +342,13 @@ impl Fetcher {
             }
         }
         let now_ms = crate::storage::now_ms();
-        let mut progressed = false;
+        // An incremental answer naming no partition is the leader's "no
+        // news" after its wait: fetch again at once, as after an empty full
+        // answer. Only answers whose partitions all failed back off.
+        let mut progressed = response
+            .responses
+            .iter()
+            .all(|topic| topic.partitions.is_empty());
         let mut syncs = Vec::new();
         for topic in response.responses {
             let name = topic.topic.0.to_string();
