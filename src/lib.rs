@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;
+pub mod fetch_session;
 pub mod handlers;
 pub mod histogram;
 pub mod metrics;

@@ -16,6 +16,7 @@ use sluice_shards::{shard_for_hash, Mesh, ShardId};
 use crate::cluster::controller::Controller;
 use crate::cluster::metadata::{MetadataDelta, MetadataImage};
 use crate::config::BrokerConfig;
+use crate::fetch_session::{self, SessionCache};
 use crate::metrics::ShardMetrics;
 use crate::partition::PartitionTable;
 use crate::replication::ShardReplication;
@@ -36,6 +37,8 @@ pub struct Shard {
     pub replication: ShardReplication,
     pub storage: ShardStorage,
     pub metrics: ShardMetrics,
+    /// The fetch sessions (KIP-227) of the connections this shard accepted.
+    pub fetch_sessions: RefCell<SessionCache>,
     /// Set on [`CONTROLLER_SHARD`] only, once the quorum is open.
     controller: OnceCell<Rc<Controller>>,
 }
@@ -57,7 +60,19 @@ impl Shard {
         storage_config.retention_check_interval_ms = config.log.retention_check_interval_ms;
         storage_config.cleaner_backoff_ms = config.log.cleaner_backoff_ms;
         storage_config.cleaner_io_bytes_per_second = config.log.cleaner_io_bytes_per_second;
+        let (index, nr_shards) = (mesh.shard_id().0, mesh.nr_shards());
+        let fetch_sessions = SessionCache::new(
+            fetch_session::slots_for_shard(
+                config.max_incremental_fetch_session_cache_slots,
+                index,
+                nr_shards,
+            ),
+            config.min_incremental_fetch_session_eviction_ms,
+            fetch_session::session_id_range(index, nr_shards),
+            uuid::Uuid::new_v4().as_u64_pair().0,
+        );
         let shard = Rc::new(Shard {
+            fetch_sessions: RefCell::new(fetch_sessions),
             partitions: PartitionTable::new(config.data_dir.clone(), mesh.shard_id()),
             replication: ShardReplication::default(),
             storage: ShardStorage::new(storage_config),

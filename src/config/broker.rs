@@ -136,6 +136,11 @@ impl BrokerConfig {
             replica_fetch_min_bytes: int("replica.fetch.min.bytes"),
             replica_fetch_response_max_bytes: int("replica.fetch.response.max.bytes"),
             replica_fetch_backoff_ms: values.unsigned("replica.fetch.backoff.ms"),
+            max_incremental_fetch_session_cache_slots: size(
+                "max.incremental.fetch.session.cache.slots",
+            ),
+            min_incremental_fetch_session_eviction_ms: values
+                .unsigned("min.incremental.fetch.session.eviction.ms"),
             unclean_leader_election_enable: values.boolean("unclean.leader.election.enable"),
             auto_leader_rebalance_enable: values.boolean("auto.leader.rebalance.enable"),
             leader_imbalance_check_interval_seconds: values

@@ -360,6 +360,12 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
         "Bytes a follower asks for in one whole fetch response."),
     broker("replica.fetch.backoff.ms", T::Int, V("1000"), at_least(0), true,
         "How long a follower waits after a fetch error before it fetches again."),
+    broker("max.incremental.fetch.session.cache.slots", T::Int, V("1000"), at_least(0), true,
+        "Incremental fetch sessions (KIP-227) the broker keeps, split evenly over its shards (each \
+        connection's sessions live on the shard that accepted it); 0 disables sessions."),
+    broker("min.incremental.fetch.session.eviction.ms", T::Long, V("120000"), at_least(0), true,
+        "A fetch session unused for longer is stale: a new session may take its slot. A session \
+        created less long ago is safe from eviction by consumers (Kafka: a constant)."),
     broker("auto.leader.rebalance.enable", T::Boolean, V("true"), Validator::Bool, true,
         "Move leadership back to each partition's preferred replica when brokers are imbalanced."),
     broker("leader.imbalance.check.interval.seconds", T::Long, V("300"), at_least(1), true,

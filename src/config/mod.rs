@@ -357,6 +357,10 @@ pub struct BrokerConfig {
     pub replica_fetch_min_bytes: i32,
     pub replica_fetch_response_max_bytes: i32,
     pub replica_fetch_backoff_ms: u64,
+    /// Fetch sessions the broker keeps (0: none), split over its shards
+    /// by `fetch_session::slots_for_shard`.
+    pub max_incremental_fetch_session_cache_slots: usize,
+    pub min_incremental_fetch_session_eviction_ms: u64,
     /// The broker default; a topic's own value is in its [`TopicConfig`].
     pub unclean_leader_election_enable: bool,
     pub auto_leader_rebalance_enable: bool,

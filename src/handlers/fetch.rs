@@ -9,8 +9,11 @@
 //! file region, which the network layer sends with `sendfile` (the response
 //! holds a placeholder there, see `protocol::splice`).
 //!
-//! Sessions (KIP-227) are not kept: every response says session 0, so
-//! clients send full fetch requests, which Kafka allows.
+//! Fetch sessions (KIP-227): the shard's `fetch_session::SessionCache`
+//! decides per request whether it is sessionless, full (and may open a
+//! session) or incremental (the session's partitions are read, and only
+//! those with news answered); `session.rs` converts to and from it,
+//! `response.rs` builds the response.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -19,22 +22,26 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind, TopicName};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ResponseKind};
 use sluice_shards::ShardId;
 
-use super::{owners, str_bytes, Answer, ApiSupport, RequestContext};
+use super::{owners, Answer, ApiSupport, RequestContext};
+use crate::fetch_session::{
+    FetchContext, FetchParams, SessionRequest, INVALID_SESSION_ID, TOPIC_IDS_VERSION,
+};
 use crate::partition::replica::DataWait;
-use crate::protocol::{error_codes, splice};
+use crate::partition::TopicPartition;
+use crate::protocol::error_codes;
 use crate::shard;
-use crate::storage::{FileRegion, Offset, ReadData, ReadOptions};
+use crate::storage::{Offset, ReadData, ReadOptions};
+
+mod response;
+mod session;
 
 pub const API: ApiSupport = super::api(ApiKey::Fetch, 4, 12);
 
 /// Upper bound on how long one Fetch may wait, whatever the client asks.
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
-const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 
 #[derive(Clone, Debug)]
 struct Target {
@@ -51,15 +58,15 @@ struct Target {
 }
 
 #[derive(Clone, Debug)]
-struct PartitionRead {
-    error_code: i16,
-    high_watermark: i64,
-    log_start_offset: i64,
-    data: ReadData,
+pub(super) struct PartitionRead {
+    pub(super) error_code: i16,
+    pub(super) high_watermark: i64,
+    pub(super) log_start_offset: i64,
+    pub(super) data: ReadData,
 }
 
 impl PartitionRead {
-    fn error(error_code: i16) -> PartitionRead {
+    pub(super) fn error(error_code: i16) -> PartitionRead {
         PartitionRead {
             error_code,
             high_watermark: -1,
@@ -70,40 +77,86 @@ impl PartitionRead {
 }
 
 pub async fn handle(context: &RequestContext, request: FetchRequest) -> Answer {
-    if context.api_version >= 7 && request.session_id != 0 {
-        let response = FetchResponse::default()
-            .with_error_code(FETCH_SESSION_ID_NOT_FOUND)
-            .with_session_id(0);
-        return ResponseKind::Fetch(response).into();
+    let (asked, forgotten) = session::asked(&request);
+    let privileged = request.replica_id.0 >= 0;
+    let session_context = context.shard.fetch_sessions.borrow_mut().new_context(
+        now_ms(),
+        &SessionRequest {
+            version: context.api_version,
+            session_id: request.session_id,
+            epoch: request.session_epoch,
+            privileged,
+            partitions: &asked,
+            forgotten: &forgotten,
+        },
+    );
+    let partitions = match &session_context {
+        FetchContext::Error(code) => {
+            let response = FetchResponse::default()
+                .with_error_code(*code)
+                .with_session_id(INVALID_SESSION_ID);
+            return ResponseKind::Fetch(response).into();
+        }
+        FetchContext::Incremental { partitions, .. } => partitions.as_slice(),
+        FetchContext::Full | FetchContext::Sessionless => asked.as_slice(),
+    };
+    let mut answer = serve(context, &request, partitions).await;
+    let ResponseKind::Fetch(response) = &mut answer.body else {
+        unreachable!("serve answers Fetch")
+    };
+    let mut sessions = context.shard.fetch_sessions.borrow_mut();
+    match session_context {
+        FetchContext::Full => {
+            let answered = session::answered(&asked, session::outcomes(response));
+            let uses_topic_ids = context.api_version >= TOPIC_IDS_VERSION;
+            response.session_id =
+                sessions.create_session(now_ms(), privileged, uses_topic_ids, &answered);
+        }
+        FetchContext::Incremental { session_id, .. } => {
+            let keep = sessions.incremental_response(session_id, &session::outcomes(response));
+            session::retain(response, &keep);
+            response.session_id = session_id;
+        }
+        FetchContext::Sessionless | FetchContext::Error(_) => {}
     }
+    answer
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(crate::storage::now_ms()).unwrap_or(0)
+}
+
+/// Reads `partitions` (waiting up to the request's `max_wait_ms` for
+/// `min_bytes`) and answers every one of them, in their order.
+async fn serve(
+    context: &RequestContext,
+    request: &FetchRequest,
+    partitions: &[(TopicPartition, FetchParams)],
+) -> Answer {
     let image = context.shard.image();
     let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
-    let mut order: Vec<(String, Vec<i32>)> = Vec::new();
+    let order = session::answer_order(partitions);
     let mut targets: BTreeMap<ShardId, Vec<Target>> = BTreeMap::new();
     let mut known: BTreeMap<(String, i32), PartitionRead> = BTreeMap::new();
-    for topic in &request.topics {
-        let name = topic.topic.0.to_string();
-        let mut indexes = Vec::new();
-        for partition in &topic.partitions {
-            indexes.push(partition.partition);
-            let node_id = context.shard.config.node_id;
-            if let Err(code) = image.leader_check(&name, partition.partition, node_id) {
-                let read = PartitionRead::error(code);
-                known.insert((name.clone(), partition.partition), read);
-                continue;
-            }
-            let owner = context.shard.partition_owner(&name, partition.partition);
-            targets.entry(owner).or_default().push(Target {
-                topic: name.clone(),
-                partition: partition.partition,
-                offset: partition.fetch_offset,
-                max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
-                response_max_bytes: max_bytes,
-                replica_id: request.replica_id.0,
-                current_leader_epoch: partition.current_leader_epoch,
-            });
+    let node_id = context.shard.config.node_id;
+    for (key, params) in partitions {
+        if let Err(code) = image.leader_check(&key.topic, key.partition, node_id) {
+            known.insert(
+                (key.topic.clone(), key.partition),
+                PartitionRead::error(code),
+            );
+            continue;
         }
-        order.push((name, indexes));
+        let owner = context.shard.partition_owner(&key.topic, key.partition);
+        targets.entry(owner).or_default().push(Target {
+            topic: key.topic.clone(),
+            partition: key.partition,
+            offset: params.fetch_offset,
+            max_bytes: usize::try_from(params.max_bytes).unwrap_or(0),
+            response_max_bytes: max_bytes,
+            replica_id: request.replica_id.0,
+            current_leader_epoch: params.current_leader_epoch,
+        });
     }
     let wait_ms = u64::try_from(request.max_wait_ms)
         .unwrap_or(0)
@@ -125,7 +178,7 @@ pub async fn handle(context: &RequestContext, request: FetchRequest) -> Answer {
         }
     };
     known.extend(reads);
-    let answer = build(order, known, max_bytes);
+    let answer = response::build(order, known, max_bytes);
     let region_bytes: u64 = answer.regions.iter().map(|region| region.len).sum();
     let ResponseKind::Fetch(response) = &answer.body else {
         unreachable!("built above")
@@ -322,269 +375,5 @@ impl Future for AnyOf {
             }
         }
         Poll::Pending
-    }
-}
-
-/// The response in request order, its records within `max_bytes` (KIP-74):
-/// each partition's read is cut to the whole batches that fit what is left,
-/// except that the first batch of the first partition with data is always
-/// returned whole, so that the client progresses. A partition none of whose
-/// batches fit is answered without records (its high watermark still
-/// reported); the client fetches it next time.
-fn build(
-    order: Vec<(String, Vec<i32>)>,
-    mut reads: BTreeMap<(String, i32), PartitionRead>,
-    max_bytes: usize,
-) -> Answer {
-    let mut regions: Vec<FileRegion> = Vec::new();
-    let mut total_bytes = 0usize;
-    let mut topics = Vec::with_capacity(order.len());
-    for (name, indexes) in order {
-        let mut partitions = Vec::with_capacity(indexes.len());
-        for index in indexes {
-            let read = reads
-                .remove(&(name.clone(), index))
-                .unwrap_or_else(|| PartitionRead::error(error_codes::UNKNOWN_TOPIC_OR_PARTITION));
-            let left = max_bytes.saturating_sub(total_bytes);
-            let data = fit(read.data, left as u64, total_bytes == 0);
-            total_bytes += data.len_bytes() as usize;
-            let records = records_bytes(data, &mut regions);
-            partitions.push(
-                PartitionData::default()
-                    .with_partition_index(index)
-                    .with_error_code(read.error_code)
-                    .with_high_watermark(read.high_watermark)
-                    .with_last_stable_offset(read.high_watermark)
-                    .with_log_start_offset(read.log_start_offset)
-                    .with_records(Some(records)),
-            );
-        }
-        topics.push(
-            FetchableTopicResponse::default()
-                .with_topic(TopicName(str_bytes(name)))
-                .with_partitions(partitions),
-        );
-    }
-    Answer {
-        body: ResponseKind::Fetch(
-            FetchResponse::default()
-                .with_session_id(0)
-                .with_responses(topics),
-        ),
-        regions,
-    }
-}
-
-/// How much of a read to keep: `ends` are the lengths at which it may be
-/// cut (whole batches), ascending. The index of the longest cut within
-/// `left` bytes; the first cut even past `left` if `take_first`; `None` to
-/// keep nothing.
-fn fitting_cut(ends: impl IntoIterator<Item = u64>, left: u64, take_first: bool) -> Option<usize> {
-    let mut kept = None;
-    for (index, end) in ends.into_iter().enumerate() {
-        if end <= left || (index == 0 && take_first) {
-            kept = Some(index);
-        } else {
-            break;
-        }
-    }
-    kept
-}
-
-/// A read cut to the whole batches within `left` bytes (see `fitting_cut`).
-fn fit(data: ReadData, left: u64, take_first: bool) -> ReadData {
-    match data {
-        ReadData::Empty => ReadData::Empty,
-        ReadData::Memory(mut batches) => {
-            let ends = batches.iter().scan(0u64, |end, batch| {
-                *end += batch.len() as u64;
-                Some(*end)
-            });
-            match fitting_cut(ends, left, take_first) {
-                Some(index) => {
-                    batches.truncate(index + 1);
-                    ReadData::Memory(batches)
-                }
-                None => ReadData::Empty,
-            }
-        }
-        ReadData::File(region) => {
-            if region.len <= left {
-                return ReadData::File(region);
-            }
-            let mut ends: Vec<u64> = region.cuts.iter().map(|&(len, _)| len).collect();
-            if ends.is_empty() {
-                ends.push(region.len);
-            }
-            match fitting_cut(ends, left, take_first) {
-                Some(index) => ReadData::File(region.cut(index)),
-                None => ReadData::Empty,
-            }
-        }
-    }
-}
-
-/// The bytes to put in the response: the batches themselves, or a
-/// placeholder standing for a file region (`regions` gets the region).
-fn records_bytes(data: ReadData, regions: &mut Vec<FileRegion>) -> Bytes {
-    match data {
-        ReadData::Empty => Bytes::new(),
-        ReadData::Memory(batches) if batches.len() == 1 => {
-            batches.into_iter().next().unwrap_or_default()
-        }
-        ReadData::Memory(batches) => {
-            let mut joined = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
-            batches
-                .iter()
-                .for_each(|batch| joined.extend_from_slice(batch));
-            joined.freeze()
-        }
-        ReadData::File(region) => match splice::placeholder(regions.len(), region.len as usize) {
-            Some(placeholder) => {
-                regions.push(region);
-                placeholder
-            }
-            None => {
-                tracing::warn!("no placeholder for a zero-copy region; answering without records");
-                Bytes::new()
-            }
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-
-    fn batches(sizes: &[usize]) -> ReadData {
-        ReadData::Memory(sizes.iter().map(|&n| Bytes::from(vec![0u8; n])).collect())
-    }
-
-    fn sizes(data: &ReadData) -> Vec<usize> {
-        match data {
-            ReadData::Memory(batches) => batches.iter().map(Bytes::len).collect(),
-            ReadData::Empty => Vec::new(),
-            ReadData::File(region) => vec![region.len as usize],
-        }
-    }
-
-    fn region(cuts: &[u64]) -> FileRegion {
-        FileRegion {
-            path: "/dev/null".into(),
-            file: Arc::new(std::fs::File::open("/dev/null").unwrap()),
-            position: 100,
-            len: *cuts.last().unwrap(),
-            first_offset: Offset(10),
-            next_offset: Offset(10 + cuts.len() as i64),
-            cuts: (1..)
-                .zip(cuts)
-                .map(|(i, &len)| (len, Offset(10 + i)))
-                .collect(),
-        }
-    }
-
-    fn read(data: ReadData) -> PartitionRead {
-        PartitionRead {
-            error_code: error_codes::NONE,
-            high_watermark: 42,
-            log_start_offset: 0,
-            data,
-        }
-    }
-
-    #[test]
-    fn fitting_cut_keeps_whole_batches_within_the_budget() {
-        assert_eq!(fitting_cut([10, 20, 30], 25, false), Some(1));
-        assert_eq!(fitting_cut([10, 20, 30], 30, false), Some(2));
-        assert_eq!(fitting_cut([10, 20, 30], 9, false), None);
-        // The first batch of the response is kept even past the budget,
-        // but nothing after it.
-        assert_eq!(fitting_cut([10, 20, 30], 9, true), Some(0));
-        assert_eq!(fitting_cut([10, 20, 30], 0, true), Some(0));
-        assert_eq!(fitting_cut([], 100, true), None);
-    }
-
-    #[test]
-    fn fit_drops_trailing_memory_batches() {
-        assert_eq!(
-            sizes(&fit(batches(&[400, 400, 400]), 1000, false)),
-            [400, 400]
-        );
-        assert_eq!(
-            sizes(&fit(batches(&[400, 400]), 399, false)),
-            Vec::<usize>::new()
-        );
-        assert_eq!(sizes(&fit(batches(&[900, 900]), 500, true)), [900]);
-        assert_eq!(sizes(&fit(ReadData::Empty, 0, true)), Vec::<usize>::new());
-    }
-
-    #[test]
-    fn fit_cuts_a_file_region_at_a_known_batch_end() {
-        let ReadData::File(cut) = fit(ReadData::File(region(&[300, 700, 1000])), 800, false) else {
-            panic!("expected a region")
-        };
-        assert_eq!(
-            (cut.position, cut.len, cut.next_offset),
-            (100, 700, Offset(12))
-        );
-        assert_eq!(cut.cuts, [(300, Offset(11)), (700, Offset(12))]);
-        let ReadData::File(first) = fit(ReadData::File(region(&[300, 700])), 10, true) else {
-            panic!("expected a region")
-        };
-        assert_eq!((first.len, first.next_offset), (300, Offset(11)));
-        let whole = fit(ReadData::File(region(&[300, 700])), 700, false);
-        assert_eq!(whole.len_bytes(), 700);
-        let none = fit(ReadData::File(region(&[300, 700])), 299, false);
-        assert!(matches!(none, ReadData::Empty));
-    }
-
-    /// Issue 14's case: reads of several batches each, up to the partition
-    /// limit; the response holds at most `max_bytes` of them.
-    #[test]
-    fn build_keeps_the_response_within_max_bytes() {
-        let order = vec![("a".to_string(), vec![0, 1, 2]), ("b".to_string(), vec![0])];
-        let mut reads = BTreeMap::new();
-        reads.insert(("a".to_string(), 0), read(ReadData::Empty));
-        reads.insert(("a".to_string(), 1), read(batches(&[512_100, 512_100])));
-        reads.insert(("a".to_string(), 2), read(batches(&[512_100, 512_100])));
-        reads.insert(
-            ("b".to_string(), 0),
-            read(batches(&[100_000, 300_000, 100, 90_000])),
-        );
-        let answer = build(order, reads, 1_000_000);
-        let ResponseKind::Fetch(response) = answer.body else {
-            panic!("a fetch response")
-        };
-        let lens: Vec<(usize, i64)> = response
-            .responses
-            .iter()
-            .flat_map(|topic| &topic.partitions)
-            .map(|p| (p.records.as_ref().map_or(0, Bytes::len), p.high_watermark))
-            .collect();
-        assert_eq!(
-            lens,
-            [(0, 42), (512_100, 42), (0, 42), (400_100, 42)],
-            "a-1 loses its second batch, a-2 does not fit, b-0 fits three of four batches"
-        );
-    }
-
-    #[test]
-    fn build_returns_the_first_batch_whole_even_past_max_bytes() {
-        let order = vec![("a".to_string(), vec![0, 1])];
-        let mut reads = BTreeMap::new();
-        reads.insert(("a".to_string(), 0), read(batches(&[2_000, 10])));
-        reads.insert(("a".to_string(), 1), read(batches(&[10])));
-        let answer = build(order, reads, 1_000);
-        let ResponseKind::Fetch(response) = answer.body else {
-            panic!("a fetch response")
-        };
-        let lens: Vec<usize> = response.responses[0]
-            .partitions
-            .iter()
-            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
-            .collect();
-        assert_eq!(lens, [2_000, 0]);
     }
 }

@@ -12,6 +12,14 @@
 //! offset a follower fetches from is what it has on disk, which is what
 //! the leader counts for the high watermark.
 //!
+//! Fetches go in an incremental fetch session (KIP-227, `session.rs`):
+//! after the first full request, only partitions whose fetch offset or
+//! parameters changed are sent, and partitions that stop being fetched
+//! (truncating, no longer followed) are forgotten. A session error from
+//! the leader (FETCH_SESSION_ID_NOT_FOUND after it restarted or evicted
+//! the session, or after a reconnect landed on another of its shards;
+//! INVALID_FETCH_SESSION_EPOCH) costs one full fetch.
+//!
 //! Runs on the shard that owns the partitions. Must not: decide roles (the
 //! image does) or touch partitions of other shards.
 
@@ -22,7 +30,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -30,6 +38,8 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochReque
 use kafka_protocol::protocol::StrBytes;
 
 use super::client::LeaderConnection;
+use super::session::FollowerSession;
+use crate::fetch_session::FetchParams;
 use crate::partition::{Partition, TopicPartition};
 use crate::protocol::error_codes;
 use crate::shard::Shard;
@@ -101,6 +111,7 @@ impl Fetcher {
 
     async fn run(self: Rc<Self>, shard: Rc<Shard>, woken: LocalReceiver<()>) {
         let mut connection: Option<LeaderConnection> = None;
+        let mut session = FollowerSession::default();
         let backoff = Duration::from_millis(shard.config.replica_fetch_backoff_ms);
         while !self.stopped.get() {
             if self.is_empty() {
@@ -122,12 +133,15 @@ impl Fetcher {
                 }
             }
             let live = connection.as_mut().expect("connected above");
-            match self.round(&shard, live).await {
+            match self.round(&shard, live, &mut session).await {
                 Ok(true) => {}
                 Ok(false) => glommio::timer::sleep(backoff).await,
                 Err(error) => {
                     tracing::debug!(leader = self.leader, %error, "replica fetch failed; reconnecting");
                     connection = None;
+                    // The answer is lost: whether the leader moved the
+                    // session on is unknown, so start it over.
+                    session.reset();
                     glommio::timer::sleep(backoff).await;
                 }
             }
@@ -140,6 +154,7 @@ impl Fetcher {
         &self,
         shard: &Rc<Shard>,
         connection: &mut LeaderConnection,
+        session: &mut FollowerSession,
     ) -> std::io::Result<bool> {
         let follows: Vec<(TopicPartition, Follow)> = self
             .follows
@@ -168,7 +183,7 @@ impl Fetcher {
         if ready.is_empty() {
             return Ok(progressed);
         }
-        progressed |= self.fetch(shard, connection, ready).await?;
+        progressed |= self.fetch(shard, connection, session, ready).await?;
         Ok(progressed)
     }
 
@@ -274,48 +289,66 @@ impl Fetcher {
         &self,
         shard: &Rc<Shard>,
         connection: &mut LeaderConnection,
+        session: &mut FollowerSession,
         ready: Vec<(Rc<Partition>, Follow)>,
     ) -> std::io::Result<bool> {
         let config = &shard.config;
-        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
-        for (partition, follow) in &ready {
-            topics.entry(partition.key.topic.clone()).or_default().push(
-                FetchPartition::default()
-                    .with_partition(partition.key.partition)
-                    .with_current_leader_epoch(follow.leader_epoch)
-                    .with_fetch_offset(partition.log_end_offset())
-                    .with_log_start_offset(partition.log_start_offset())
-                    .with_partition_max_bytes(config.replica_fetch_max_bytes),
-            );
-        }
+        let wanted: BTreeMap<TopicPartition, FetchParams> = ready
+            .iter()
+            .map(|(partition, follow)| {
+                let params = FetchParams {
+                    fetch_offset: partition.log_end_offset(),
+                    log_start_offset: partition.log_start_offset(),
+                    max_bytes: config.replica_fetch_max_bytes,
+                    current_leader_epoch: follow.leader_epoch,
+                    last_fetched_epoch: -1,
+                };
+                (partition.key.clone(), params)
+            })
+            .collect();
+        let next = session.build(wanted);
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(config.node_id))
             .with_max_wait_ms(config.replica_fetch_wait_max_ms)
             .with_min_bytes(config.replica_fetch_min_bytes)
             .with_max_bytes(config.replica_fetch_response_max_bytes)
-            .with_session_epoch(-1)
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(topic, partitions)| {
-                        FetchTopic::default()
-                            .with_topic(TopicName(StrBytes::from_string(topic)))
-                            .with_partitions(partitions)
-                    })
-                    .collect(),
-            );
+            .with_session_id(next.session_id)
+            .with_session_epoch(next.epoch)
+            .with_topics(fetch_topics(&next.to_send))
+            .with_forgotten_topics_data(forgotten_topics(&next.to_forget));
         let timeout = Duration::from_millis(config.replica_fetch_wait_max_ms as u64 + 10_000);
         let response = connection.call(&request, FETCH_VERSION, timeout).await?;
-        if response.error_code != error_codes::NONE {
-            tracing::debug!(
-                leader = self.leader,
-                error = response.error_code,
-                "replica fetch refused"
-            );
-            return Ok(false);
+        match response.error_code {
+            error_codes::NONE => session.answered(next, response.session_id),
+            code => {
+                // A session error costs one full fetch, at once (a full
+                // fetch meets no session error); anything else backs off.
+                tracing::debug!(
+                    leader = self.leader,
+                    error = code,
+                    session_id = next.session_id,
+                    "replica fetch refused"
+                );
+                match code {
+                    error_codes::FETCH_SESSION_ID_NOT_FOUND => session.forget(),
+                    _ => session.reset(),
+                }
+                return Ok(matches!(
+                    code,
+                    error_codes::FETCH_SESSION_ID_NOT_FOUND
+                        | error_codes::INVALID_FETCH_SESSION_EPOCH
+                        | error_codes::FETCH_SESSION_TOPIC_ID_ERROR
+                ));
+            }
         }
         let now_ms = crate::storage::now_ms();
-        let mut progressed = false;
+        // An incremental answer naming no partition is the leader's "no
+        // news" after its wait: fetch again at once, as after an empty full
+        // answer. Only answers whose partitions all failed back off.
+        let mut progressed = response
+            .responses
+            .iter()
+            .all(|topic| topic.partitions.is_empty());
         let mut syncs = Vec::new();
         for topic in response.responses {
             let name = topic.topic.0.to_string();
@@ -366,6 +399,50 @@ impl Fetcher {
         }
         Ok(progressed)
     }
+}
+
+/// The partitions to send, by topic (`to_send` is sorted, so a topic's
+/// partitions are adjacent).
+fn fetch_topics(to_send: &[(TopicPartition, FetchParams)]) -> Vec<FetchTopic> {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (key, params) in to_send {
+        let partition = FetchPartition::default()
+            .with_partition(key.partition)
+            .with_current_leader_epoch(params.current_leader_epoch)
+            .with_fetch_offset(params.fetch_offset)
+            .with_log_start_offset(params.log_start_offset)
+            .with_partition_max_bytes(params.max_bytes);
+        match topics.last_mut() {
+            Some(topic) if topic.topic.0.as_str() == key.topic => topic.partitions.push(partition),
+            _ => topics.push(
+                FetchTopic::default()
+                    .with_topic(topic_name(&key.topic))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    topics
+}
+
+fn forgotten_topics(to_forget: &[TopicPartition]) -> Vec<ForgottenTopic> {
+    let mut topics: Vec<ForgottenTopic> = Vec::new();
+    for key in to_forget {
+        match topics.last_mut() {
+            Some(topic) if topic.topic.0.as_str() == key.topic => {
+                topic.partitions.push(key.partition)
+            }
+            _ => topics.push(
+                ForgottenTopic::default()
+                    .with_topic(topic_name(&key.topic))
+                    .with_partitions(vec![key.partition]),
+            ),
+        }
+    }
+    topics
+}
+
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
 }
 
 /// Where this follower's log stops agreeing with the leader's: the end of

@@ -23,6 +23,7 @@ use crate::shard::{Shard, CONTROLLER_SHARD};
 
 pub mod client;
 pub mod fetcher;
+pub mod session;
 
 use fetcher::Fetcher;
 
