@@ -77,6 +77,7 @@ def main():
         print(
             f"\nlimits ({path.stem}): loopback TCP {limits['loopback_tcp_megabytes_per_second']:.0f} MB/s, "
             f"direct-I/O write {limits['direct_write_megabytes_per_second']:.0f} MB/s, "
+            f"direct-I/O read {limits.get('direct_read_megabytes_per_second', 0):.0f} MB/s, "
             f"fdatasync 4 KiB p50 {fmt_us(sync.get('p50_us'))} p99 {fmt_us(sync.get('p99_us'))}"
         )
 

@@ -1,7 +1,8 @@
 //! The machine's raw limits, measured next to a benchmark so the broker's
 //! figures can be read as fractions of them: loopback TCP bandwidth (one
-//! stream), direct-I/O sequential write bandwidth, and fdatasync latency of
-//! a 4 KiB append.
+//! stream), direct-I/O sequential write and read bandwidth (one request in
+//! flight, 1 MiB each: what one consumer's sequential cold read could get),
+//! and fdatasync latency of a 4 KiB append.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -24,14 +25,22 @@ const DIRECT_WRITE_BYTES: usize = 1 << 20;
 pub struct Limits {
     pub loopback_tcp_megabytes_per_second: f64,
     pub direct_write_megabytes_per_second: f64,
+    /// Absent in reports from before it was measured.
+    #[serde(default)]
+    pub direct_read_megabytes_per_second: f64,
     pub fdatasync_4k_latency: Option<Latency>,
 }
 
 pub fn measure(dir: &Path, duration: Duration) -> Result<Limits> {
     let loopback = loopback_tcp(duration)?;
     eprintln!("loopback TCP, one stream: {loopback:.0} MB/s");
-    let direct = direct_write(dir, duration)?;
+    let path = dir.join("loadgen-limits-direct.tmp");
+    let direct = direct_write(&path, duration)?;
     eprintln!("direct-I/O sequential write (1 MiB writes): {direct:.0} MB/s");
+    let direct_read = direct_read(&path, duration);
+    let _ = std::fs::remove_file(&path);
+    let direct_read = direct_read?;
+    eprintln!("direct-I/O sequential read (1 MiB reads): {direct_read:.0} MB/s");
     let sync = fdatasync_latency(dir, duration)?;
     if let Some(latency) = &sync {
         eprintln!(
@@ -45,6 +54,7 @@ pub fn measure(dir: &Path, duration: Duration) -> Result<Limits> {
     Ok(Limits {
         loopback_tcp_megabytes_per_second: loopback,
         direct_write_megabytes_per_second: direct,
+        direct_read_megabytes_per_second: direct_read,
         fdatasync_4k_latency: sync,
     })
 }
@@ -98,16 +108,20 @@ impl AlignedBuf {
     fn bytes(&self) -> &[u8] {
         &self.storage[self.offset..self.offset + self.len]
     }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.offset..self.offset + self.len]
+    }
 }
 
-fn direct_write(dir: &Path, duration: Duration) -> Result<f64> {
-    let path = dir.join("loadgen-limits-direct.tmp");
+/// Writes `path` for `duration`; leaves it for [`direct_read`].
+fn direct_write(path: &Path, duration: Duration) -> Result<f64> {
     let mut file = OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(true)
         .custom_flags(libc::O_DIRECT)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("opening {} with O_DIRECT", path.display()))?;
     let buf = AlignedBuf::new(DIRECT_WRITE_BYTES);
     let start = Instant::now();
@@ -117,10 +131,28 @@ fn direct_write(dir: &Path, duration: Duration) -> Result<f64> {
         written += DIRECT_WRITE_BYTES as u64;
     }
     file.sync_data()?;
-    let elapsed = start.elapsed().as_secs_f64();
-    drop(file);
-    std::fs::remove_file(&path)?;
-    Ok(written as f64 / 1e6 / elapsed)
+    Ok(written as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+/// Reads `path` from the start with O_DIRECT (no page cache), for
+/// `duration` or to its end.
+fn direct_read(path: &Path, duration: Duration) -> Result<f64> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .with_context(|| format!("opening {} with O_DIRECT", path.display()))?;
+    let mut buf = AlignedBuf::new(DIRECT_WRITE_BYTES);
+    let start = Instant::now();
+    let mut read = 0u64;
+    while start.elapsed() < duration {
+        let got = file.read(buf.bytes_mut())?;
+        if got == 0 {
+            break;
+        }
+        read += got as u64;
+    }
+    Ok(read as f64 / 1e6 / start.elapsed().as_secs_f64())
 }
 
 fn fdatasync_latency(dir: &Path, duration: Duration) -> Result<Option<Latency>> {
