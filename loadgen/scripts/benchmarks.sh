@@ -5,7 +5,7 @@
 # medians.
 #
 # Usage: loadgen/scripts/benchmarks.sh [scenario...]   (default: all)
-#   scenarios: limits s1 s1b s2 s3 s4 tail_latency
+#   scenarios: limits s1 s1b s2 s3 s4 tail_latency cold_read
 # Environment:
 #   LOADGEN     loadgen binary        (default target/release/loadgen)
 #   SLUICE_BIN  Sluice binary         (default target/release/sluice)
@@ -210,6 +210,65 @@ tail_latency() { # acks=1 against acks=all at a fixed rate, default client batch
         done
     done
     python3 "$ROOT/loadgen/scripts/stages.py" "$OUT" tail-sluice
+}
+
+# same_shard_topic BASE NAME: prints a topic name whose partition 0 lands
+# on the same shard as partition 0 of topic BASE, with 2 shards (Sluice puts
+# partition p of topic t on shard (crc32c(t) + p) mod shards).
+same_shard_topic() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+base, name = sys.argv[1], sys.argv[2]
+for i in range(100):
+    candidate = f"{name}{i}"
+    if crc32c(candidate.encode()) % 2 == crc32c(base.encode()) % 2:
+        print(candidate)
+        break
+PY
+}
+
+drop_page_cache() {
+    sync
+    echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || echo "   (cannot drop the page cache: not root?)"
+}
+
+cold_read() { # a cold read of COLD_GB (default 2) GB beside a 20 MB/s producer on the same shard
+    # The producer's acknowledgement percentiles alone, then with a consumer
+    # reading the cold partition from its start (broker restarted, page cache
+    # dropped: every byte comes from the disk), then the consumer alone.
+    local records=$(( ${COLD_GB:-2} * 1000 * 1000 ))
+    local hot
+    hot=$(same_shard_topic cold hot)
+    limits "cold-$(date -u +%H%M%S)"
+    start_broker sluice fresh
+    lg "cold-fill" produce --topic cold --partitions 1 --record-size 1000 --acks 1 \
+        --records "$records" --duration 600s
+    for run in $(seq "$RUNS"); do
+        start_broker sluice keep
+        drop_page_cache
+        lg "cold-producer-alone-$run" produce --topic "$hot" --partitions 1 --record-size 1024 \
+            --rate 20MB/s --acks 1 --duration 20s --warmup 3s
+        start_broker sluice keep
+        drop_page_cache
+        "$LOADGEN" consume --bootstrap "$BOOTSTRAP" --topic cold --from earliest --until-end \
+            --label "cold-consumer-beside-$run" --report "$OUT/cold-consumer-beside-$run.json" \
+            --quiet >"$OUT/cold-consumer-beside-$run.txt" 2>&1 &
+        local consumer=$!
+        lg "cold-producer-beside-consumer-$run" produce --topic "$hot" --partitions 1 --record-size 1024 \
+            --rate 20MB/s --acks 1 --duration 20s --warmup 3s
+        wait "$consumer" || true
+        grep -E "consume" "$OUT/cold-consumer-beside-$run.txt" | sed 's/^/   consumer beside: /' || true
+        start_broker sluice keep
+        drop_page_cache
+        lg "cold-consumer-alone-$run" consume --topic cold --from earliest --until-end
+    done
 }
 
 scenarios=("$@")
