@@ -4,10 +4,13 @@
 //! takes the responses and records latencies, and retries batches whose
 //! leader moved or whose connection was lost.
 //!
-//! The producer thread never waits for a response. Each connection has a
-//! bounded queue of requests in flight (`max_in_flight`); when it is full
-//! the producer blocks on it, which is the backpressure, and records that
-//! fall due in the meantime keep their intended send times (see `rate`).
+//! The producer thread never waits for a response. Each partition has at
+//! most `max_in_flight` batches in flight; the rest wait in the sender's
+//! queue, which is the backpressure: at maximum speed the next records are
+//! made once the queue is empty, at a fixed rate once it is short again,
+//! and records that fall due in the meantime keep their intended send
+//! times (see `rate`). Only a fixed-rate producer sleeps for the next
+//! record or for a lingering batch; at maximum speed records are always due.
 //! With idempotence each batch carries the producer ID and its Kafka base
 //! sequence (the record's per-partition sequence number, as in the value
 //! header), so a retried batch is written once.
@@ -36,6 +39,9 @@ const GENERATE_PER_TURN_MAX: u64 = 4096;
 
 /// Finished batches waiting to be sent before generating pauses.
 const BACKLOG_BATCHES_MAX: usize = 256;
+
+/// How often the producer offers waiting batches to the sender again.
+const PUMP_INTERVAL: Duration = Duration::from_micros(200);
 
 /// What every producer of a run shares.
 #[derive(Debug, Clone)]
@@ -142,11 +148,20 @@ impl Producer {
             if now >= self.share.end || self.metrics.stopping() || self.all_issued() {
                 break;
             }
-            if self.sender.backlog() > BACKLOG_BATCHES_MAX {
+            // At a fixed rate up to BACKLOG_BATCHES_MAX batches may wait;
+            // at maximum speed a turn's records go out before the next
+            // turn makes more (else the records' latencies would be
+            // mostly time in this queue).
+            let backlog_max = if self.pacer.is_fixed_rate() {
+                BACKLOG_BATCHES_MAX
+            } else {
+                0
+            };
+            if self.sender.backlog() > backlog_max {
                 // The windows are full (or a leader is moving): records
                 // that fall due meanwhile keep their intended send times.
                 self.sender.pump()?;
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::sleep(PUMP_INTERVAL);
                 continue;
             }
             let budget = self
@@ -159,11 +174,12 @@ impl Producer {
             }
             self.collect_lingered(Instant::now())?;
             self.sender.pump()?;
-            if self.pacer.is_fixed_rate() || self.config.linger > Duration::ZERO {
+            // At maximum speed records are always due: the next turn
+            // generates more, and the backlog bound above is the only
+            // pause. Sleeping for the linger there (or, with no batch
+            // open, until the end of the run) stalled the producer.
+            if self.pacer.is_fixed_rate() {
                 self.sleep_until_next_event(now);
-            } else if !self.sender.idle() && due == 0 {
-                // Waiting for the window, or for a retry: do not spin.
-                std::thread::sleep(Duration::from_micros(200));
             }
         }
         // Send what is left, lingering or not, then wait for every batch's
@@ -261,36 +277,85 @@ impl Producer {
         Ok(())
     }
 
+    /// Sleeps (fixed rate) until the next record falls due, the oldest open
+    /// batch's linger runs out, or the end; no longer than a pump interval
+    /// while batches wait in the sender (for the window, or for a retry).
     fn sleep_until_next_event(&self, now: Instant) {
-        let mut wake = self.share.end;
-        if let Some(first) = self
+        let oldest_open = self
             .intended
             .iter()
             .filter_map(|intended| intended.first())
             .min()
-        {
-            wake = wake.min(*first + self.config.linger);
-        }
-        if let Some(next_due) = self.pacer.next_due() {
-            let lingering = self.intended.iter().any(|intended| !intended.is_empty());
-            if !lingering {
-                wake = wake.min(next_due);
-            } else {
-                // Wake at least every half batch so full batches go out on time.
-                let records_per_batch =
-                    (self.config.batch_bytes / self.config.record_bytes.max(1)).max(1) as u32;
-                let half_batch = match self.share.records_per_second {
-                    Some(rate) => {
-                        Duration::from_secs_f64(f64::from(records_per_batch) / rate / 2.0)
-                    }
-                    None => Duration::ZERO,
-                };
-                wake = wake.min(next_due.max(now + half_batch));
-            }
-        }
+            .copied();
+        let next_due = self.pacer.next_due().unwrap_or(now);
+        let wake = next_wake(
+            now,
+            self.share.end,
+            next_due,
+            oldest_open.map(|first| first + self.config.linger),
+            self.half_batch(),
+        );
+        let wake = if self.sender.backlog() > 0 {
+            wake.min(now + PUMP_INTERVAL)
+        } else {
+            wake
+        };
         let now = Instant::now();
         if wake > now {
             std::thread::sleep(wake - now);
         }
+    }
+
+    /// The time half a batch of records takes at the fixed rate.
+    fn half_batch(&self) -> Duration {
+        let records_per_batch =
+            (self.config.batch_bytes / self.config.record_bytes.max(1)).max(1) as u32;
+        match self.share.records_per_second {
+            Some(rate) => Duration::from_secs_f64(f64::from(records_per_batch) / rate / 2.0),
+            None => Duration::ZERO,
+        }
+    }
+}
+
+/// When a fixed-rate producer has something to do next: the end of the
+/// run, an open batch's linger running out (`linger_end`), the next record
+/// falling due; while a batch is open, at least every half batch, so full
+/// batches go out on time.
+fn next_wake(
+    now: Instant,
+    end: Instant,
+    next_due: Instant,
+    linger_end: Option<Instant>,
+    half_batch: Duration,
+) -> Instant {
+    match linger_end {
+        None => end.min(next_due),
+        Some(linger_end) => end.min(linger_end).min(next_due.max(now + half_batch)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_rate_producer_wakes_for_the_next_record_or_the_linger() {
+        let now = Instant::now();
+        let end = now + Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        // Nothing open: the next record.
+        assert_eq!(next_wake(now, end, now + ms(3), None, ms(1)), now + ms(3));
+        // An open batch whose linger ends first.
+        assert_eq!(
+            next_wake(now, end, now + ms(3), Some(now + ms(2)), ms(1)),
+            now + ms(2)
+        );
+        // Records falling due faster than half a batch: every half batch.
+        assert_eq!(
+            next_wake(now, end, now, Some(now + ms(5)), ms(1)),
+            now + ms(1)
+        );
+        // Never past the end.
+        assert_eq!(next_wake(now, end, end + ms(1), None, ms(1)), end);
     }
 }
