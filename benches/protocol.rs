@@ -1,16 +1,18 @@
 //! Micro-benchmarks of the broker's frame hot paths: decoding a Produce
 //! request frame and encoding a Fetch response (plain, and around a
-//! zero-copy placeholder), each beside a baseline of copying the same
-//! number of bytes with `memcpy`, measured in the same run.
+//! zero-copy placeholder), each in a criterion group beside a `memcpy`
+//! baseline of the same bytes, measured in the same run. Throughput is per
+//! byte of the frame (decode) or of the records (encode).
 //!
-//! Run: `cargo bench --bench protocol` (release build). Prints one line per
-//! figure: the median of 15 timed rounds, as time per operation and bytes
-//! per second.
+//! Run: `cargo bench --bench protocol` (release build); criterion's options
+//! follow `--`, e.g. `-- --warm-up-time 1 --measurement-time 3`, a filter
+//! such as `-- decode_produce`, or `--save-baseline before` then
+//! `--baseline before` to compare two builds.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -19,34 +21,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use sluice::handlers::supported_range;
 use sluice::protocol::{decode_request, encode_response, encode_response_parts, splice};
-
-const ROUNDS: usize = 15;
-
-/// Median time of `f` over rounds of `iterations` calls.
-fn time_per_op(iterations: usize, mut f: impl FnMut()) -> Duration {
-    for _ in 0..iterations {
-        f(); // warm-up
-    }
-    let mut rounds: Vec<Duration> = (0..ROUNDS)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iterations {
-                f();
-            }
-            start.elapsed() / iterations as u32
-        })
-        .collect();
-    rounds.sort();
-    rounds[ROUNDS / 2]
-}
-
-fn report(name: &str, per_op: Duration, bytes: usize) {
-    let gb_per_s = bytes as f64 / per_op.as_secs_f64() / 1e9;
-    println!(
-        "{name:<58} {:>10.2} us/op {gb_per_s:>8.2} GB/s",
-        per_op.as_secs_f64() * 1e6
-    );
-}
 
 fn produce_frame(partitions: i32, records_bytes: usize) -> Bytes {
     let records = Bytes::from(vec![7u8; records_bytes]);
@@ -92,62 +66,55 @@ fn fetch_response(records: Bytes) -> ResponseKind {
     ResponseKind::Fetch(FetchResponse::default().with_responses(vec![topic]))
 }
 
-fn main() {
-    println!("protocol hot paths (median of {ROUNDS} rounds)");
+/// Decoding a Produce v9 frame, and copying the same frame with `memcpy`.
+fn decode_produce(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_produce_v9");
     for (partitions, records_bytes) in [(1, 16 * 1024), (6, 16 * 1024), (1, 1 << 20)] {
         let frame = produce_frame(partitions, records_bytes);
-        let size = frame.len();
-        let decode = time_per_op(200, || {
-            black_box(decode_request(black_box(frame.clone()), supported_range).unwrap());
+        let case = format!("{partitions}x{}KiB", records_bytes / 1024);
+        group.throughput(Throughput::Bytes(frame.len() as u64));
+        group.bench_function(BenchmarkId::new("decode", &case), |b| {
+            b.iter(|| decode_request(black_box(frame.clone()), supported_range).unwrap())
         });
-        report(
-            &format!(
-                "decode Produce v9, {partitions} x {} KiB",
-                records_bytes / 1024
-            ),
-            decode,
-            size,
-        );
-        let mut target = vec![0u8; size];
-        let baseline = time_per_op(200, || {
-            target.copy_from_slice(black_box(&frame));
-            black_box(&target);
+        let mut target = vec![0u8; frame.len()];
+        group.bench_function(BenchmarkId::new("memcpy_baseline", &case), |b| {
+            b.iter(|| {
+                target.copy_from_slice(black_box(&frame));
+                black_box(&target);
+            })
         });
-        report("  baseline: memcpy of the same frame", baseline, size);
     }
+    group.finish();
+}
+
+/// Encoding a Fetch v12 response with the records in memory and around a
+/// file region (zero-copy placeholder), and copying the records with `memcpy`.
+fn encode_fetch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode_fetch_v12");
     for records_bytes in [16 * 1024, 1 << 20] {
+        let case = format!("{}KiB", records_bytes / 1024);
+        group.throughput(Throughput::Bytes(records_bytes as u64));
         let body = fetch_response(Bytes::from(vec![9u8; records_bytes]));
-        let encode = time_per_op(200, || {
-            black_box(encode_response(ApiKey::Fetch, 12, 1, black_box(&body)).unwrap());
+        group.bench_function(BenchmarkId::new("in_memory", &case), |b| {
+            b.iter(|| encode_response(ApiKey::Fetch, 12, 1, black_box(&body)).unwrap())
         });
-        report(
-            &format!(
-                "encode Fetch v12, {} KiB of records in memory",
-                records_bytes / 1024
-            ),
-            encode,
-            records_bytes,
-        );
         let placeholder = splice::placeholder(0, records_bytes).expect("placeholder mapping");
         let spliced = fetch_response(placeholder);
-        let encode_parts = time_per_op(200, || {
-            black_box(encode_response_parts(ApiKey::Fetch, 12, 1, black_box(&spliced)).unwrap());
+        group.bench_function(BenchmarkId::new("file_region_zero_copy", &case), |b| {
+            b.iter(|| encode_response_parts(ApiKey::Fetch, 12, 1, black_box(&spliced)).unwrap())
         });
-        report(
-            &format!(
-                "encode Fetch v12 around a {} KiB file region (zero-copy)",
-                records_bytes / 1024
-            ),
-            encode_parts,
-            records_bytes,
-        );
         let source = vec![9u8; records_bytes];
         let mut target = BytesMut::with_capacity(records_bytes);
-        let baseline = time_per_op(200, || {
-            target.clear();
-            target.put_slice(black_box(&source));
-            black_box(&target);
+        group.bench_function(BenchmarkId::new("memcpy_baseline", &case), |b| {
+            b.iter(|| {
+                target.clear();
+                target.put_slice(black_box(&source));
+                black_box(&target);
+            })
         });
-        report("  baseline: memcpy of the records", baseline, records_bytes);
     }
+    group.finish();
 }
+
+criterion_group!(benches, decode_produce, encode_fetch);
+criterion_main!(benches);

@@ -4,6 +4,14 @@
 //! Run: `cargo bench --bench storage` (optionally `-- <scratch dir>`; the
 //! default is the system temp dir, which must be on the disk under test).
 //! Prints a Markdown table for BENCHMARKS.md.
+//!
+//! Not criterion (as benches/protocol.rs is), on purpose: this is a macro
+//! benchmark. Each figure is one whole run of 1 GiB of appends (or 256 MiB
+//! of reads) through the engine, seconds long, and means something only
+//! next to the disk's own `dd` figure measured right before it, because the
+//! virtual disk's speed drifts between runs. Criterion's model (thousands of
+//! short iterations of one closure, statistics over their times) fits
+//! neither the length of a run nor the ratio to a figure of another tool.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
