@@ -117,6 +117,9 @@ impl BrokerConfig {
             group_min_session_timeout_ms: values.unsigned("group.min.session.timeout.ms"),
             group_max_session_timeout_ms: values.unsigned("group.max.session.timeout.ms"),
             group_max_size: u32::try_from(values.unsigned("group.max.size")).expect("Int"),
+            group_consumer_session_timeout_ms: values.unsigned("group.consumer.session.timeout.ms"),
+            group_consumer_heartbeat_interval_ms: values
+                .unsigned("group.consumer.heartbeat.interval.ms"),
             process_roles: values
                 .text("process.roles")
                 .split(',')

@@ -14,6 +14,10 @@
 //!
 //! The parts:
 //! - [`group`]: one group's state machine and offsets, pure data.
+//! - [`consumer_group`]: KIP-848's consumer group (the consumer protocol,
+//!   ConsumerGroupHeartbeat): members with epochs, server-side assignors,
+//!   incremental reconciliation. A [`group::Group`] holds one when it is of
+//!   that type; the offsets are shared by both types.
 //! - [`manager`]: all groups of a shard and every group operation (join,
 //!   sync, heartbeat, leave, commit, fetch, list, describe, delete, expiry,
 //!   loading and unloading partitions).
@@ -68,6 +72,7 @@
 //! - Leadership is noticed by polling the shard's image (each request, and
 //!   every 25 ms), not by a callback from the metadata log.
 
+pub mod consumer_group;
 pub mod errors;
 pub mod group;
 pub mod manager;
