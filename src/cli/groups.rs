@@ -228,6 +228,9 @@ struct ListedGroup {
     group: String,
     state: String,
     protocol_type: String,
+    /// KIP-848's group type ("classic" or "consumer"); empty from brokers
+    /// before ListGroups v5.
+    group_type: String,
 }
 
 /// Every group of every broker (each broker lists the groups it coordinates).
@@ -247,6 +250,7 @@ fn list_all(client: &mut Client) -> Result<Vec<ListedGroup>> {
                     group,
                     state: listed.group_state.to_string(),
                     protocol_type: listed.protocol_type.to_string(),
+                    group_type: listed.group_type.to_string(),
                 },
             );
         }
@@ -261,20 +265,28 @@ fn list(client: &mut Client, output: OutputFormat) -> Result<ExitCode> {
             let list: Vec<Value> = groups
                 .iter()
                 .map(|g| {
-                    json!({"group": g.group, "state": g.state, "protocol_type": g.protocol_type})
+                    json!({"group": g.group, "type": g.group_type, "state": g.state,
+                           "protocol_type": g.protocol_type})
                 })
                 .collect();
             write_stdout(&render_json(&Value::Array(list)))?;
         }
         OutputFormat::Table => {
-            let mut table = Table::new(&["GROUP", "STATE", "PROTOCOL-TYPE"]);
-            for g in groups {
-                let state = if g.state.is_empty() {
+            let mut table = Table::new(&["GROUP", "TYPE", "STATE", "PROTOCOL-TYPE"]);
+            let or_dash = |text: String| {
+                if text.is_empty() {
                     "-".to_string()
                 } else {
-                    g.state
-                };
-                table.row(vec![g.group, state, g.protocol_type]);
+                    text
+                }
+            };
+            for g in groups {
+                table.row(vec![
+                    g.group,
+                    or_dash(g.group_type),
+                    or_dash(g.state),
+                    g.protocol_type,
+                ]);
             }
             write_stdout(&table.render())?;
         }

@@ -1,0 +1,345 @@
+"""KIP-848's consumer group protocol (`group.protocol=consumer`) with real
+librdkafka consumers: ConsumerGroupHeartbeat, server-side assignors
+(`group.remote.assignor`), incremental reconciliation, offset commits with
+member epochs, ConsumerGroupDescribe, and coexistence with classic groups.
+
+The broker runs with a short consumer session timeout and heartbeat
+interval so membership changes take seconds. Consumers of the consumer
+protocol must not be given `session.timeout.ms`, `heartbeat.interval.ms` or
+`partition.assignment.strategy` (librdkafka refuses them). Every wait polls
+a condition; none is a bare sleep.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    ConsumerGroupType,
+    KafkaError,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import NewTopic
+
+from conftest import confluent_admin, unique_topic, wait_until
+
+PARTITIONS = 6
+CONSUMER_SESSION_TIMEOUT_MS = 6000
+BROKER_ARGS = [
+    "--set", "group.initial.rebalance.delay.ms=0",
+    "--set", "group.min.session.timeout.ms=1000",
+    "--set", f"group.consumer.session.timeout.ms={CONSUMER_SESSION_TIMEOUT_MS}",
+    "--set", "group.consumer.heartbeat.interval.ms=500",
+]
+WAIT_S = 45
+
+
+@pytest.fixture(scope="module")
+def shared_broker(tmp_path_factory):
+    """One broker for the module (unique topic and group names), with the
+    group settings above; named like conftest's fixture so failures carry
+    its log."""
+    from conftest import _finish, _start_broker
+
+    b = _start_broker(tmp_path_factory, extra_args=BROKER_ARGS)
+    yield b
+    _finish(b)
+
+
+@pytest.fixture(scope="module")
+def admin(shared_broker):
+    return confluent_admin(shared_broker)
+
+
+def create_topic(admin, partitions=PARTITIONS):
+    name = unique_topic("kip848")
+    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+        future.result(timeout=30)
+    return name
+
+
+def produce(broker, topic, start, count):
+    """Values start..start+count, round robin over the partitions."""
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    for i in range(start, start + count):
+        p.produce(topic, value=str(i).encode(), partition=i % PARTITIONS)
+    assert p.flush(30) == 0
+
+
+def new_consumer(broker, group, assignor=None, **extra):
+    config = {
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": group,
+        "group.protocol": "consumer",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    if assignor:
+        config["group.remote.assignor"] = assignor
+    config.update(extra)
+    return Consumer(config)
+
+
+def classic_consumer(broker, group):
+    return Consumer({
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": group,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    })
+
+
+class Reader:
+    """A subscribed consumer that commits every record it reads, at once."""
+
+    def __init__(self, consumer, topic):
+        self.consumer = consumer
+        self.seen = []  # (partition, offset, value)
+        consumer.subscribe([topic])
+
+    def poll(self, timeout=0.05):
+        message = self.consumer.poll(timeout)
+        if message is None:
+            return
+        assert message.error() is None, message.error()
+        self.consumer.commit(message=message, asynchronous=False)
+        self.seen.append((message.partition(), message.offset(), int(message.value())))
+
+    def partitions(self):
+        return sorted(p.partition for p in self.consumer.assignment())
+
+
+def poll_until(readers, predicate, what, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        for reader in readers:
+            reader.poll()
+        if time.monotonic() >= deadline:
+            state = [r.partitions() for r in readers]
+            raise AssertionError(f"timed out waiting for {what}; assignments {state}")
+
+
+def describe(admin, group):
+    return admin.describe_consumer_groups([group])[group].result(timeout=30)
+
+
+def member_partitions(description):
+    """Each member's assigned partitions, by member id."""
+    return {m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions)
+            for m in description.members}
+
+
+def converged(admin, group, members):
+    """The group is Stable with `members` members whose assignments split
+    the topic's partitions between them."""
+    described = describe(admin, group)
+    owned = member_partitions(described)
+    flat = sorted(p for ps in owned.values() for p in ps)
+    return (described.state == ConsumerGroupState.STABLE and len(owned) == members
+            and flat == list(range(PARTITIONS)) and all(owned.values()))
+
+
+def committed(admin, group, topic):
+    request = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, request)])
+    result = futures[group].result(timeout=30)
+    return {tp.partition: tp.offset for tp in result.topic_partitions}
+
+
+def sluice(broker, *args):
+    binary = os.environ["SLUICE_BIN"]
+    result = subprocess.run([binary, *args, "--bootstrap-server", broker.bootstrap],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_two_consumers_share_a_topic_once_and_commit(shared_broker, admin):
+    b = shared_broker
+    topic, group = create_topic(admin), unique_topic("g")
+    produce(b, topic, 0, 120)
+    readers = [Reader(new_consumer(b, group), topic) for _ in range(2)]
+    try:
+        poll_until(readers, lambda: sum(len(r.seen) for r in readers) >= 120
+                   and all(r.partitions() for r in readers), "120 records and two owners")
+        values = sorted(v for r in readers for (_, _, v) in r.seen)
+        assert values == list(range(120)), "every record consumed exactly once"
+        owned = [set(r.partitions()) for r in readers]
+        assert owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set(range(PARTITIONS))
+
+        assert committed(admin, group, topic) == {p: 20 for p in range(PARTITIONS)}
+        [view] = json.loads(sluice(b, "groups", "describe", "--group", group,
+                                   "--output", "json"))
+        assert view["state"] == "Stable" and view["protocol"] == "uniform"
+        assert len(view["members"]) == 2
+        by_member = sorted(sorted(p for a in m["assignment"] for p in a["partitions"])
+                           for m in view["members"])
+        assert by_member == sorted(sorted(o) for o in owned)
+        assert all(row["current_offset"] == 20 and row["lag"] == 0 for row in view["offsets"])
+        listed = {g["group"]: g for g in json.loads(sluice(b, "groups", "list",
+                                                           "--output", "json"))}
+        assert listed[group]["type"] == "consumer"
+    finally:
+        for r in readers:
+            r.consumer.close()
+
+
+# A consumer in a subprocess, so that it can be killed with SIGKILL. It
+# commits each record before printing it.
+KILLABLE = textwrap.dedent("""
+    import sys
+    from confluent_kafka import Consumer
+    bootstrap, group, topic, assignor = sys.argv[1:5]
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "group.protocol": "consumer", "group.remote.assignor": assignor,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    while True:
+        m = c.poll(0.1)
+        if m is None or m.error():
+            continue
+        c.commit(message=m, asynchronous=False)
+        print(m.partition(), m.offset(), int(m.value()), flush=True)
+""")
+
+
+@pytest.mark.parametrize("assignor", ["range", "uniform"])
+def test_members_join_leave_and_die_and_no_committed_record_is_lost(
+        shared_broker, admin, assignor):
+    b = shared_broker
+    topic, group = create_topic(admin), unique_topic("g")
+    produce(b, topic, 0, 60)
+    first, second = (Reader(new_consumer(b, group, assignor), topic) for _ in range(2))
+    readers = [first, second]
+    killable = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE, b.bootstrap, group, topic, assignor],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        poll_until(readers, lambda: converged(admin, group, 3), "three members")
+        described = describe(admin, group)
+        assert described.type == ConsumerGroupType.CONSUMER
+        assert described.partition_assignor == assignor
+        assert sorted(len(p) for p in member_partitions(described).values()) == [2, 2, 2]
+
+        produce(b, topic, 60, 60)
+        first.consumer.close()
+        readers = [second]
+        poll_until(readers, lambda: converged(admin, group, 2), "two members after a close")
+        owned = sorted(member_partitions(describe(admin, group)).values())
+        if assignor == "range":
+            assert owned == [[0, 1, 2], [3, 4, 5]]
+        else:
+            assert sorted(len(p) for p in owned) == [3, 3]
+
+        killable.send_signal(signal.SIGKILL)
+        killable.wait(timeout=10)
+        poll_until(readers, lambda: converged(admin, group, 1) and
+                   second.partitions() == list(range(PARTITIONS)),
+                   "the survivor owning everything after the session timeout")
+        produce(b, topic, 120, 60)
+        poll_until(readers, lambda: committed(admin, group, topic) ==
+                   {p: 30 for p in range(PARTITIONS)}, "every record committed")
+    finally:
+        if killable.poll() is None:
+            killable.kill()
+        killed_lines = killable.stdout.read().split("\n")
+        second.consumer.close()
+    consumed = {v for r in (first, second) for (_, _, v) in r.seen}
+    consumed |= {int(line.split()[2]) for line in killed_lines if line.strip()}
+    assert consumed == set(range(180)), "no record lost"
+    assert killed_lines, "the killed consumer had read records"
+
+
+def test_describe_consumer_groups_shows_the_consumer_type_and_assignments(
+        shared_broker, admin):
+    b = shared_broker
+    topic, group = create_topic(admin), unique_topic("g")
+    readers = [Reader(new_consumer(b, group, "range"), topic) for _ in range(2)]
+    try:
+        poll_until(readers, lambda: all(r.partitions() for r in readers)
+                   and converged(admin, group, 2), "two members")
+        described = describe(admin, group)
+        assert described.type == ConsumerGroupType.CONSUMER
+        assert described.state == ConsumerGroupState.STABLE
+        assert described.partition_assignor == "range"
+        assert not described.is_simple_consumer_group
+        by_member = member_partitions(described)
+        mine = {r.consumer.memberid(): r.partitions() for r in readers}
+        assert by_member == mine
+        for member in described.members:
+            assert {tp.topic for tp in member.assignment.topic_partitions} == {topic}
+
+        listed = admin.list_consumer_groups(types={ConsumerGroupType.CONSUMER}).result(
+            timeout=30)
+        types = {g.group_id: g.type for g in listed.valid}
+        assert types.get(group) == ConsumerGroupType.CONSUMER
+    finally:
+        for r in readers:
+            r.consumer.close()
+
+
+def test_classic_and_consumer_groups_coexist_and_do_not_mix(shared_broker, admin):
+    b = shared_broker
+    topic = create_topic(admin)
+    classic_group, consumer_group = unique_topic("classic"), unique_topic("consumer")
+    produce(b, topic, 0, 60)
+    classic = Reader(classic_consumer(b, classic_group), topic)
+    modern = Reader(new_consumer(b, consumer_group), topic)
+    readers = [classic, modern]
+    try:
+        poll_until(readers, lambda: all(len(r.seen) >= 60 for r in readers),
+                   "both groups to read everything")
+        for r in readers:
+            assert sorted(v for (_, _, v) in r.seen) == list(range(60))
+        types = {g.group_id: g.type for g in
+                 admin.list_consumer_groups().result(timeout=30).valid}
+        assert types[classic_group] == ConsumerGroupType.CLASSIC
+        assert types[consumer_group] == ConsumerGroupType.CONSUMER
+
+        # A classic member cannot join the consumer group ...
+        intruder = classic_consumer(b, consumer_group)
+        intruder.subscribe([topic])
+        error = poll_error(intruder, readers)
+        assert error.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL
+        intruder.close()
+        # ... nor a consumer-protocol member the classic group.
+        intruder = new_consumer(b, classic_group)
+        intruder.subscribe([topic])
+        error = poll_error(intruder, readers)
+        assert "group id does not exist" in error.str()
+        intruder.close()
+
+        # Both groups still have their member and all partitions.
+        assert classic.partitions() == modern.partitions() == list(range(PARTITIONS))
+        assert committed(admin, classic_group, topic) == committed(
+            admin, consumer_group, topic) == {p: 10 for p in range(PARTITIONS)}
+    finally:
+        for r in readers:
+            r.consumer.close()
+
+
+def poll_error(intruder, others):
+    """The first error `intruder`'s poll reports, polling `others` meanwhile."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        message = intruder.poll(0.1)
+        for r in others:
+            r.poll(0)
+        if message is not None and message.error():
+            return message.error()
+    raise AssertionError("the intruder was never refused")
