@@ -71,6 +71,32 @@
 //!   arrives, instead of answering COORDINATOR_NOT_AVAILABLE at once.
 //! - Leadership is noticed by polling the shard's image (each request, and
 //!   every 25 ms), not by a callback from the metadata log.
+//!
+//! Where KIP-848 consumer groups differ from Kafka's:
+//! - Membership, epochs and target assignments live in memory only; Kafka
+//!   persists them as ConsumerGroupMetadata, member, target assignment and
+//!   current assignment records. After a restart or a coordinator move the
+//!   group has its committed offsets and no members; a member's heartbeat
+//!   gets UNKNOWN_MEMBER_ID and the client rejoins with epoch 0 (its
+//!   partitions are briefly unowned, never doubly owned).
+//! - No online migration (Kafka 4's `group.consumer.migration.policy`,
+//!   default bidirectional): a classic member cannot join a consumer group
+//!   with members (INCONSISTENT_GROUP_PROTOCOL) and a consumer-protocol
+//!   member cannot join a classic group with members (GROUP_ID_NOT_FOUND).
+//!   An empty group of either type becomes the other, as in Kafka.
+//! - No regex subscriptions (SubscribedTopicRegex is INVALID_REQUEST), no
+//!   static membership (an instance id is kept and shown, epoch -2 leaves
+//!   like -1), no rack-aware assignment.
+//! - The `uniform` assignor is balanced and sticky like Kafka's, but its
+//!   choices may differ; `range` is not sticky.
+//! - Subscribed topics' metadata is compared on each member's heartbeat
+//!   (Kafka refreshes it on a deadline); a topic deleted or grown moves the
+//!   group epoch at the next heartbeat.
+//! - DescribeGroups describes a consumer group (its state, the assignor as
+//!   the protocol, members with their subscriptions and assignments in the
+//!   classic consumer protocol's encoding); Kafka describes only classic
+//!   members there. OffsetCommit below v9 from a consumer-protocol member
+//!   is not refused with UNSUPPORTED_VERSION.
 
 pub mod consumer_group;
 pub mod errors;
