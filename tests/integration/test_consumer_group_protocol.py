@@ -29,6 +29,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import NewTopic
 
+from cluster import make_cluster  # noqa: F401 (fixture)
 from conftest import confluent_admin, unique_topic, wait_until
 
 PARTITIONS = 6
@@ -343,3 +344,83 @@ def poll_error(intruder, others):
         if message is not None and message.error():
             return message.error()
     raise AssertionError("the intruder was never refused")
+
+
+# ---------------------------------------------------------------------------
+# In a cluster
+
+
+def test_consumer_group_reforms_on_the_broker_that_takes_the_offsets_partition(
+        make_cluster):
+    """The coordinator follows the group's `__consumer_offsets` leader: when
+    it is killed, the member (whose membership the dead broker held in
+    memory) is told UNKNOWN_MEMBER_ID by the new coordinator, rejoins, and
+    resumes from the replicated commit."""
+    from test_cluster_groups import (
+        NODES, agreed_coordinator, consume_until, live_brokers_seen)
+
+    extra = ["--set", "offsets.topic.num.partitions=6", *BROKER_ARGS]
+    cluster = make_cluster(size=len(NODES), extra_args=extra).nodes
+    brokers = list(cluster.values())
+    wait_until(lambda: all(live_brokers_seen(b, 3) for b in brokers), timeout=60,
+               what="all three brokers registered and unfenced")
+    group = unique_topic("g")
+    coordinator = wait_until(lambda: agreed_coordinator(brokers, group), timeout=60,
+                             what="every broker naming one coordinator")
+    survivors = [n for n in NODES if n != coordinator]
+    topic = unique_topic("kip848")
+    admin = confluent_admin(brokers[0])
+    assignment = [[survivors[0], survivors[1], coordinator]]
+    admin.create_topics([NewTopic(topic, num_partitions=1,
+                                  replica_assignment=assignment)])[topic].result(30)
+
+    def send(values):
+        p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in brokers
+                                                    if b.is_running())})
+        for value in values:
+            p.produce(topic, value=value.encode(), partition=0)
+        assert p.flush(60) == 0
+
+    before = [f"before-{i}" for i in range(10)]
+    send(before)
+    c = Consumer({
+        "bootstrap.servers": ",".join(b.bootstrap for b in brokers),
+        "group.id": group, "group.protocol": "consumer",
+        "enable.auto.commit": False, "auto.offset.reset": "earliest",
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    try:
+        c.subscribe([topic])
+        consume_until(c, before)
+        c.commit(asynchronous=False)
+        described = describe(admin, group)
+        assert described.type == ConsumerGroupType.CONSUMER
+        assert described.coordinator.id == coordinator
+
+        cluster[coordinator].kill()
+        live = [b for b in brokers if b.is_running()]
+        moved = wait_until(
+            lambda: next((n for n in [agreed_coordinator(live, group)] if n in survivors), None),
+            timeout=60, what="the survivors naming a new coordinator")
+        admin = confluent_admin(live[0])
+        again = []
+
+        def reformed():
+            message = c.poll(0.2)
+            if message is not None and not message.error():
+                again.append(message.value().decode())
+            d = describe(admin, group)
+            return (d.coordinator.id == moved and d.type == ConsumerGroupType.CONSUMER
+                    and d.state == ConsumerGroupState.STABLE and len(d.members) == 1
+                    and member_partitions(d) == {c.memberid(): [0]})
+
+        wait_until(reformed, timeout=90, interval=0.1,
+                   what="the group stable on the new coordinator")
+        after = [f"after-{i}" for i in range(5)]
+        send(after)
+        again += consume_until(c, after)
+        c.commit(asynchronous=False)
+        assert c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 15
+        assert not [v for v in again if v.startswith("before-")], again
+    finally:
+        c.close()
