@@ -84,9 +84,12 @@
 //!   with members (INCONSISTENT_GROUP_PROTOCOL) and a consumer-protocol
 //!   member cannot join a classic group with members (GROUP_ID_NOT_FOUND).
 //!   An empty group of either type becomes the other, as in Kafka.
-//! - No regex subscriptions (SubscribedTopicRegex is INVALID_REQUEST), no
-//!   static membership (an instance id is kept and shown, epoch -2 leaves
-//!   like -1), no rack-aware assignment.
+//! - Regex subscriptions are resolved against the shard's image on each
+//!   heartbeat of the group's members (Kafka resolves them in the
+//!   background, at most every `group.consumer.regex.refresh.interval.ms`);
+//!   internal topics (`__` prefix) never match.
+//! - No static membership (an instance id is kept and shown, epoch -2
+//!   leaves like -1), no rack-aware assignment.
 //! - The `uniform` assignor is balanced and sticky like Kafka's, but its
 //!   choices may differ; `range` is not sticky.
 //! - Subscribed topics' metadata is compared on each member's heartbeat
@@ -95,8 +98,7 @@
 //! - DescribeGroups describes a consumer group (its state, the assignor as
 //!   the protocol, members with their subscriptions and assignments in the
 //!   classic consumer protocol's encoding); Kafka describes only classic
-//!   members there. OffsetCommit below v9 from a consumer-protocol member
-//!   is not refused with UNSUPPORTED_VERSION.
+//!   members there.
 
 pub mod consumer_group;
 pub mod errors;

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalSender};
 
-use super::consumer_group::TopicInfo;
+use super::consumer_group::{TopicInfo, TopicSource};
 use super::errors;
 use super::manager::{
     validate_offset_fetch, CommitRequest, Completion, ConsumerGroupDescription, ConsumerHeartbeat,
@@ -76,20 +76,34 @@ type Waiters<T> = RefCell<HashMap<(String, String), Vec<LocalSender<T>>>>;
 /// have changed since the last call.
 pub type Leadership = Box<dyn Fn() -> Option<BTreeMap<i32, i32>>>;
 
-/// A topic of this shard's metadata image by name (the subscribed topics
-/// of consumer groups).
-pub type TopicLookup = Box<dyn Fn(&str) -> Option<TopicInfo>>;
+/// The topics consumer groups subscribe to.
+pub type TopicLookup = Box<dyn TopicSource>;
 
-/// The [`TopicLookup`] of this shard's image.
-pub fn shard_topics() -> TopicLookup {
-    Box::new(|name| {
+/// The topics of this shard's metadata image.
+struct ShardTopics;
+
+impl TopicSource for ShardTopics {
+    fn topic(&self, name: &str) -> Option<TopicInfo> {
         let shard = crate::shard::current();
         let image = shard.image();
         image.topic(name).map(|topic| TopicInfo {
             topic_id: topic.topic_id,
             partitions: topic.partitions,
         })
-    })
+    }
+
+    fn names(&self) -> Vec<String> {
+        crate::shard::current()
+            .image()
+            .topics
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+pub fn shard_topics() -> TopicLookup {
+    Box::new(ShardTopics)
 }
 
 pub struct Coordinator {
@@ -434,7 +448,7 @@ impl Coordinator {
         let outcome = self.manager.borrow_mut().consumer_heartbeat(
             request,
             member_id_required,
-            &self.topics,
+            self.topics.as_ref(),
             now_ms(),
         );
         let _ = self.flush().await;
@@ -585,7 +599,7 @@ mod tests {
             config,
             log,
             led.view(),
-            Box::new(|_| None),
+            Box::new(crate::coordinator::consumer_group::TopicMetadata::new()),
         ))
     }
 

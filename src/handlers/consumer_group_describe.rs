@@ -71,6 +71,7 @@ pub async fn handle(
                             .map(|t| TopicName(str_bytes(t)))
                             .collect(),
                     )
+                    .with_subscribed_topic_regex(m.subscribed_topic_regex.map(str_bytes))
                     .with_assignment(assignment(m.assignment))
                     .with_target_assignment(assignment(m.target_assignment))
                     .with_member_type(MEMBER_TYPE_CONSUMER)

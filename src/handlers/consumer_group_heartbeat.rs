@@ -2,8 +2,8 @@
 //! request for joining (epoch 0), heartbeating, acknowledging revocations
 //! and leaving (epoch -1; -2 for static members). Forwarded to the group's
 //! coordinator shard; the broker computes the assignment. v0 lets the
-//! broker make the member id; v1 wants the client's own id. Regex
-//! subscriptions are refused (INVALID_REQUEST).
+//! broker make the member id; v1 wants the client's own id. Topics by
+//! name or by a regex (an empty regex is none, as librdkafka sends it).
 
 use std::collections::BTreeSet;
 

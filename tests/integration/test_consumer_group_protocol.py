@@ -113,8 +113,9 @@ class Reader:
         if message is None:
             return
         assert message.error() is None, message.error()
-        self.consumer.commit(message=message, asynchronous=False)
+        # Recorded before the commit: what is committed was seen.
         self.seen.append((message.partition(), message.offset(), int(message.value())))
+        self.consumer.commit(message=message, asynchronous=False)
 
     def partitions(self):
         return sorted(p.partition for p in self.consumer.assignment())
@@ -201,7 +202,7 @@ def test_two_consumers_share_a_topic_once_and_commit(shared_broker, admin):
 
 
 # A consumer in a subprocess, so that it can be killed with SIGKILL. It
-# commits each record before printing it.
+# prints each record before committing it.
 KILLABLE = textwrap.dedent("""
     import sys
     from confluent_kafka import Consumer
@@ -214,8 +215,8 @@ KILLABLE = textwrap.dedent("""
         m = c.poll(0.1)
         if m is None or m.error():
             continue
-        c.commit(message=m, asynchronous=False)
         print(m.partition(), m.offset(), int(m.value()), flush=True)
+        c.commit(message=m, asynchronous=False)
 """)
 
 
@@ -344,6 +345,36 @@ def poll_error(intruder, others):
         if message is not None and message.error():
             return message.error()
     raise AssertionError("the intruder was never refused")
+
+
+def test_a_regex_subscription_takes_matching_topics_as_they_appear(shared_broker, admin):
+    """The broker resolves the regex (SubscribedTopicRegex) against its
+    topics, whole names only, and assigns a new matching topic's partitions
+    without the client asking."""
+    b = shared_broker
+    prefix = unique_topic("re")
+    for future in admin.create_topics([NewTopic(f"{prefix}-a", 2, 1),
+                                       NewTopic(f"x{prefix}-a", 2, 1)]).values():
+        future.result(timeout=30)
+    group = unique_topic("g")
+    c = new_consumer(b, group)
+    reader = Reader(c, f"^{prefix}-.*")
+
+    def owned():
+        return sorted((tp.topic, tp.partition) for tp in c.assignment())
+
+    try:
+        poll_until([reader], lambda: owned() == [(f"{prefix}-a", 0), (f"{prefix}-a", 1)],
+                   "the matching topic")
+        for future in admin.create_topics([NewTopic(f"{prefix}-b", 3, 1)]).values():
+            future.result(timeout=30)
+        poll_until([reader], lambda: len(owned()) == 5, "the new matching topic too")
+        assert {t for t, _ in owned()} == {f"{prefix}-a", f"{prefix}-b"}
+        [member] = describe(admin, group).members
+        assert {tp.topic for tp in member.assignment.topic_partitions} == {
+            f"{prefix}-a", f"{prefix}-b"}
+    finally:
+        c.close()
 
 
 # ---------------------------------------------------------------------------

@@ -42,6 +42,40 @@ pub struct TopicInfo {
 /// The subscribed topics that exist, by name.
 pub type TopicMetadata = BTreeMap<String, TopicInfo>;
 
+/// The broker's topics as consumer groups see them (the shard's metadata
+/// image at run time, a table in tests).
+pub trait TopicSource {
+    fn topic(&self, name: &str) -> Option<TopicInfo>;
+    /// Every topic's name, for regex subscriptions.
+    fn names(&self) -> Vec<String>;
+}
+
+impl TopicSource for TopicMetadata {
+    fn topic(&self, name: &str) -> Option<TopicInfo> {
+        self.get(name).copied()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}
+
+/// A subscription regex as Kafka matches it (RE2/J `matches()`: the whole
+/// name); `None` when it does not compile.
+pub fn compile_regex(regex: &str) -> Option<regex::Regex> {
+    regex::Regex::new(&format!("^(?:{regex})$")).ok()
+}
+
+/// The topics `regex` subscribes to: matching names, internal topics
+/// (`__` prefix) left out.
+pub fn resolve_regex(regex: &regex::Regex, names: &[String]) -> BTreeSet<String> {
+    names
+        .iter()
+        .filter(|name| !name.starts_with("__") && regex.is_match(name))
+        .cloned()
+        .collect()
+}
+
 /// Kafka's `MemberState` of a consumer group member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemberState {
@@ -88,6 +122,9 @@ pub struct ConsumerMember {
     /// The assignor the member asked for, if any.
     pub server_assignor: Option<String>,
     pub subscribed_topic_names: BTreeSet<String>,
+    pub subscribed_topic_regex: Option<String>,
+    /// The topics the regex matched when last resolved.
+    pub regex_topics: BTreeSet<String>,
     /// What the member owns and may consume.
     pub assigned: Assignment,
     /// What it still owns but must give up.
@@ -113,11 +150,21 @@ impl ConsumerMember {
             rebalance_timeout_ms: -1,
             server_assignor: None,
             subscribed_topic_names: BTreeSet::new(),
+            subscribed_topic_regex: None,
+            regex_topics: BTreeSet::new(),
             assigned: Assignment::new(),
             pending_revocation: Assignment::new(),
             session_deadline_ms: 0,
             revocation_deadline_ms: None,
         }
+    }
+
+    /// The topics it subscribes to, by name or by its regex.
+    pub fn subscription(&self) -> BTreeSet<String> {
+        self.subscribed_topic_names
+            .union(&self.regex_topics)
+            .cloned()
+            .collect()
     }
 
     /// Every partition the member holds: assigned or being revoked.
@@ -179,7 +226,7 @@ impl ConsumerGroup {
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
         self.members
             .values()
-            .flat_map(|m| m.subscribed_topic_names.iter().cloned())
+            .flat_map(|m| m.subscription())
             .collect()
     }
 
@@ -208,7 +255,7 @@ impl ConsumerGroup {
         let subscriptions: BTreeMap<String, BTreeSet<String>> = self
             .members
             .iter()
-            .map(|(id, m)| (id.clone(), m.subscribed_topic_names.clone()))
+            .map(|(id, m)| (id.clone(), m.subscription()))
             .collect();
         self.target_assignment = assignor::assign(
             &assignor,
@@ -238,6 +285,32 @@ impl ConsumerGroup {
         self.group_epoch += 1;
         self.maybe_update_target();
         Some(member)
+    }
+
+    /// Resolves every member's regex against `names`; true when a
+    /// member's topics changed.
+    pub fn resolve_regexes(&mut self, names: &[String]) -> bool {
+        let mut changed = false;
+        for member in self.members.values_mut() {
+            let Some(regex) = member.subscribed_topic_regex.as_deref() else {
+                changed |= !member.regex_topics.is_empty();
+                member.regex_topics.clear();
+                continue;
+            };
+            // Checked when the member sent it.
+            let topics = compile_regex(regex)
+                .map(|regex| resolve_regex(&regex, names))
+                .unwrap_or_default();
+            changed |= topics != member.regex_topics;
+            member.regex_topics = topics;
+        }
+        changed
+    }
+
+    pub fn has_regexes(&self) -> bool {
+        self.members
+            .values()
+            .any(|m| m.subscribed_topic_regex.is_some() || !m.regex_topics.is_empty())
     }
 
     /// The topic names of this group's subscription metadata, by id.

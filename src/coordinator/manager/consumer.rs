@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::GroupManager;
 use crate::coordinator::consumer_group::{
-    assignor, count, reconcile::reconcile, Assignment, ConsumerGroup, ConsumerMember, MemberState,
-    TopicInfo,
+    assignor, compile_regex, count, reconcile::reconcile, Assignment, ConsumerGroup,
+    ConsumerMember, MemberState, TopicSource,
 };
 use crate::coordinator::errors;
 use crate::coordinator::group::{Group, GroupState};
@@ -88,6 +88,7 @@ pub struct ConsumerMemberDescription {
     pub client_id: String,
     pub client_host: String,
     pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
     pub assignment: Vec<DescribedPartitions>,
     pub target_assignment: Vec<DescribedPartitions>,
 }
@@ -133,12 +134,13 @@ fn validate(request: &ConsumerHeartbeat, member_id_required: bool) -> Result<(),
         return invalid("InstanceId can't be null.");
     }
     // An empty regex means none (librdkafka sends one with topic names).
-    if request
-        .subscribed_topic_regex
-        .as_deref()
-        .is_some_and(|regex| !regex.is_empty())
-    {
-        return invalid("SubscribedTopicRegex is not supported by this broker.");
+    if let Some(regex) = request.subscribed_topic_regex.as_deref() {
+        if !regex.is_empty() && compile_regex(regex).is_none() {
+            return fail(
+                errors::INVALID_REGULAR_EXPRESSION,
+                format!("SubscribedTopicRegex `{regex}` is not a valid regular expression."),
+            );
+        }
     }
     if let Some(name) = &request.server_assignor {
         if !assignor::is_supported(name) {
@@ -167,7 +169,7 @@ impl GroupManager {
         &mut self,
         mut request: ConsumerHeartbeat,
         member_id_required: bool,
-        topics: &dyn Fn(&str) -> Option<TopicInfo>,
+        topics: &dyn TopicSource,
         now_ms: u64,
     ) -> Result<ConsumerHeartbeatResponse, GroupError> {
         validate(&request, member_id_required)?;
@@ -213,10 +215,14 @@ impl GroupManager {
         group
             .members
             .insert(member.member_id.clone(), member.clone());
+        if group.has_regexes() {
+            bump |= group.resolve_regexes(&topics.names());
+            member = group.members[&member.member_id].clone();
+        }
         let metadata = group
             .subscribed_topics()
             .into_iter()
-            .filter_map(|name| topics(&name).map(|info| (name, info)))
+            .filter_map(|name| topics.topic(&name).map(|info| (name, info)))
             .collect();
         if metadata != group.subscription_metadata {
             group.subscription_metadata = metadata;
@@ -425,6 +431,7 @@ impl GroupManager {
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
                 subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+                subscribed_topic_regex: m.subscribed_topic_regex.clone(),
                 assignment: describe(&m.assigned),
                 target_assignment: describe(
                     consumer
@@ -488,6 +495,11 @@ fn update_member(member: &mut ConsumerMember, request: &ConsumerHeartbeat) -> bo
         changed |= member.server_assignor.as_ref() != Some(name);
         member.server_assignor = Some(name.clone());
     }
+    if let Some(regex) = &request.subscribed_topic_regex {
+        let regex = (!regex.is_empty()).then(|| regex.clone());
+        changed |= regex != member.subscribed_topic_regex;
+        member.subscribed_topic_regex = regex;
+    }
     if request.rebalance_timeout_ms >= 0 {
         member.rebalance_timeout_ms = request.rebalance_timeout_ms;
     }
@@ -504,11 +516,12 @@ fn update_member(member: &mut ConsumerMember, request: &ConsumerHeartbeat) -> bo
 
 /// OffsetCommit from a consumer group (Kafka's `ConsumerGroup.validateOffsetCommit`):
 /// a commit outside the group (epoch < 0) only while it has no members;
-/// otherwise the member must exist and send its current epoch.
+/// otherwise the member must exist, use v9+ and send its current epoch.
 pub(super) fn validate_offset_commit(
     consumer: &ConsumerGroup,
     member_id: &str,
     member_epoch: i32,
+    api_version: i16,
 ) -> i16 {
     if member_epoch < 0 && consumer.members.is_empty() {
         return errors::NONE;
@@ -516,6 +529,9 @@ pub(super) fn validate_offset_commit(
     let Some(member) = consumer.members.get(member_id) else {
         return errors::UNKNOWN_MEMBER_ID;
     };
+    if api_version < 9 {
+        return errors::UNSUPPORTED_VERSION;
+    }
     compare_epochs(member_epoch, member.member_epoch)
 }
 

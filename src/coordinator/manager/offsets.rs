@@ -25,6 +25,9 @@ pub struct CommitRequest {
     pub generation_id: i32,
     pub member_id: String,
     pub group_instance_id: Option<String>,
+    /// The OffsetCommit version: consumer-protocol members must use v9+,
+    /// which carries their member epoch.
+    pub api_version: i16,
     /// -1: the broker's retention (OffsetCommit v2 to v4 may set it).
     pub retention_time_ms: i64,
     pub topics: Vec<(String, Vec<PartitionCommit>)>,
@@ -51,6 +54,7 @@ impl CommitRequest {
             generation_id,
             member_id: member_id.into(),
             group_instance_id: None,
+            api_version: 9,
             retention_time_ms: -1,
             topics: vec![("t".into(), vec![commit])],
         }
@@ -120,6 +124,7 @@ impl GroupManager {
                 consumer,
                 member_id,
                 request.generation_id,
+                request.api_version,
             );
         }
         if request.generation_id >= 0 || !member_id.is_empty() || instance.is_some() {

@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 use uuid::Uuid;
 
 use super::*;
-use crate::coordinator::consumer_group::{count, flatten, Assignment, TopicInfo};
+use crate::coordinator::consumer_group::{count, flatten, Assignment, TopicInfo, TopicMetadata};
 use crate::coordinator::errors;
 
 const GROUP: &str = "g";
 const TOPIC_ID: Uuid = Uuid::from_u128(0x7);
+const OTHER_ID: Uuid = Uuid::from_u128(0x8);
 
 /// A consumer's view of itself: what it owns and its epoch.
 #[derive(Clone, Debug, Default)]
@@ -49,14 +50,19 @@ impl Consumers {
     }
 
     fn send(&mut self, request: ConsumerHeartbeat) -> Result<ConsumerHeartbeatResponse, i16> {
-        let partitions = self.partitions;
-        let topics = move |name: &str| {
-            let partitions = partitions.filter(|_| name == "t")?;
-            Some(TopicInfo {
+        let mut topics = TopicMetadata::new();
+        if let Some(partitions) = self.partitions {
+            let t = TopicInfo {
                 topic_id: TOPIC_ID,
                 partitions,
-            })
+            };
+            topics.insert("t".into(), t);
+        }
+        let other = TopicInfo {
+            topic_id: OTHER_ID,
+            partitions: 2,
         };
+        topics.insert("other".into(), other);
         let outcome = self
             .h
             .manager
@@ -236,8 +242,8 @@ fn epochs_and_requests_are_checked_as_kafka_does() {
     );
     check(
         &mut c,
-        &|r| r.subscribed_topic_regex = Some("t.*".into()),
-        errors::INVALID_REQUEST,
+        &|r| r.subscribed_topic_regex = Some("t(".into()),
+        errors::INVALID_REGULAR_EXPRESSION,
     );
     check(
         &mut c,
@@ -264,6 +270,12 @@ fn offset_commits_carry_the_member_epoch() {
     assert_eq!(a.epoch, 2);
     assert_eq!(c.h.commit("a", 1, 5), errors::STALE_MEMBER_EPOCH);
     assert_eq!(c.h.commit("zed", 2, 5), errors::UNKNOWN_MEMBER_ID);
+    let mut old = CommitRequest::one(GROUP, "a", 2, 5, None);
+    old.api_version = 8;
+    assert_eq!(
+        c.h.manager.commit(&old, c.h.now_ms),
+        vec![vec![errors::UNSUPPORTED_VERSION]]
+    );
     assert_eq!(
         c.h.commit("", -1, 5),
         errors::UNKNOWN_MEMBER_ID,
@@ -337,4 +349,30 @@ fn topic_changes_move_the_target() {
         .members
         .iter()
         .all(|m| m.target_assignment.is_empty()));
+}
+
+#[test]
+fn a_regex_subscribes_to_every_topic_it_matches_whole() {
+    let mut c = Consumers::new();
+    let mut request = c.request(&Client {
+        id: "r".into(),
+        ..Client::default()
+    });
+    request.subscribed_topic_names = Some(Vec::new());
+    request.subscribed_topic_regex = Some("o.*".into());
+    let answer = c.send(request.clone()).unwrap();
+    let assigned = answer.assignment.unwrap();
+    assert_eq!(assigned.keys().copied().collect::<Vec<_>>(), vec![OTHER_ID]);
+    // "t" matches "t|o.*" but not "o.*" nor a part of it ("th" would not).
+    request.member_epoch = answer.member_epoch;
+    request.subscribed_topic_regex = Some("t|o.*".into());
+    request.rebalance_timeout_ms = -1;
+    request.owned = Some(assigned);
+    let answer = c.send(request).unwrap();
+    assert_eq!(count(&answer.assignment.unwrap()), 8);
+    let described = c.h.manager.consumer_describe(GROUP).unwrap();
+    assert_eq!(
+        described.members[0].subscribed_topic_regex.as_deref(),
+        Some("t|o.*")
+    );
 }

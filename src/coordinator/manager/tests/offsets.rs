@@ -35,6 +35,7 @@ fn oversized_metadata_is_refused_per_partition() {
         generation_id: -1,
         member_id: String::new(),
         group_instance_id: None,
+        api_version: 9,
         retention_time_ms: -1,
         topics: vec![(
             "t".into(),
@@ -136,6 +137,7 @@ fn offset_delete_refuses_subscribed_topics() {
         generation_id: 1,
         member_id: first.member_id.clone(),
         group_instance_id: None,
+        api_version: 9,
         retention_time_ms: -1,
         topics: vec![(
             "u".into(),
