@@ -88,8 +88,7 @@
 //!   heartbeat of the group's members (Kafka resolves them in the
 //!   background, at most every `group.consumer.regex.refresh.interval.ms`);
 //!   internal topics (`__` prefix) never match.
-//! - No static membership (an instance id is kept and shown, epoch -2
-//!   leaves like -1), no rack-aware assignment.
+//! - No rack-aware assignment (the rack id is kept and shown).
 //! - The `uniform` assignor is balanced and sticky like Kafka's, but its
 //!   choices may differ; `range` is not sticky.
 //! - Subscribed topics' metadata is compared on each member's heartbeat

@@ -377,6 +377,42 @@ def test_a_regex_subscription_takes_matching_topics_as_they_appear(shared_broker
         c.close()
 
 
+def test_a_static_member_gets_its_partitions_back_when_it_returns(shared_broker, admin):
+    """KIP-345 on the consumer protocol: a consumer with `group.instance.id`
+    that closes leaves with epoch -2 and keeps its partitions (nobody else
+    gets them) until it comes back under a new member id, within the
+    session timeout."""
+    b = shared_broker
+    topic, group = create_topic(admin), unique_topic("g")
+    static = Reader(new_consumer(b, group, **{"group.instance.id": "instance-1"}), topic)
+    other = Reader(new_consumer(b, group, **{"group.instance.id": "instance-2"}), topic)
+    try:
+        poll_until([static, other], lambda: converged(admin, group, 2), "two static members")
+        poll_until([static, other], lambda: static.partitions() and other.partitions(),
+                   "both consumers assigned")
+        kept, theirs = static.partitions(), other.partitions()
+        old_id = static.consumer.memberid()
+        static.consumer.close()
+        described = describe(admin, group)
+        by_instance = {m.group_instance_id: m for m in described.members}
+        assert sorted(tp.partition for tp in
+                      by_instance["instance-1"].assignment.topic_partitions) == kept
+        for _ in range(20):  # heartbeats of the other member meanwhile
+            other.poll(0.1)
+        assert other.partitions() == theirs, "the leaving member's partitions stay put"
+
+        back = Reader(new_consumer(b, group, **{"group.instance.id": "instance-1"}), topic)
+        try:
+            poll_until([back, other], lambda: back.partitions() == kept,
+                       "the returning member holding its old partitions")
+            assert back.consumer.memberid() != old_id
+            assert other.partitions() == theirs
+        finally:
+            back.consumer.close()
+    finally:
+        other.consumer.close()
+
+
 # ---------------------------------------------------------------------------
 # In a cluster
 

@@ -313,6 +313,30 @@ impl ConsumerGroup {
             .any(|m| m.subscribed_topic_regex.is_some() || !m.regex_topics.is_empty())
     }
 
+    /// The member that holds static instance id `instance`.
+    pub fn static_member_id(&self, instance: &str) -> Option<String> {
+        self.members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(instance))
+            .map(|m| m.member_id.clone())
+    }
+
+    /// KIP-345 on the consumer protocol: a static member rejoining under a
+    /// new member id takes the place of the one that left with epoch -2:
+    /// its assignment and target, at epoch 0. The group epoch stays.
+    pub fn replace_static_member(&mut self, old_id: &str, new_id: &str) {
+        let Some(mut member) = self.members.remove(old_id) else {
+            return;
+        };
+        member.member_id = new_id.to_string();
+        member.member_epoch = 0;
+        member.previous_member_epoch = 0;
+        self.members.insert(new_id.to_string(), member);
+        if let Some(target) = self.target_assignment.remove(old_id) {
+            self.target_assignment.insert(new_id.to_string(), target);
+        }
+    }
+
     /// The topic names of this group's subscription metadata, by id.
     pub fn topic_names(&self) -> BTreeMap<Uuid, String> {
         self.subscription_metadata

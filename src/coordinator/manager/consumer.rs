@@ -1,6 +1,8 @@
 //! KIP-848's consumer protocol on the manager: ConsumerGroupHeartbeat
 //! (join with epoch 0, heartbeat, leave with epoch -1 or -2),
-//! ConsumerGroupDescribe, the clock of consumer group members (session and
+//! ConsumerGroupDescribe, static members (KIP-345: `-2` leaves keeping the
+//! partitions, a new member id with the instance id takes them back), the
+//! clock of consumer group members (session and
 //! revocation timeouts), and the member-epoch checks of OffsetCommit and
 //! OffsetFetch. The group type itself is [`crate::coordinator::consumer_group`].
 //!
@@ -185,6 +187,9 @@ impl GroupManager {
         let max_size = self.config.max_size as usize;
         let joining = request.member_epoch == JOIN_EPOCH;
         let group = self.consumer_group_mut(&request.group_id, joining, now_ms)?;
+        if let Some(instance) = request.instance_id.as_deref() {
+            claim_instance(group, &request, instance)?;
+        }
         let (mut member, mut bump) = match group.members.get(&request.member_id) {
             Some(member) => {
                 check_epoch(member, &request)?;
@@ -314,7 +319,19 @@ impl GroupManager {
         now_ms: u64,
     ) -> Result<ConsumerHeartbeatResponse, GroupError> {
         let group = self.consumer_group_mut(&request.group_id, false, now_ms)?;
-        if group.remove_member(&request.member_id).is_none() {
+        if let Some(instance) = request.instance_id.as_deref() {
+            claim_instance(group, request, instance)?;
+        }
+        let static_leave = request.member_epoch == LEAVE_STATIC_EPOCH;
+        if let Some(member) = group
+            .members
+            .get_mut(&request.member_id)
+            .filter(|_| static_leave)
+        {
+            // It comes back soon: it keeps its partitions until then, or
+            // until its session ends.
+            member.member_epoch = LEAVE_STATIC_EPOCH;
+        } else if group.remove_member(&request.member_id).is_none() {
             return fail(
                 errors::UNKNOWN_MEMBER_ID,
                 format!(
@@ -449,6 +466,40 @@ impl GroupManager {
             members,
         })
     }
+}
+
+/// KIP-345's checks of a static member's heartbeat: an instance id held by
+/// another member id fences this one, unless this is a join (epoch 0) and
+/// the holder left with epoch -2, which this member then replaces; a
+/// holder still in the group is UNRELEASED_INSTANCE_ID.
+fn claim_instance(
+    group: &mut ConsumerGroup,
+    request: &ConsumerHeartbeat,
+    instance: &str,
+) -> Result<(), GroupError> {
+    let Some(holder) = group.static_member_id(instance) else {
+        return Ok(());
+    };
+    if holder == request.member_id {
+        return Ok(());
+    }
+    if request.member_epoch != JOIN_EPOCH {
+        return fail(
+            errors::FENCED_INSTANCE_ID,
+            format!(
+                "Static member {} with instance id {instance} was fenced by another member.",
+                request.member_id
+            ),
+        );
+    }
+    if group.members[&holder].member_epoch != LEAVE_STATIC_EPOCH {
+        return fail(
+            errors::UNRELEASED_INSTANCE_ID,
+            format!("Static member {holder} with instance id {instance} is not released yet."),
+        );
+    }
+    group.replace_static_member(&holder, &request.member_id);
+    Ok(())
 }
 
 /// Kafka's member epoch check: a newer epoch than the member's is fenced;

@@ -376,3 +376,68 @@ fn a_regex_subscribes_to_every_topic_it_matches_whole() {
         Some("t|o.*")
     );
 }
+
+#[test]
+fn a_static_member_that_leaves_with_epoch_minus_two_gets_its_partitions_back() {
+    let mut c = Consumers::new();
+    let static_request = |c: &Consumers, client: &Client| {
+        let mut request = c.request(client);
+        request.instance_id = Some("instance-1".into());
+        request
+    };
+    let mut s = Client {
+        id: "s1".into(),
+        ..Client::default()
+    };
+    let answer = c.send(static_request(&c, &s)).unwrap();
+    s.epoch = answer.member_epoch;
+    s.owned = answer.assignment.unwrap();
+    let mut d = c.join("d");
+    let mut ss = s.clone();
+    c.settle(&mut [&mut ss, &mut d]);
+    let kept = ss.owned.clone();
+    assert_eq!(count(&kept), 3);
+    let epoch = c.epochs().0;
+
+    // Another member id with the same instance id, while s1 is in: refused.
+    let twin = Client {
+        id: "s2".into(),
+        ..Client::default()
+    };
+    let refused = c.send(static_request(&c, &twin)).map(|_| ());
+    assert_eq!(refused, Err(errors::UNRELEASED_INSTANCE_ID));
+
+    // s1 leaves for a while: nobody takes its partitions, the epoch stays.
+    let mut leave = static_request(&c, &ss);
+    leave.member_epoch = -2;
+    assert_eq!(c.send(leave).unwrap().member_epoch, -2);
+    c.settle(&mut [&mut d]);
+    assert_eq!(count(&d.owned), 3);
+    assert_eq!(c.epochs().0, epoch);
+    // A heartbeat under another member id with an epoch is fenced.
+    let mut zombie = static_request(&c, &twin);
+    zombie.member_epoch = 3;
+    assert_eq!(c.send(zombie).map(|_| ()), Err(errors::FENCED_INSTANCE_ID));
+
+    // It restarts as s2: s1's partitions come back at once.
+    let answer = c.send(static_request(&c, &twin)).unwrap();
+    assert_eq!(answer.assignment, Some(kept));
+    assert_eq!(answer.member_epoch, epoch);
+    assert_eq!(c.epochs().0, epoch);
+
+    // Gone for good once its session ends after another -2.
+    let mut s2 = Client {
+        id: "s2".into(),
+        epoch: answer.member_epoch,
+        owned: answer.assignment.unwrap(),
+    };
+    let mut leave = static_request(&c, &s2);
+    leave.member_epoch = -2;
+    c.send(leave).unwrap();
+    c.h.advance(30_000);
+    c.beat(&mut d).unwrap();
+    c.h.advance(16_000);
+    c.settle(&mut [&mut d]);
+    assert_eq!(count(&d.owned), 6);
+    assert_eq!(c.beat(&mut s2), Err(errors::UNKNOWN_MEMBER_ID));
+}
