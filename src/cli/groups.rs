@@ -357,6 +357,8 @@ impl OffsetRow {
 
 struct GroupView {
     group: String,
+    /// KIP-848's group type; empty when the broker does not say.
+    group_type: String,
     state: String,
     protocol_type: String,
     protocol: String,
@@ -391,6 +393,22 @@ fn has_partition(leaders: &Leaders, (topic, partition): &TopicPartition) -> bool
     leaders
         .get(topic)
         .is_some_and(|partitions| partitions.contains_key(partition))
+}
+
+/// The type of `group` ("classic" or "consumer", ListGroups v5) as its
+/// coordinator lists it; empty from a broker that does not say.
+fn group_type(client: &mut Client, group: &str) -> Result<String> {
+    let listed = retrying(client, |client| {
+        client
+            .coordinator(group)?
+            .call(&ListGroupsRequest::default(), 5)
+    })?;
+    Ok(listed
+        .groups
+        .iter()
+        .find(|listed| listed.group_id.0.as_str() == group)
+        .map(|listed| listed.group_type.to_string())
+        .unwrap_or_default())
 }
 
 fn view_group(client: &mut Client, group: &str) -> Result<GroupView> {
@@ -442,6 +460,7 @@ fn view_group(client: &mut Client, group: &str) -> Result<GroupView> {
         .collect();
     Ok(GroupView {
         group: group.to_string(),
+        group_type: group_type(client, group)?,
         state: described.group_state.to_string(),
         protocol_type,
         protocol: described.protocol_data.to_string(),
@@ -547,8 +566,13 @@ fn view_table(view: &GroupView) -> String {
     } else {
         &view.protocol
     };
+    let group_type = if view.group_type.is_empty() {
+        "-"
+    } else {
+        &view.group_type
+    };
     let mut text = format!(
-        "Group: {}  State: {}  Protocol: {protocol}  Members: {}\n",
+        "Group: {}  State: {}  Type: {group_type}  Protocol: {protocol}  Members: {}\n",
         view.group,
         view.state,
         view.members.len()
@@ -601,6 +625,7 @@ fn view_json(view: &GroupView) -> Value {
         .collect();
     json!({
         "group": view.group,
+        "type": view.group_type,
         "state": view.state,
         "protocol_type": view.protocol_type,
         "protocol": view.protocol,

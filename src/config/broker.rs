@@ -268,6 +268,16 @@ fn check_cross_key_rules(values: &Values) -> Result<(), ConfigError> {
         let message = format!("{session_min} is above group.max.session.timeout.ms {session_max}");
         return Err(ConfigError::invalid(key, values.origin_of(key), message));
     }
+    // Kafka's rule: members must get several chances to heartbeat.
+    let consumer_session = values.integer("group.consumer.session.timeout.ms");
+    let consumer_interval = values.integer("group.consumer.heartbeat.interval.ms");
+    if consumer_interval >= consumer_session {
+        let key = "group.consumer.heartbeat.interval.ms";
+        let message = format!(
+            "{consumer_interval} is not below group.consumer.session.timeout.ms {consumer_session}"
+        );
+        return Err(ConfigError::invalid(key, values.origin_of(key), message));
+    }
     let advertise = values.text("advertise");
     let unroutable = parse_listen(advertise).is_some_and(|address| address.ip().is_unspecified());
     if unroutable {

@@ -188,6 +188,7 @@ def test_two_consumers_share_a_topic_once_and_commit(shared_broker, admin):
         [view] = json.loads(sluice(b, "groups", "describe", "--group", group,
                                    "--output", "json"))
         assert view["state"] == "Stable" and view["protocol"] == "uniform"
+        assert view["type"] == "consumer"
         assert len(view["members"]) == 2
         by_member = sorted(sorted(p for a in m["assignment"] for p in a["partitions"])
                            for m in view["members"])
@@ -196,6 +197,8 @@ def test_two_consumers_share_a_topic_once_and_commit(shared_broker, admin):
         listed = {g["group"]: g for g in json.loads(sluice(b, "groups", "list",
                                                            "--output", "json"))}
         assert listed[group]["type"] == "consumer"
+        text = sluice(b, "groups", "describe", "--group", group)
+        assert text.startswith(f"Group: {group}  State: Stable  Type: consumer  Protocol: uniform")
     finally:
         for r in readers:
             r.consumer.close()
