@@ -255,6 +255,14 @@ fn epochs_and_requests_are_checked_as_kafka_does() {
     a.owned.clear();
     c.beat(&mut a).unwrap();
     assert_eq!((a.epoch, count(&a.owned)), (1, 6));
+    // v0 lets the broker make the member id.
+    let mut v0 = c.request(&Client::default());
+    v0.member_id.clear();
+    let topics = TopicMetadata::new();
+    let made =
+        c.h.manager
+            .consumer_heartbeat(v0, false, &topics, c.h.now_ms);
+    assert!(made.is_ok_and(|answer| answer.member_id.starts_with("client-")));
 }
 
 #[test]
