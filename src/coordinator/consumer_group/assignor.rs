@@ -8,7 +8,9 @@
 //! - `uniform` (the default): every partition of the subscribed topics goes
 //!   to a subscribed member, the counts of members that could take each
 //!   other's partitions differ by one at most, and a partition stays with
-//!   its current target owner when balance allows (sticky). Kafka's
+//!   its current target owner when balance allows (sticky). When every
+//!   member subscribes to the same topics (Kafka's "homogeneous" case) it
+//!   is one pass; otherwise a balancing pass moves partitions. Kafka's
 //!   `UniformAssignor` has the same goals; its exact choices may differ.
 //! - `range`: per topic, the subscribed members in id order get contiguous
 //!   ranges, the first `partitions % members` one more (Kafka's
@@ -105,6 +107,109 @@ fn uniform(
             eligible.insert((info.topic_id, partition), members.clone());
         }
     }
+    let mut subscriptions_seen = subscriptions.values();
+    let first = subscriptions_seen.next();
+    let owner = if subscriptions_seen.all(|topics| Some(topics) == first) {
+        homogeneous(subscriptions, &eligible, current)
+    } else {
+        general(subscriptions, &eligible, current)
+    };
+    for ((topic, partition), member) in owner {
+        target
+            .get_mut(&member)
+            .expect("every member has a target")
+            .entry(topic)
+            .or_default()
+            .insert(partition);
+    }
+    debug_assert_eq!(
+        target.values().map(count).sum::<usize>(),
+        eligible.len(),
+        "every subscribed partition is assigned once"
+    );
+}
+
+/// Every member may take every partition (the common case): each gets
+/// `partitions / members` or one more, keeping what it had first; no
+/// balancing pass is needed. O(partitions x members).
+fn homogeneous(
+    subscriptions: &Subscriptions,
+    eligible: &BTreeMap<(Uuid, i32), Vec<&String>>,
+    current: &BTreeMap<String, Assignment>,
+) -> BTreeMap<(Uuid, i32), String> {
+    let members = subscriptions.len();
+    if members == 0 {
+        return BTreeMap::new();
+    }
+    let base = eligible.len() / members;
+    let mut extras = eligible.len() % members;
+    // Those that had the most keep the extra partitions.
+    let mut previous: Vec<(&String, Vec<(Uuid, i32)>)> = subscriptions
+        .keys()
+        .map(|id| {
+            let had = current
+                .get(id)
+                .map(|assignment| {
+                    super::flatten(assignment)
+                        .filter(|tp| eligible.contains_key(tp))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (id, had)
+        })
+        .collect();
+    previous.sort_by_key(|(id, had)| (std::cmp::Reverse(had.len()), *id));
+    let mut owner: BTreeMap<(Uuid, i32), String> = BTreeMap::new();
+    let mut quota: BTreeMap<&String, usize> = BTreeMap::new();
+    let mut load: BTreeMap<&String, usize> = BTreeMap::new();
+    for (id, had) in previous {
+        let extra = extras > 0 && had.len() > base;
+        extras -= usize::from(extra);
+        let limit = base + usize::from(extra);
+        let mut kept = 0;
+        for tp in had {
+            if kept < limit && !owner.contains_key(&tp) {
+                owner.insert(tp, id.clone());
+                kept += 1;
+            }
+        }
+        quota.insert(id, limit);
+        load.insert(id, kept);
+    }
+    for tp in eligible.keys() {
+        if owner.contains_key(tp) {
+            continue;
+        }
+        let under = load
+            .iter()
+            .filter(|(id, count)| **count < quota[**id])
+            .min_by_key(|(id, count)| (**count, **id))
+            .map(|(id, _)| *id);
+        let chosen = under.unwrap_or_else(|| {
+            // Every quota is full: one more member takes an extra.
+            let id = load
+                .iter()
+                .filter(|(id, _)| quota[**id] == base)
+                .min_by_key(|(id, count)| (**count, **id))
+                .map(|(id, _)| *id)
+                .expect("the quotas add up to the partitions");
+            *quota.get_mut(id).expect("a member") += 1;
+            id
+        });
+        *load.get_mut(chosen).expect("a member") += 1;
+        owner.insert(*tp, chosen.clone());
+    }
+    owner
+}
+
+/// Members subscribe to different topics: sticky first, then the least
+/// loaded eligible member, then moves until no partition could go to an
+/// eligible member with two or more fewer.
+fn general(
+    subscriptions: &Subscriptions,
+    eligible: &BTreeMap<(Uuid, i32), Vec<&String>>,
+    current: &BTreeMap<String, Assignment>,
+) -> BTreeMap<(Uuid, i32), String> {
     let mut owner: BTreeMap<(Uuid, i32), String> = BTreeMap::new();
     // Sticky: what the current target gave a member it keeps, if it may.
     for (member, assignment) in current {
@@ -121,8 +226,7 @@ fn uniform(
     for member in owner.values() {
         *load.get_mut(member).expect("eligible members subscribe") += 1;
     }
-    // The rest to the least loaded eligible member.
-    for (tp, members) in &eligible {
+    for (tp, members) in eligible {
         if owner.contains_key(tp) {
             continue;
         }
@@ -130,9 +234,8 @@ fn uniform(
         *load.get_mut(chosen).expect("subscribed") += 1;
         owner.insert(*tp, chosen.clone());
     }
-    // Balance: move partitions from a member to an eligible one with two
-    // or more fewer. Each move lowers the sum of squared loads, so this
-    // ends; the bound only guards against a mistake.
+    // Each move lowers the sum of squared loads, so this ends; the bound
+    // only guards against a mistake.
     let moves_max = eligible.len() * subscriptions.len() + 1;
     for _ in 0..moves_max {
         let Some((tp, to)) = eligible.iter().find_map(|(tp, members)| {
@@ -146,19 +249,7 @@ fn uniform(
         *load.get_mut(&from).expect("subscribed") -= 1;
         *load.get_mut(&to).expect("subscribed") += 1;
     }
-    for ((topic, partition), member) in owner {
-        target
-            .get_mut(&member)
-            .expect("every member has a target")
-            .entry(topic)
-            .or_default()
-            .insert(partition);
-    }
-    debug_assert_eq!(
-        target.values().map(count).sum::<usize>(),
-        eligible.len(),
-        "every subscribed partition is assigned once"
-    );
+    owner
 }
 
 fn least_loaded<'a>(members: &[&'a String], load: &BTreeMap<&String, usize>) -> &'a String {

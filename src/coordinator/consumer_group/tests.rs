@@ -198,3 +198,45 @@ fn group_state_and_preferred_assignor() {
     group.members.get_mut("a").unwrap().state = MemberState::UnreleasedPartitions;
     assert_eq!(group.state(), ConsumerGroupState::Reconciling);
 }
+
+#[test]
+fn uniform_stays_balanced_and_sticky_as_members_come_and_go() {
+    let meta = topics(&[("t", 37), ("u", 1000)]);
+    let names: Vec<String> = (0..60).map(|i| format!("m{i:02}")).collect();
+    let mut target = BTreeMap::new();
+    let mut members: Vec<&str> = Vec::new();
+    // Members join one by one, then every third leaves.
+    let steps = names
+        .iter()
+        .map(|n| (n.as_str(), true))
+        .chain(names.iter().step_by(3).map(|n| (n.as_str(), false)));
+    for (name, joins) in steps {
+        if joins {
+            members.push(name);
+        } else {
+            members.retain(|m| *m != name);
+        }
+        let list: Vec<(&str, &[&str])> = members.iter().map(|m| (*m, &["t", "u"][..])).collect();
+        let subs = subscriptions(&list);
+        let next = assign(UNIFORM, &subs, &meta, &target);
+        check_complete(&subs, &meta, &next);
+        let sizes = counts(&next);
+        let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(max - min <= 1, "{sizes:?}");
+        // A join only takes partitions away from the others; a leave only
+        // gives the leaver's partitions out.
+        for (member, assignment) in &next {
+            let Some(before) = target.get(member) else {
+                continue;
+            };
+            let moved_in = flatten(assignment).filter(|tp| !flatten(before).any(|b| b == *tp));
+            if joins {
+                assert_eq!(moved_in.count(), 0, "{member} gained when {name} joined");
+            } else {
+                let lost = flatten(before).filter(|tp| !flatten(assignment).any(|a| a == *tp));
+                assert_eq!(lost.count(), 0, "{member} lost when {name} left");
+            }
+        }
+        target = next;
+    }
+}
