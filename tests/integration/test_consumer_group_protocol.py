@@ -103,14 +103,17 @@ def classic_consumer(broker, group):
 class Reader:
     """A subscribed consumer that commits every record it reads, at once."""
 
-    def __init__(self, consumer, topic):
+    def __init__(self, consumer, topic, also=(), errors_ok=False):
         self.consumer = consumer
         self.seen = []  # (partition, offset, value)
-        consumer.subscribe([topic])
+        # A deleted topic's partitions report errors until they are
+        # taken away: a test that deletes one lets them be.
+        self.errors_ok = errors_ok
+        consumer.subscribe([topic, *also])
 
     def poll(self, timeout=0.05):
         message = self.consumer.poll(timeout)
-        if message is None:
+        if message is None or (message.error() and self.errors_ok):
             return
         assert message.error() is None, message.error()
         # Recorded before the commit: what is committed was seen.
@@ -414,6 +417,40 @@ def test_a_static_member_gets_its_partitions_back_when_it_returns(shared_broker,
             back.consumer.close()
     finally:
         other.consumer.close()
+
+
+def test_new_partitions_and_deleted_topics_change_the_assignment(shared_broker, admin):
+    """The target assignment follows the subscribed topics' metadata: a
+    topic's new partitions are assigned, a deleted topic's are taken away."""
+    from confluent_kafka.admin import NewPartitions
+
+    b = shared_broker
+    grows, goes = unique_topic("grows"), unique_topic("goes")
+    for future in admin.create_topics([NewTopic(grows, 2, 1), NewTopic(goes, 2, 1)]).values():
+        future.result(timeout=30)
+    group = unique_topic("g")
+    c = new_consumer(b, group)
+    reader = Reader(c, grows, also=[goes], errors_ok=True)
+
+    def assigned():
+        members = describe(admin, group).members
+        return sorted((tp.topic, tp.partition) for m in members
+                      for tp in m.assignment.topic_partitions)
+
+    try:
+        poll_until([reader], lambda: len(assigned()) == 4, "both topics assigned")
+        for future in admin.create_partitions([NewPartitions(grows, 4)]).values():
+            future.result(timeout=30)
+        poll_until([reader], lambda: [p for t, p in assigned() if t == grows] == [0, 1, 2, 3],
+                   "the new partitions assigned")
+        for future in admin.delete_topics([goes]).values():
+            future.result(timeout=30)
+        poll_until([reader], lambda: {t for t, _ in assigned()} == {grows},
+                   "the deleted topic's partitions taken away")
+        poll_until([reader], lambda: sorted(p for p in reader.partitions()) == [0, 1, 2, 3],
+                   "the consumer holding just the grown topic")
+    finally:
+        c.close()
 
 
 # ---------------------------------------------------------------------------
