@@ -78,7 +78,9 @@
 //!   current assignment records. After a restart or a coordinator move the
 //!   group has its committed offsets and no members; a member's heartbeat
 //!   gets UNKNOWN_MEMBER_ID and the client rejoins with epoch 0 (its
-//!   partitions are briefly unowned, never doubly owned).
+//!   partitions are briefly unowned, never doubly owned). A commit it
+//!   sends before rejoining is refused with UNKNOWN_MEMBER_ID (the
+//!   application sees the failed commit; the records are read again).
 //! - No online migration (Kafka 4's `group.consumer.migration.policy`,
 //!   default bidirectional): a classic member cannot join a consumer group
 //!   with members (INCONSISTENT_GROUP_PROTOCOL) and a consumer-protocol

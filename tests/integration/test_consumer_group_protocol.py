@@ -24,6 +24,7 @@ from confluent_kafka import (
     ConsumerGroupState,
     ConsumerGroupType,
     KafkaError,
+    KafkaException,
     Producer,
     TopicPartition,
 )
@@ -103,12 +104,15 @@ def classic_consumer(broker, group):
 class Reader:
     """A subscribed consumer that commits every record it reads, at once."""
 
-    def __init__(self, consumer, topic, also=(), errors_ok=False):
+    def __init__(self, consumer, topic, also=(), errors_ok=False, refused_commits_ok=False):
         self.consumer = consumer
         self.seen = []  # (partition, offset, value)
         # A deleted topic's partitions report errors until they are
         # taken away: a test that deletes one lets them be.
         self.errors_ok = errors_ok
+        # Commits the coordinator refused (the record is read again).
+        self.refused_commits_ok = refused_commits_ok
+        self.refused = []
         consumer.subscribe([topic, *also])
 
     def poll(self, timeout=0.05):
@@ -118,7 +122,12 @@ class Reader:
         assert message.error() is None, message.error()
         # Recorded before the commit: what is committed was seen.
         self.seen.append((message.partition(), message.offset(), int(message.value())))
-        self.consumer.commit(message=message, asynchronous=False)
+        try:
+            self.consumer.commit(message=message, asynchronous=False)
+        except KafkaException as exc:
+            if not self.refused_commits_ok:
+                raise
+            self.refused.append(exc.args[0].code())
 
     def partitions(self):
         return sorted(p.partition for p in self.consumer.assignment())
@@ -451,6 +460,35 @@ def test_new_partitions_and_deleted_topics_change_the_assignment(shared_broker, 
                    "the consumer holding just the grown topic")
     finally:
         c.close()
+
+
+def test_members_rejoin_after_a_restart_and_resume_from_their_commits(make_broker):
+    """Membership is kept in memory: after a restart the broker has the
+    group's committed offsets and no members. The member's next heartbeat
+    is UNKNOWN_MEMBER_ID, and so is a commit that comes first (Kafka, which
+    persists membership, would take it); the consumer rejoins with epoch 0
+    and goes on from its commits: nothing committed is read again, nothing
+    is lost."""
+    b = make_broker(extra_args=BROKER_ARGS)
+    admin = confluent_admin(b)
+    topic, group = create_topic(admin), unique_topic("g")
+    produce(b, topic, 0, 60)
+    reader = Reader(new_consumer(b, group), topic, refused_commits_ok=True)
+    try:
+        poll_until([reader], lambda: len(reader.seen) == 60, "the first 60 records")
+        assert not reader.refused
+        b.restart()
+        produce(b, topic, 60, 60)
+        admin = confluent_admin(b)
+        poll_until([reader], lambda: committed(admin, group, topic) ==
+                   {p: 20 for p in range(PARTITIONS)}, "every record committed")
+        values = [v for (_, _, v) in reader.seen]
+        assert set(values) == set(range(120))
+        assert sorted(v for v in values if v < 60) == list(range(60)), "read once"
+        assert set(reader.refused) <= {KafkaError.UNKNOWN_MEMBER_ID}
+        assert converged(admin, group, 1)
+    finally:
+        reader.consumer.close()
 
 
 # ---------------------------------------------------------------------------
