@@ -2,9 +2,10 @@
 //! (join with epoch 0, heartbeat, leave with epoch -1 or -2),
 //! ConsumerGroupDescribe, static members (KIP-345: `-2` leaves keeping the
 //! partitions, a new member id with the instance id takes them back), the
-//! clock of consumer group members (session and
-//! revocation timeouts), and the member-epoch checks of OffsetCommit and
-//! OffsetFetch. The group type itself is [`crate::coordinator::consumer_group`].
+//! clock of consumer group members (session and revocation timeouts), and
+//! the member-epoch checks of OffsetCommit and OffsetFetch. The group type
+//! itself is [`crate::coordinator::consumer_group`]. Pure like the rest of
+//! the manager: no I/O, no clock, no wire format.
 //!
 //! Type rules, as Kafka's: a heartbeat to an empty classic group turns it
 //! into a consumer group (the committed offsets stay); to a classic group
@@ -17,7 +18,7 @@ use uuid::Uuid;
 
 use super::GroupManager;
 use crate::coordinator::consumer_group::{
-    assignor, compile_regex, count, reconcile::reconcile, Assignment, ConsumerGroup,
+    assignor, compile_regex, count, flatten, reconcile::reconcile, Assignment, ConsumerGroup,
     ConsumerMember, MemberState, TopicSource,
 };
 use crate::coordinator::errors;
@@ -511,7 +512,7 @@ fn check_epoch(member: &ConsumerMember, request: &ConsumerHeartbeat) -> Result<(
         return Ok(());
     }
     let owned_is_assigned = request.owned.as_ref().is_none_or(|owned| {
-        super::super::consumer_group::flatten(owned).all(|(topic, partition)| {
+        flatten(owned).all(|(topic, partition)| {
             member
                 .assigned
                 .get(&topic)
