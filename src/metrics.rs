@@ -610,6 +610,9 @@ fn render_groups(out: &mut Writer, snapshots: &[Snapshot]) {
         "PreparingRebalance",
         "CompletingRebalance",
         "Stable",
+        // KIP-848 consumer groups' own states.
+        "Assigning",
+        "Reconciling",
     ] {
         let count = groups.iter().filter(|g| g.state == state).count();
         out.sample(name, &[("state", state)], count);

@@ -228,6 +228,9 @@ struct ListedGroup {
     group: String,
     state: String,
     protocol_type: String,
+    /// KIP-848's group type ("classic" or "consumer"); empty from brokers
+    /// before ListGroups v5.
+    group_type: String,
 }
 
 /// Every group of every broker (each broker lists the groups it coordinates).
@@ -247,6 +250,7 @@ fn list_all(client: &mut Client) -> Result<Vec<ListedGroup>> {
                     group,
                     state: listed.group_state.to_string(),
                     protocol_type: listed.protocol_type.to_string(),
+                    group_type: listed.group_type.to_string(),
                 },
             );
         }
@@ -261,20 +265,28 @@ fn list(client: &mut Client, output: OutputFormat) -> Result<ExitCode> {
             let list: Vec<Value> = groups
                 .iter()
                 .map(|g| {
-                    json!({"group": g.group, "state": g.state, "protocol_type": g.protocol_type})
+                    json!({"group": g.group, "type": g.group_type, "state": g.state,
+                           "protocol_type": g.protocol_type})
                 })
                 .collect();
             write_stdout(&render_json(&Value::Array(list)))?;
         }
         OutputFormat::Table => {
-            let mut table = Table::new(&["GROUP", "STATE", "PROTOCOL-TYPE"]);
-            for g in groups {
-                let state = if g.state.is_empty() {
+            let mut table = Table::new(&["GROUP", "TYPE", "STATE", "PROTOCOL-TYPE"]);
+            let or_dash = |text: String| {
+                if text.is_empty() {
                     "-".to_string()
                 } else {
-                    g.state
-                };
-                table.row(vec![g.group, state, g.protocol_type]);
+                    text
+                }
+            };
+            for g in groups {
+                table.row(vec![
+                    g.group,
+                    or_dash(g.group_type),
+                    or_dash(g.state),
+                    g.protocol_type,
+                ]);
             }
             write_stdout(&table.render())?;
         }
@@ -345,6 +357,8 @@ impl OffsetRow {
 
 struct GroupView {
     group: String,
+    /// KIP-848's group type; empty when the broker does not say.
+    group_type: String,
     state: String,
     protocol_type: String,
     protocol: String,
@@ -379,6 +393,22 @@ fn has_partition(leaders: &Leaders, (topic, partition): &TopicPartition) -> bool
     leaders
         .get(topic)
         .is_some_and(|partitions| partitions.contains_key(partition))
+}
+
+/// The type of `group` ("classic" or "consumer", ListGroups v5) as its
+/// coordinator lists it; empty from a broker that does not say.
+fn group_type(client: &mut Client, group: &str) -> Result<String> {
+    let listed = retrying(client, |client| {
+        client
+            .coordinator(group)?
+            .call(&ListGroupsRequest::default(), 5)
+    })?;
+    Ok(listed
+        .groups
+        .iter()
+        .find(|listed| listed.group_id.0.as_str() == group)
+        .map(|listed| listed.group_type.to_string())
+        .unwrap_or_default())
 }
 
 fn view_group(client: &mut Client, group: &str) -> Result<GroupView> {
@@ -430,6 +460,7 @@ fn view_group(client: &mut Client, group: &str) -> Result<GroupView> {
         .collect();
     Ok(GroupView {
         group: group.to_string(),
+        group_type: group_type(client, group)?,
         state: described.group_state.to_string(),
         protocol_type,
         protocol: described.protocol_data.to_string(),
@@ -535,8 +566,13 @@ fn view_table(view: &GroupView) -> String {
     } else {
         &view.protocol
     };
+    let group_type = if view.group_type.is_empty() {
+        "-"
+    } else {
+        &view.group_type
+    };
     let mut text = format!(
-        "Group: {}  State: {}  Protocol: {protocol}  Members: {}\n",
+        "Group: {}  State: {}  Type: {group_type}  Protocol: {protocol}  Members: {}\n",
         view.group,
         view.state,
         view.members.len()
@@ -589,6 +625,7 @@ fn view_json(view: &GroupView) -> Value {
         .collect();
     json!({
         "group": view.group,
+        "type": view.group_type,
         "state": view.state,
         "protocol_type": view.protocol_type,
         "protocol": view.protocol,

@@ -117,6 +117,9 @@ impl BrokerConfig {
             group_min_session_timeout_ms: values.unsigned("group.min.session.timeout.ms"),
             group_max_session_timeout_ms: values.unsigned("group.max.session.timeout.ms"),
             group_max_size: u32::try_from(values.unsigned("group.max.size")).expect("Int"),
+            group_consumer_session_timeout_ms: values.unsigned("group.consumer.session.timeout.ms"),
+            group_consumer_heartbeat_interval_ms: values
+                .unsigned("group.consumer.heartbeat.interval.ms"),
             process_roles: values
                 .text("process.roles")
                 .split(',')
@@ -286,6 +289,16 @@ fn check_cross_key_rules(values: &Values) -> Result<(), ConfigError> {
     if session_min > session_max {
         let key = "group.min.session.timeout.ms";
         let message = format!("{session_min} is above group.max.session.timeout.ms {session_max}");
+        return Err(ConfigError::invalid(key, values.origin_of(key), message));
+    }
+    // Kafka's rule: members must get several chances to heartbeat.
+    let consumer_session = values.integer("group.consumer.session.timeout.ms");
+    let consumer_interval = values.integer("group.consumer.heartbeat.interval.ms");
+    if consumer_interval >= consumer_session {
+        let key = "group.consumer.heartbeat.interval.ms";
+        let message = format!(
+            "{consumer_interval} is not below group.consumer.session.timeout.ms {consumer_session}"
+        );
         return Err(ConfigError::invalid(key, values.origin_of(key), message));
     }
     let advertise = values.text("advertise");

@@ -247,6 +247,10 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
         "The largest session timeout a consumer may ask for."),
     broker("group.max.size", T::Int, V("2147483647"), at_least(1), true,
         "The most members one consumer group may have."),
+    broker("group.consumer.session.timeout.ms", T::Int, V("45000"), at_least(1), true,
+        "KIP-848 consumer groups (group.protocol=consumer): a member that sends no heartbeat for this long is removed."),
+    broker("group.consumer.heartbeat.interval.ms", T::Int, V("5000"), at_least(1), true,
+        "KIP-848 consumer groups: how often members are told to heartbeat."),
     broker("log.retention.ms", T::Long, Null, at_least(-1), false,
         "Default retention.ms: keep a segment this long after its last record. -1: forever. \
         Unset: log.retention.minutes, then log.retention.hours, applies."),

@@ -334,6 +334,8 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,
     pub group_max_size: u32,
+    pub group_consumer_session_timeout_ms: u64,
+    pub group_consumer_heartbeat_interval_ms: u64,
     // --- The cluster: Raft metadata quorum and replication (Kafka's names).
     /// `process.roles`: only the combined `broker,controller` is supported.
     pub process_roles: Vec<String>,

@@ -248,6 +248,7 @@ const CASES: &[(&[&str], Option<&str>, Expect)] = &[
     (&[], Some("compression.type = \"brotli\""), ErrorKey("compression.type")),
     (&[], Some("io.memory.bytes = 4096"), ErrorKey("io.memory.bytes")),
     (&[], Some("group.min.session.timeout.ms = 7000\ngroup.max.session.timeout.ms = 6000"), ErrorKey("group.min.session.timeout.ms")),
+    (&["--set", "group.consumer.heartbeat.interval.ms=45000"], None, ErrorKey("group.consumer.heartbeat.interval.ms")),
     (&["--shards", "x"], None, ErrorKey("shards")),
     (&["--shards", "0"], None, ErrorKey("shards")),
     (&["--node-id", "-1"], None, ErrorKey("node.id")),

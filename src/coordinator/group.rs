@@ -9,6 +9,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
+use super::consumer_group::ConsumerGroup;
+
+/// The group types of ListGroups v5 (KIP-848).
+pub const GROUP_TYPE_CLASSIC: &str = "classic";
+pub const GROUP_TYPE_CONSUMER: &str = "consumer";
+
 /// Kafka's group states (`GroupState` in the classic coordinator).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupState {
@@ -136,6 +142,10 @@ pub struct Group {
     /// A member joined during the initial delay (extends the delay).
     pub new_member_added: bool,
     pub offsets: BTreeMap<TopicPartition, CommittedOffset>,
+    /// Present when the group is a KIP-848 consumer group (its members
+    /// use ConsumerGroupHeartbeat); the classic fields above are then
+    /// unused but for the offsets. A group is of one type at a time.
+    pub consumer: Option<Box<ConsumerGroup>>,
 }
 
 impl Group {
@@ -156,7 +166,36 @@ impl Group {
             sync_deadline_ms: None,
             new_member_added: false,
             offsets: BTreeMap::new(),
+            consumer: None,
         }
+    }
+
+    /// KIP-848's group type: "consumer" or "classic".
+    pub fn type_name(&self) -> &'static str {
+        if self.consumer.is_some() {
+            GROUP_TYPE_CONSUMER
+        } else {
+            GROUP_TYPE_CLASSIC
+        }
+    }
+
+    /// The state's name as the admin APIs show it, for either type.
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(consumer) => consumer.state().name(),
+            None => self.state.name(),
+        }
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.consumer
+            .as_ref()
+            .map_or(self.members.len(), |consumer| consumer.members.len())
+    }
+
+    /// No members of either type and none on the way in.
+    pub fn has_no_members(&self) -> bool {
+        self.member_count() == 0 && self.members.is_empty() && self.pending_members.is_empty()
     }
 
     pub fn transition(&mut self, state: GroupState, now_ms: u64) {

@@ -14,6 +14,10 @@
 //!
 //! The parts:
 //! - [`group`]: one group's state machine and offsets, pure data.
+//! - [`consumer_group`]: KIP-848's consumer group (the consumer protocol,
+//!   ConsumerGroupHeartbeat): members with epochs, server-side assignors,
+//!   incremental reconciliation. A [`group::Group`] holds one when it is of
+//!   that type; the offsets are shared by both types.
 //! - [`manager`]: all groups of a shard and every group operation (join,
 //!   sync, heartbeat, leave, commit, fetch, list, describe, delete, expiry,
 //!   loading and unloading partitions).
@@ -67,7 +71,37 @@
 //!   arrives, instead of answering COORDINATOR_NOT_AVAILABLE at once.
 //! - Leadership is noticed by polling the shard's image (each request, and
 //!   every 25 ms), not by a callback from the metadata log.
+//!
+//! Where KIP-848 consumer groups differ from Kafka's:
+//! - Membership, epochs and target assignments live in memory only; Kafka
+//!   persists them as ConsumerGroupMetadata, member, target assignment and
+//!   current assignment records. After a restart or a coordinator move the
+//!   group has its committed offsets and no members; a member's heartbeat
+//!   gets UNKNOWN_MEMBER_ID and the client rejoins with epoch 0 (its
+//!   partitions are briefly unowned, never doubly owned). A commit it
+//!   sends before rejoining is refused with UNKNOWN_MEMBER_ID (the
+//!   application sees the failed commit; the records are read again).
+//! - No online migration (Kafka 4's `group.consumer.migration.policy`,
+//!   default bidirectional): a classic member cannot join a consumer group
+//!   with members (INCONSISTENT_GROUP_PROTOCOL) and a consumer-protocol
+//!   member cannot join a classic group with members (GROUP_ID_NOT_FOUND).
+//!   An empty group of either type becomes the other, as in Kafka.
+//! - Regex subscriptions are resolved against the shard's image on each
+//!   heartbeat of the group's members (Kafka resolves them in the
+//!   background, at most every `group.consumer.regex.refresh.interval.ms`);
+//!   internal topics (`__` prefix) never match.
+//! - No rack-aware assignment (the rack id is kept and shown).
+//! - The `uniform` assignor is balanced and sticky like Kafka's, but its
+//!   choices may differ; `range` is not sticky.
+//! - Subscribed topics' metadata is compared on each member's heartbeat
+//!   (Kafka refreshes it on a deadline); a topic deleted or grown moves the
+//!   group epoch at the next heartbeat.
+//! - DescribeGroups describes a consumer group (its state, the assignor as
+//!   the protocol, members with their subscriptions and assignments in the
+//!   classic consumer protocol's encoding); Kafka describes only classic
+//!   members there.
 
+pub mod consumer_group;
 pub mod errors;
 pub mod group;
 pub mod manager;

@@ -36,10 +36,13 @@ use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalSender};
 
+use super::consumer_group::{TopicInfo, TopicSource};
 use super::errors;
 use super::manager::{
-    CommitRequest, Completion, FetchedOffsets, GroupConfig, GroupDescription, GroupManager,
-    JoinRequest, JoinResponse, LeavingMember, ListedGroup, Outcome, SyncRequest, SyncResponse,
+    validate_offset_fetch, CommitRequest, Completion, ConsumerGroupDescription, ConsumerHeartbeat,
+    ConsumerHeartbeatResponse, FetchedOffsets, GroupConfig, GroupDescription, GroupError,
+    GroupManager, JoinRequest, JoinResponse, LeavingMember, ListedGroup, Outcome, SyncRequest,
+    SyncResponse,
 };
 use super::storage_log::PartitionOffsetsLog;
 use super::store::{AppendError, OffsetsLog};
@@ -73,10 +76,41 @@ type Waiters<T> = RefCell<HashMap<(String, String), Vec<LocalSender<T>>>>;
 /// have changed since the last call.
 pub type Leadership = Box<dyn Fn() -> Option<BTreeMap<i32, i32>>>;
 
+/// The topics consumer groups subscribe to.
+pub type TopicLookup = Box<dyn TopicSource>;
+
+/// The topics of this shard's metadata image.
+struct ShardTopics;
+
+impl TopicSource for ShardTopics {
+    fn topic(&self, name: &str) -> Option<TopicInfo> {
+        let shard = crate::shard::current();
+        let image = shard.image();
+        image.topic(name).map(|topic| TopicInfo {
+            topic_id: topic.topic_id,
+            partitions: topic.partitions,
+        })
+    }
+
+    fn names(&self) -> Vec<String> {
+        crate::shard::current()
+            .image()
+            .topics
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+pub fn shard_topics() -> TopicLookup {
+    Box::new(ShardTopics)
+}
+
 pub struct Coordinator {
     manager: RefCell<GroupManager>,
     log: Rc<dyn OffsetsLog>,
     leadership: Leadership,
+    topics: TopicLookup,
     /// What `leadership` said last.
     led: RefCell<BTreeMap<i32, i32>>,
     join_waiters: Waiters<JoinResponse>,
@@ -96,7 +130,12 @@ pub fn current() -> Rc<Coordinator> {
             let config = GroupConfig::from_broker(&shard.config);
             let check_ms = shard.config.offsets_retention_check_interval_ms;
             let log = Rc::new(PartitionOffsetsLog);
-            let coordinator = Rc::new(Coordinator::new(config, log, shard_leadership()));
+            let coordinator = Rc::new(Coordinator::new(
+                config,
+                log,
+                shard_leadership(),
+                shard_topics(),
+            ));
             coordinator.clone().start_timers(check_ms);
             coordinator
         })
@@ -156,8 +195,8 @@ impl Coordinator {
             .groups()
             .map(|group| GroupMetrics {
                 group_id: group.group_id.clone(),
-                state: group.state.name(),
-                members: group.members.len() as u64,
+                state: group.state_name(),
+                members: group.member_count() as u64,
                 offsets: group
                     .offsets
                     .iter()
@@ -173,11 +212,13 @@ impl Coordinator {
         config: GroupConfig,
         log: Rc<dyn OffsetsLog>,
         leadership: Leadership,
+        topics: TopicLookup,
     ) -> Coordinator {
         Coordinator {
             manager: RefCell::new(GroupManager::new(config)),
             log,
             leadership,
+            topics,
             led: RefCell::new(BTreeMap::new()),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
@@ -383,6 +424,44 @@ impl Coordinator {
         self.manager.borrow().fetch(group_id, topics)
     }
 
+    /// OffsetFetch v9 of a consumer group member: its epoch is checked
+    /// first (the error code, or the offsets).
+    pub async fn member_fetch(
+        &self,
+        group_id: &str,
+        member: (Option<&str>, i32),
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> Result<FetchedOffsets, i16> {
+        let manager = self.manager.borrow();
+        match validate_offset_fetch(manager.group(group_id), member.0, member.1) {
+            errors::NONE => Ok(manager.fetch(group_id, topics)),
+            code => Err(code),
+        }
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub async fn consumer_heartbeat(
+        &self,
+        request: ConsumerHeartbeat,
+        member_id_required: bool,
+    ) -> Result<ConsumerHeartbeatResponse, GroupError> {
+        let outcome = self.manager.borrow_mut().consumer_heartbeat(
+            request,
+            member_id_required,
+            self.topics.as_ref(),
+            now_ms(),
+        );
+        let _ = self.flush().await;
+        outcome
+    }
+
+    pub async fn consumer_describe(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
+        self.manager.borrow().consumer_describe(group_id)
+    }
+
     pub async fn delete_offsets(
         &self,
         group_id: &str,
@@ -513,8 +592,15 @@ mod tests {
             max_session_timeout_ms: 300_000,
             max_size: 10,
             offsets_retention_ms: 60_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         };
-        Rc::new(Coordinator::new(config, log, led.view()))
+        Rc::new(Coordinator::new(
+            config,
+            log,
+            led.view(),
+            Box::new(crate::coordinator::consumer_group::TopicMetadata::new()),
+        ))
     }
 
     /// The coordinator's tick, faster.

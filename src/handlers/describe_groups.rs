@@ -51,7 +51,7 @@ pub async fn handle(
             .collect();
         groups.push(
             entry
-                .with_group_state(str_bytes(described.state.name()))
+                .with_group_state(str_bytes(described.state))
                 .with_protocol_type(str_bytes(described.protocol_type))
                 .with_protocol_data(str_bytes(described.protocol_data))
                 .with_members(members),

@@ -1,6 +1,7 @@
 //! ListGroups (key 16): asks every shard's coordinator for its groups (a
 //! group lives on one shard only) and merges them. v4+ filter by state,
-//! v5+ by type (every group here is a "classic" group).
+//! v5+ by type: "classic" groups (JoinGroup) and KIP-848 "consumer" groups
+//! (ConsumerGroupHeartbeat).
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -10,20 +11,16 @@ use crate::coordinator::{errors, runtime};
 
 pub const API: ApiSupport = super::api(ApiKey::ListGroups, 0, 5);
 
-/// The type of every group this coordinator runs (KIP-848's name for it).
-const GROUP_TYPE_CLASSIC: &str = "classic";
-
 pub async fn handle(context: &RequestContext, request: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = request
         .states_filter
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let classic_wanted = request.types_filter.is_empty()
-        || request
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(GROUP_TYPE_CLASSIC));
+    let types: Vec<String> = request.types_filter.iter().map(|t| t.to_string()).collect();
+    let type_wanted = move |group_type: &str| {
+        types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(group_type))
+    };
     let outcome = context
         .shard
         .mesh
@@ -48,13 +45,13 @@ pub async fn handle(context: &RequestContext, request: ListGroupsRequest) -> Lis
     }
     let groups = listed
         .into_iter()
-        .filter(|_| classic_wanted)
+        .filter(|group| type_wanted(group.group_type))
         .map(|group| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(group.group_id)))
                 .with_protocol_type(str_bytes(group.protocol_type))
-                .with_group_state(str_bytes(group.state.name()))
-                .with_group_type(str_bytes(GROUP_TYPE_CLASSIC))
+                .with_group_state(str_bytes(group.state))
+                .with_group_type(str_bytes(group.group_type))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)

@@ -28,6 +28,8 @@ use crate::storage::FileRegion;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -105,6 +107,8 @@ pub const SUPPORTED: &[ApiSupport] = &[
     alter_partition_reassignments::API,
     list_partition_reassignments::API,
     describe_quorum::API,
+    consumer_group_heartbeat::API,
+    consumer_group_describe::API,
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
@@ -252,6 +256,12 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         RequestKind::DescribeQuorum(request) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(context, request).await)
         }
+        RequestKind::ConsumerGroupHeartbeat(request) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(context, request).await,
+        ),
+        RequestKind::ConsumerGroupDescribe(request) => ResponseKind::ConsumerGroupDescribe(
+            consumer_group_describe::handle(context, request).await,
+        ),
         other => unreachable!("decoder admitted an API without a handler: {other:?}"),
     }
 }

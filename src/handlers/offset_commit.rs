@@ -45,6 +45,7 @@ pub async fn handle(
         generation_id: request.generation_id_or_member_epoch,
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
+        api_version: context.api_version,
         retention_time_ms: if context.api_version <= 4 {
             request.retention_time_ms
         } else {

@@ -1,6 +1,9 @@
 //! OffsetFetch (key 9): forwarded to each group's coordinator shard. v1
 //! names partitions; v2+ may ask for every committed offset (null topics)
-//! and has a top-level error; v8+ asks for a batch of groups. A partition
+//! and has a top-level error; v8+ asks for a batch of groups; v9 names the
+//! asking member of a KIP-848 consumer group and its epoch, which must be
+//! current (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH, FENCED_MEMBER_EPOCH as
+//! the group's error). A partition
 //! without a commit answers offset -1 with empty metadata, as Kafka does.
 
 use kafka_protocol::messages::offset_fetch_response::{
@@ -15,7 +18,7 @@ use super::{str_bytes, ApiSupport, RequestContext};
 use crate::coordinator::manager::FetchedOffsets;
 use crate::coordinator::{errors, submit_to_coordinator};
 
-pub const API: ApiSupport = super::api(ApiKey::OffsetFetch, 1, 8);
+pub const API: ApiSupport = super::api(ApiKey::OffsetFetch, 1, 9);
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
 
@@ -29,7 +32,12 @@ pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> Of
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let (code, fetched) = fetch_group(context, group.group_id.to_string(), wanted).await;
+            let member = (
+                group.member_id.as_ref().map(|m| m.to_string()),
+                group.member_epoch,
+            );
+            let (code, fetched) =
+                fetch_group(context, group.group_id.to_string(), wanted, member).await;
             let topics = fetched
                 .into_iter()
                 .map(|(topic, partitions)| {
@@ -64,7 +72,8 @@ pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> Of
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let (code, fetched) = fetch_group(context, request.group_id.to_string(), wanted).await;
+    let (code, fetched) =
+        fetch_group(context, request.group_id.to_string(), wanted, (None, -1)).await;
     let topics = fetched
         .into_iter()
         .map(|(topic, partitions)| {
@@ -109,6 +118,7 @@ async fn fetch_group(
     context: &RequestContext,
     group_id: String,
     wanted: Wanted,
+    member: (Option<String>, i32),
 ) -> (i16, FetchedOffsets) {
     let empty = |wanted: &Wanted| -> FetchedOffsets {
         wanted
@@ -125,11 +135,14 @@ async fn fetch_group(
     let target = group_id.clone();
     let asked = wanted.clone();
     let outcome = submit_to_coordinator(&context.shard, &target, move |coordinator| async move {
-        coordinator.fetch(&group_id, asked.as_deref()).await
+        let member = (member.0.as_deref(), member.1);
+        coordinator
+            .member_fetch(&group_id, member, asked.as_deref())
+            .await
     })
     .await;
     match outcome {
-        Ok(fetched) => (errors::NONE, fetched),
-        Err(code) => (code, empty(&wanted)),
+        Ok(Ok(fetched)) => (errors::NONE, fetched),
+        Ok(Err(code)) | Err(code) => (code, empty(&wanted)),
     }
 }

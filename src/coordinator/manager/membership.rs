@@ -250,6 +250,7 @@ impl GroupManager {
             Self::tick_group(group, &self.config, now_ms, &mut self.outbox);
             self.persist_if_emptied(&group_id, was_empty);
         }
+        self.tick_consumer_groups(now_ms);
     }
 
     fn tick_group(group: &mut Group, config: &GroupConfig, now_ms: u64, outbox: &mut Outbox) {
@@ -332,6 +333,9 @@ impl GroupManager {
                     consider(member.last_heartbeat_ms + member.session_timeout_ms.max(0) as u64);
                 }
             }
+        }
+        if let Some(at) = self.next_consumer_deadline_ms() {
+            consider(at);
         }
         deadline
     }

@@ -15,11 +15,15 @@
 //!   (session, rebalance and sync timeouts).
 //! - [`offsets`]: OffsetCommit, OffsetFetch, OffsetDelete, expiry.
 //! - [`admin`]: ListGroups, DescribeGroups, DeleteGroups.
+//! - [`consumer`]: KIP-848's ConsumerGroupHeartbeat and
+//!   ConsumerGroupDescribe, the clock of consumer group members, and the
+//!   member-epoch checks of offset commits and fetches.
 //! - [`load`]: which `__consumer_offsets` partitions it coordinates
 //!   (Kafka's `onElection`/`onResignation`), loading their groups by
 //!   replaying records, and turning away groups it does not coordinate.
 
 mod admin;
+mod consumer;
 mod load;
 mod membership;
 mod offsets;
@@ -31,6 +35,10 @@ use super::group::{Group, Member};
 use super::records::{self, LogRecord};
 
 pub use admin::{GroupDescription, ListedGroup, MemberDescription};
+pub use consumer::{
+    validate_offset_fetch, ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse,
+    ConsumerMemberDescription, DescribedPartitions, GroupError,
+};
 pub use load::{LeadershipChanges, OwnedPartition};
 pub use membership::{LeavingMember, SyncRequest, SyncResponse};
 pub use offsets::{CommitRequest, FetchedOffsets, PartitionCommit, OFFSET_METADATA_BYTES_MAX};
@@ -46,6 +54,10 @@ pub struct GroupConfig {
     pub max_session_timeout_ms: u64,
     pub max_size: u32,
     pub offsets_retention_ms: u64,
+    /// KIP-848: `group.consumer.session.timeout.ms` and
+    /// `group.consumer.heartbeat.interval.ms`.
+    pub consumer_session_timeout_ms: u64,
+    pub consumer_heartbeat_interval_ms: u64,
 }
 
 impl GroupConfig {
@@ -57,6 +69,8 @@ impl GroupConfig {
             max_session_timeout_ms: config.group_max_session_timeout_ms,
             max_size: config.group_max_size,
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+            consumer_session_timeout_ms: config.group_consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
         }
     }
 }

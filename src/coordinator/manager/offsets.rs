@@ -25,6 +25,9 @@ pub struct CommitRequest {
     pub generation_id: i32,
     pub member_id: String,
     pub group_instance_id: Option<String>,
+    /// The OffsetCommit version: consumer-protocol members must use v9+,
+    /// which carries their member epoch.
+    pub api_version: i16,
     /// -1: the broker's retention (OffsetCommit v2 to v4 may set it).
     pub retention_time_ms: i64,
     pub topics: Vec<(String, Vec<PartitionCommit>)>,
@@ -51,6 +54,7 @@ impl CommitRequest {
             generation_id,
             member_id: member_id.into(),
             group_instance_id: None,
+            api_version: 9,
             retention_time_ms: -1,
             topics: vec![("t".into(), vec![commit])],
         }
@@ -115,6 +119,14 @@ impl GroupManager {
             self.groups.insert(request.group_id.clone(), group);
             return errors::NONE;
         };
+        if let Some(consumer) = group.consumer.as_deref() {
+            return super::consumer::validate_offset_commit(
+                consumer,
+                member_id,
+                request.generation_id,
+                request.api_version,
+            );
+        }
         if request.generation_id >= 0 || !member_id.is_empty() || instance.is_some() {
             if group.is_static_member_fenced(member_id, instance) {
                 return errors::FENCED_INSTANCE_ID;
@@ -227,11 +239,7 @@ impl GroupManager {
                 let record = records::offset_commit_record(partitions, &group.group_id, &key, None);
                 self.outbox.records.push(record);
             }
-            if group.is(GroupState::Empty)
-                && group.offsets.is_empty()
-                && group.members.is_empty()
-                && group.pending_members.is_empty()
-            {
+            if group.is(GroupState::Empty) && group.offsets.is_empty() && group.has_no_members() {
                 dead.push(group.group_id.clone());
             }
         }
@@ -249,6 +257,15 @@ impl GroupManager {
 /// a group without a protocol (simple commits) from each commit; otherwise
 /// never.
 fn expiry_base_ms(group: &Group, key: &TopicPartition, offset: &CommittedOffset) -> Option<i64> {
+    if let Some(consumer) = group.consumer.as_deref() {
+        // A consumer group: the same rule, its emptiness noted in the
+        // group's state timestamp.
+        if consumer.members.is_empty() {
+            return Some(group.state_timestamp_ms as i64);
+        }
+        let subscribed = consumer.subscribed_topics().contains(&key.0);
+        return (!subscribed).then_some(offset.commit_timestamp_ms);
+    }
     match (&group.protocol_type, group.state) {
         (None, _) => Some(offset.commit_timestamp_ms),
         (Some(_), GroupState::Empty) => Some(group.state_timestamp_ms as i64),

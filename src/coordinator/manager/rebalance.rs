@@ -79,6 +79,16 @@ impl GroupManager {
             let group = Group::new(&request.group_id, now_ms);
             self.groups.insert(request.group_id.clone(), group);
         }
+        let group = self.groups.get_mut(&request.group_id).expect("present");
+        if let Some(consumer) = &group.consumer {
+            if !consumer.members.is_empty() {
+                // Kafka 4 can take classic members into a consumer group
+                // (online migration); this broker cannot.
+                return reject(errors::INCONSISTENT_GROUP_PROTOCOL);
+            }
+            // An empty consumer group becomes a classic one.
+            group.consumer = None;
+        }
         let max_size = self.config.max_size as usize;
         let group = self.groups.get(&request.group_id).expect("present");
         let is_member = group.members.contains_key(&request.member_id)

@@ -18,6 +18,8 @@ fn config() -> GroupConfig {
         max_session_timeout_ms: 300_000,
         max_size: 100,
         offsets_retention_ms: 7 * 24 * 3_600_000,
+        consumer_session_timeout_ms: 45_000,
+        consumer_heartbeat_interval_ms: 5_000,
     }
 }
 
@@ -212,6 +214,7 @@ impl Harness {
     }
 }
 
+mod consumer;
 mod load;
 mod membership;
 mod offsets;

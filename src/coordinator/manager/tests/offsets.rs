@@ -35,6 +35,7 @@ fn oversized_metadata_is_refused_per_partition() {
         generation_id: -1,
         member_id: String::new(),
         group_instance_id: None,
+        api_version: 9,
         retention_time_ms: -1,
         topics: vec![(
             "t".into(),
@@ -91,7 +92,8 @@ fn list_describe_delete() {
     let (a, b) = h.stable_pair();
     let listed = h.manager.list(&[]);
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].state, GroupState::Stable);
+    assert_eq!(listed[0].state, "Stable");
+    assert_eq!(listed[0].group_type, "classic");
     assert_eq!(listed[0].protocol_type, "consumer");
     assert_eq!(h.manager.list(&["stable".into()]).len(), 1);
     assert!(h.manager.list(&["Empty".into()]).is_empty());
@@ -99,7 +101,7 @@ fn list_describe_delete() {
     assert_eq!(described.protocol_data, "range");
     assert_eq!(described.members.len(), 2);
     assert!(described.members.iter().any(|m| &m.assignment[..] == b"A"));
-    assert_eq!(h.manager.describe("nope").state, GroupState::Dead);
+    assert_eq!(h.manager.describe("nope").state, "Dead");
     assert_eq!(h.manager.delete_group("g"), errors::NON_EMPTY_GROUP);
     assert_eq!(h.manager.delete_group("nope"), errors::GROUP_ID_NOT_FOUND);
     h.commit(&a, 1, 3);
@@ -135,6 +137,7 @@ fn offset_delete_refuses_subscribed_topics() {
         generation_id: 1,
         member_id: first.member_id.clone(),
         group_instance_id: None,
+        api_version: 9,
         retention_time_ms: -1,
         topics: vec![(
             "u".into(),
