@@ -95,7 +95,10 @@ fn renders_prometheus_text() {
     has("# TYPE sluice_produce_stage_seconds summary");
     has("sluice_produce_stage_seconds{shard=\"0\",stage=\"append\",quantile=\"0.99\"} 0.00004");
     has("sluice_produce_stage_seconds_count{shard=\"0\",stage=\"append\"} 1");
-    assert!(!text.contains("stage=\"hop\""), "stages never seen are left out");
+    assert!(
+        !text.contains("stage=\"hop\""),
+        "stages never seen are left out"
+    );
     has("sluice_partition_high_watermark{topic=\"t\",partition=\"0\"} 100");
     has("sluice_partition_log_end_offset{topic=\"t\",partition=\"0\"} 101");
     has("sluice_consumer_groups{state=\"Stable\"} 1");
