@@ -21,6 +21,7 @@ pub mod replication;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod txn;
 
 #[global_allocator]
 static ALLOCATOR: alloc::SluiceAllocator = alloc::SluiceAllocator;

@@ -151,16 +151,33 @@ where
 /// partitions) through the controller unless this shard's image has it, as
 /// Kafka does on first use. A concurrent creation elsewhere is fine.
 pub async fn ensure_offsets_topic(shard: &Shard) -> Result<(), String> {
-    if shard.image().topic(OFFSETS_TOPIC).is_some() {
+    let config = &shard.config;
+    ensure_internal_topic(
+        shard,
+        OFFSETS_TOPIC,
+        config.offsets_topic_num_partitions,
+        config.offsets_topic_replication_factor,
+    )
+    .await
+}
+
+/// Creates the compacted internal topic `name` unless this shard's image
+/// has it (`__consumer_offsets`, `__transaction_state`).
+pub async fn ensure_internal_topic(
+    shard: &Shard,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<(), String> {
+    if shard.image().topic(name).is_some() {
         return Ok(());
     }
-    let config = &shard.config;
     // Capped to the live brokers at creation, as Kafka does.
     let live = i16::try_from(shard.image().live_brokers().count()).unwrap_or(i16::MAX);
     let topic = NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: config.offsets_topic_num_partitions,
-        replication_factor: config.offsets_topic_replication_factor.min(live).max(1),
+        name: name.to_string(),
+        partitions,
+        replication_factor: replication_factor.min(live).max(1),
         configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
         assignments: None,
     };

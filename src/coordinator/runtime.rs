@@ -375,6 +375,35 @@ impl Coordinator {
         codes
     }
 
+    /// TxnOffsetCommit: the offsets wait for the transaction's marker.
+    pub async fn txn_commit(&self, request: CommitRequest, producer_id: i64) -> Vec<Vec<i16>> {
+        let codes = self
+            .manager
+            .borrow_mut()
+            .txn_commit(&request, producer_id, now_ms());
+        let _ = self.flush().await;
+        codes
+    }
+
+    /// A transaction marker reached `partition` of `__consumer_offsets`:
+    /// its offsets are committed (appended before this returns) or dropped.
+    pub async fn complete_txn_offsets(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+    ) -> Result<(), AppendError> {
+        self.manager
+            .borrow_mut()
+            .complete_txn_offsets(partition, producer_id, commit, now_ms());
+        self.flush().await
+    }
+
+    /// Partitions of `group_id` whose transactional offsets are pending.
+    pub fn unstable_offsets(&self, group_id: &str) -> std::collections::BTreeSet<(String, i32)> {
+        self.manager.borrow().unstable_offsets(group_id)
+    }
+
     pub async fn fetch(
         &self,
         group_id: &str,

@@ -99,14 +99,24 @@ fn encode_batch(records: &[LogRecord], now_ms: i64) -> Result<Bytes, String> {
 /// node does not lead the partition in its image: a coordinator that lost
 /// its partition must not write into what is now a follower's copy.
 pub async fn append_committed(partition: i32, records: Vec<LogRecord>) -> Result<(), AppendError> {
+    append_committed_to(OFFSETS_TOPIC, partition, records).await
+}
+
+/// [`append_committed`] for any internal compacted topic this shard's
+/// coordinators write (`__consumer_offsets`, `__transaction_state`).
+pub async fn append_committed_to(
+    topic: &'static str,
+    partition: i32,
+    records: Vec<LogRecord>,
+) -> Result<(), AppendError> {
     let shard = crate::shard::current();
-    let name = format!("{OFFSETS_TOPIC}-{partition}");
-    if shard.image().leader_of(OFFSETS_TOPIC, partition) != Some(shard.config.node_id) {
+    let name = format!("{topic}-{partition}");
+    if shard.image().leader_of(topic, partition) != Some(shard.config.node_id) {
         return Err(AppendError::NotLeader(format!(
             "{name}: this broker does not lead it"
         )));
     }
-    let Some(log) = shard.partitions.get(OFFSETS_TOPIC, partition) else {
+    let Some(log) = shard.partitions.get(topic, partition) else {
         return Err(AppendError::Storage(format!("{name} is not on this shard")));
     };
     let now_ms = crate::storage::now_ms();
@@ -117,7 +127,7 @@ pub async fn append_committed(partition: i32, records: Vec<LogRecord>) -> Result
         .map_err(|error| AppendError::Storage(format!("{name}: {error:?}")))?;
     let configs = shard
         .image()
-        .topic(OFFSETS_TOPIC)
+        .topic(topic)
         .map(|topic| topic.configs.clone())
         .unwrap_or_default();
     let min_insync = shard
@@ -139,10 +149,10 @@ pub async fn append_committed(partition: i32, records: Vec<LogRecord>) -> Result
             .await
             .map_err(|code| match code {
                 crate::protocol::error_codes::NOT_LEADER_OR_FOLLOWER => {
-                    AppendError::NotLeader(format!("{OFFSETS_TOPIC}-{partition}: leadership moved"))
+                    AppendError::NotLeader(format!("{topic}-{partition}: leadership moved"))
                 }
                 code => AppendError::Storage(format!(
-                    "{OFFSETS_TOPIC}-{partition}: not committed ({})",
+                    "{topic}-{partition}: not committed ({})",
                     crate::protocol::response_errors::error_name(code)
                 )),
             })
@@ -155,22 +165,25 @@ const OFFSETS_COMMIT_TIMEOUT_MS: u64 = 5_000;
 
 /// `partition` of `__consumer_offsets` on this shard, once it is open
 /// (bounded wait).
-async fn open_partition(partition: i32) -> Result<Rc<Partition>, String> {
+async fn open_partition(topic: &str, partition: i32) -> Result<Rc<Partition>, String> {
     let shard = crate::shard::current();
     for _ in 0..OPEN_WAIT_MS / OPEN_POLL_MS {
-        if let Some(log) = shard.partitions.get(OFFSETS_TOPIC, partition) {
+        if let Some(log) = shard.partitions.get(topic, partition) {
             return Ok(log);
         }
         glommio::timer::sleep(std::time::Duration::from_millis(OPEN_POLL_MS)).await;
     }
-    Err(format!(
-        "{OFFSETS_TOPIC}-{partition} is not open on {}",
-        shard.id()
-    ))
+    Err(format!("{topic}-{partition} is not open on {}", shard.id()))
 }
 
 async fn read_partition(partition: i32) -> Result<Vec<LogRecord>, String> {
-    let log = open_partition(partition).await?;
+    read_topic_partition(OFFSETS_TOPIC, partition).await
+}
+
+/// Every keyed record of `partition` of the internal `topic` on this shard,
+/// from its start (waiting a bounded time for it to open).
+pub async fn read_topic_partition(topic: &str, partition: i32) -> Result<Vec<LogRecord>, String> {
+    let log = open_partition(topic, partition).await?;
     let log = &log.log;
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
@@ -185,7 +198,7 @@ async fn read_partition(partition: i32) -> Result<Vec<LogRecord>, String> {
         let read = log
             .read_with(offset, options)
             .await
-            .map_err(|error| format!("{OFFSETS_TOPIC}-{partition} at {offset}: {error}"))?;
+            .map_err(|error| format!("{topic}-{partition} at {offset}: {error}"))?;
         let chunks = match read.data {
             ReadData::Memory(chunks) => chunks,
             ReadData::Empty => break,
@@ -197,7 +210,7 @@ async fn read_partition(partition: i32) -> Result<Vec<LogRecord>, String> {
         }
         if offset <= before {
             return Err(format!(
-                "{OFFSETS_TOPIC}-{partition}: no progress reading at {offset}"
+                "{topic}-{partition}: no progress reading at {offset}"
             ));
         }
     }

@@ -25,6 +25,8 @@ use crate::protocol::error_codes;
 use crate::shard::{self, Shard, CONTROLLER_SHARD};
 use crate::storage::FileRegion;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
@@ -39,6 +41,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -56,6 +59,7 @@ pub mod offset_for_leader_epoch;
 pub mod owners;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 /// An API and the versions of it this broker serves.
 #[derive(Clone, Copy, Debug)]
@@ -105,6 +109,10 @@ pub const SUPPORTED: &[ApiSupport] = &[
     alter_partition_reassignments::API,
     list_partition_reassignments::API,
     describe_quorum::API,
+    add_partitions_to_txn::API,
+    add_offsets_to_txn::API,
+    end_txn::API,
+    txn_offset_commit::API,
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
@@ -251,6 +259,18 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         }
         RequestKind::DescribeQuorum(request) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(context, request).await)
+        }
+        RequestKind::AddPartitionsToTxn(request) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(context, request).await)
+        }
+        RequestKind::AddOffsetsToTxn(request) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(context, request).await)
+        }
+        RequestKind::EndTxn(request) => {
+            ResponseKind::EndTxn(end_txn::handle(context, request).await)
+        }
+        RequestKind::TxnOffsetCommit(request) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(context, request).await)
         }
         other => unreachable!("decoder admitted an API without a handler: {other:?}"),
     }

@@ -36,6 +36,7 @@ mod log_config;
 pub mod producer_state;
 pub mod replica;
 pub mod replication;
+pub mod txn_index;
 
 pub use log_config::log_config;
 pub use replica::{AppendOutcome, Partition};

@@ -1,0 +1,253 @@
+"""Transactions (KIP-98, KIP-360, KIP-447) with real clients: confluent-kafka
+(librdkafka) transactional producers, read_committed and read_uncommitted
+consumers, offsets sent to transactions, fencing, the transaction timeout
+aborting an abandoned transaction, and a broker killed mid-transaction."""
+
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from conftest import confluent_admin, unique_topic, wait_until
+
+TXN_ARGS = [
+    "--set", "group.initial.rebalance.delay.ms=0",
+    "--set", "transaction.abort.timed.out.transaction.cleanup.interval.ms=500",
+]
+PARTITIONS = 3
+# librdkafka's log lines go to Python logging (shown on failure), so that
+# clients outliving a killed broker do not flood the output.
+LOG = logging.getLogger("librdkafka")
+
+
+@pytest.fixture(scope="module")
+def shared_broker(tmp_path_factory):
+    from conftest import _finish, _start_broker
+
+    b = _start_broker(tmp_path_factory, extra_args=TXN_ARGS)
+    yield b
+    _finish(b)
+
+
+def create_topics(broker, *names, partitions=PARTITIONS):
+    admin = confluent_admin(broker)
+    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def producer(broker, transactional_id, **extra):
+    conf = {
+        "bootstrap.servers": broker.bootstrap,
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": 30000,
+        "linger.ms": 0,
+        "logger": LOG,
+    }
+    conf.update(extra)
+    p = Producer(conf)
+    p.init_transactions(30)
+    return p
+
+
+def consume_all(broker, topics, isolation, expected=None, idle_s=3.0, timeout_s=30.0):
+    """Every value in `topics` (all partitions, from the start) as the given
+    isolation level sees it: read until `expected` values came (if given)
+    and nothing more came for `idle_s`."""
+    c = Consumer({
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "isolation.level": isolation,
+        "logger": LOG,
+    })
+    c.assign([TopicPartition(t, p, 0) for t in topics for p in range(PARTITIONS)])
+    values = []
+    deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is None or msg.error():
+                enough = expected is None or len(values) >= expected
+                if enough and time.monotonic() - last >= idle_s:
+                    break
+                continue
+            values.append(msg.value().decode())
+            last = time.monotonic()
+    finally:
+        c.close()
+    return values
+
+
+def group_metadata(broker, group_id):
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group_id, "logger": LOG})
+    return c, c.consumer_group_metadata()
+
+
+def committed_offsets(broker, group_id, topic):
+    """The group's committed offsets (read without require_stable)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    admin = confluent_admin(broker)
+    request = ConsumerGroupTopicPartitions(
+        group_id, [TopicPartition(topic, p) for p in range(PARTITIONS)])
+    result = admin.list_consumer_group_offsets([request])[group_id].result(timeout=30)
+    return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+
+
+def test_commit_and_abort_across_topics_with_offsets(shared_broker):
+    a, b, source = unique_topic("ta"), unique_topic("tb"), unique_topic("src")
+    create_topics(shared_broker, a, b, source)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    consumer, metadata = group_metadata(shared_broker, group)
+    p = producer(shared_broker, f"tx-{uuid.uuid4().hex[:8]}")
+    try:
+        # Committed: 3 partitions of 2 topics, plus offsets.
+        p.begin_transaction()
+        for partition in (0, 1):
+            p.produce(a, value=f"commit-a{partition}".encode(), partition=partition)
+        p.produce(b, value=b"commit-b2", partition=2)
+        p.send_offsets_to_transaction([TopicPartition(source, 0, 5)], metadata)
+        p.flush(30)
+        assert committed_offsets(shared_broker, group, source) == {}, \
+            "offsets of an open transaction must not be visible"
+        p.commit_transaction(30)
+        assert committed_offsets(shared_broker, group, source) == {0: 5}
+
+        # Aborted: records and offsets vanish for read_committed.
+        p.begin_transaction()
+        p.produce(a, value=b"abort-a0", partition=0)
+        p.produce(b, value=b"abort-b1", partition=1)
+        p.send_offsets_to_transaction([TopicPartition(source, 0, 9)], metadata)
+        p.flush(30)
+        p.abort_transaction(30)
+        assert committed_offsets(shared_broker, group, source) == {0: 5}
+
+        # A later commit on the same partitions is read past the abort.
+        p.begin_transaction()
+        p.produce(a, value=b"commit-after", partition=0)
+        p.commit_transaction(30)
+    finally:
+        consumer.close()
+
+    committed = ["commit-a0", "commit-a1", "commit-b2", "commit-after"]
+    seen = consume_all(shared_broker, [a, b], "read_committed", expected=len(committed))
+    assert sorted(seen) == sorted(committed)
+    everything = committed + ["abort-a0", "abort-b1"]
+    seen = consume_all(shared_broker, [a, b], "read_uncommitted", expected=len(everything))
+    assert sorted(seen) == sorted(everything)
+
+
+def test_open_transaction_holds_back_read_committed_only(shared_broker):
+    topic = unique_topic("open")
+    create_topics(shared_broker, topic)
+    p = producer(shared_broker, f"tx-{uuid.uuid4().hex[:8]}")
+    p.begin_transaction()
+    p.produce(topic, value=b"pending", partition=0)
+    p.flush(30)
+    plain = Producer({"bootstrap.servers": shared_broker.bootstrap, "logger": LOG})
+    plain.produce(topic, value=b"plain", partition=0)
+    plain.flush(30)
+    # The open transaction's first offset is the LSO: nothing after it is
+    # read_committed-visible yet, the plain record included.
+    assert consume_all(shared_broker, [topic], "read_committed", idle_s=2) == []
+    assert consume_all(shared_broker, [topic], "read_uncommitted", expected=2) == \
+        ["pending", "plain"]
+    p.commit_transaction(30)
+    assert consume_all(shared_broker, [topic], "read_committed", expected=2) == \
+        ["pending", "plain"]
+
+
+def test_a_second_producer_fences_the_first(shared_broker):
+    topic = unique_topic("fence")
+    create_topics(shared_broker, topic)
+    tid = f"tx-{uuid.uuid4().hex[:8]}"
+    first = producer(shared_broker, tid)
+    first.begin_transaction()
+    first.produce(topic, value=b"from-first", partition=0)
+    first.flush(30)
+    # The second instance aborts what the first left open, then takes over.
+    second = producer(shared_broker, tid)
+    second.begin_transaction()
+    second.produce(topic, value=b"from-second", partition=1)
+    second.commit_transaction(30)
+    with pytest.raises(KafkaException) as raised:
+        first.produce(topic, value=b"late", partition=0)
+        first.commit_transaction(30)
+    error = raised.value.args[0]
+    assert error.fatal() or "fenced" in error.str().lower(), error
+    assert consume_all(shared_broker, [topic], "read_committed", expected=1) == ["from-second"]
+
+
+KILLABLE_PRODUCER = textwrap.dedent("""
+    import sys, time
+    from confluent_kafka import Producer
+    bootstrap, topic, tid = sys.argv[1:4]
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid,
+                  "transaction.timeout.ms": 3000})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(topic, value=b"abandoned", partition=0)
+    p.flush(30)
+    print("ready", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_abandoned_transaction_is_aborted_after_its_timeout(shared_broker, tmp_path):
+    topic = unique_topic("abandon")
+    create_topics(shared_broker, topic)
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE_PRODUCER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), shared_broker.bootstrap, topic, f"tx-{uuid.uuid4().hex[:8]}"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    other = producer(shared_broker, f"tx-{uuid.uuid4().hex[:8]}")
+    other.begin_transaction()
+    other.produce(topic, value=b"after", partition=0)
+    other.commit_transaction(30)
+    # Held back by the abandoned transaction until the coordinator aborts
+    # it (timeout 3 s, checked every 0.5 s); then read past it.
+    seen = consume_all(shared_broker, [topic], "read_committed", expected=1, idle_s=1,
+                       timeout_s=30)
+    assert seen == ["after"]
+
+
+def test_broker_killed_mid_transaction_recovers(make_broker):
+    broker = make_broker(extra_args=TXN_ARGS)
+    topic = unique_topic("crash")
+    create_topics(broker, topic)
+    tid = f"tx-{uuid.uuid4().hex[:8]}"
+    p = producer(broker, tid, **{"transaction.timeout.ms": 5000})
+    p.begin_transaction()
+    p.produce(topic, value=b"in-flight", partition=0)
+    p.flush(30)
+    broker.kill()
+    broker.start()
+    # The coordinator reloads the id; the transaction the dead session left
+    # open is aborted after its timeout (or by the next instance, which
+    # fences it): either way read_committed progresses past it.
+    successor = producer(broker, tid)
+    successor.begin_transaction()
+    successor.produce(topic, value=b"after-restart", partition=0)
+    successor.commit_transaction(30)
+    seen = consume_all(broker, [topic], "read_committed", expected=1, idle_s=1)
+    assert seen == ["after-restart"]
+    everything = consume_all(broker, [topic], "read_uncommitted", expected=2, idle_s=1)
+    assert sorted(everything) == ["after-restart", "in-flight"]
