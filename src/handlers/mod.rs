@@ -40,6 +40,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
+pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
@@ -51,6 +52,7 @@ pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -113,6 +115,8 @@ pub const SUPPORTED: &[ApiSupport] = &[
     add_offsets_to_txn::API,
     end_txn::API,
     txn_offset_commit::API,
+    describe_transactions::API,
+    list_transactions::API,
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
@@ -271,6 +275,12 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         }
         RequestKind::TxnOffsetCommit(request) => {
             ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(context, request).await)
+        }
+        RequestKind::DescribeTransactions(request) => ResponseKind::DescribeTransactions(
+            describe_transactions::handle(context, request).await,
+        ),
+        RequestKind::ListTransactions(request) => {
+            ResponseKind::ListTransactions(list_transactions::handle(context, request).await)
         }
         other => unreachable!("decoder admitted an API without a handler: {other:?}"),
     }

@@ -251,3 +251,33 @@ def test_broker_killed_mid_transaction_recovers(make_broker):
     assert seen == ["after-restart"]
     everything = consume_all(broker, [topic], "read_uncommitted", expected=2, idle_s=1)
     assert sorted(everything) == ["after-restart", "in-flight"]
+
+
+def test_cli_lists_and_describes_transactions(shared_broker):
+    from test_cli import sluice, sluice_json, table
+
+    topic = unique_topic("cli")
+    create_topics(shared_broker, topic)
+    tid = f"tx-{uuid.uuid4().hex[:8]}"
+    p = producer(shared_broker, tid)
+    p.begin_transaction()
+    p.produce(topic, value=b"x", partition=1)
+    p.flush(30)
+    listed = {t["transactional_id"]: t for t in sluice_json(shared_broker, "transactions", "list")}
+    assert listed[tid]["state"] == "Ongoing"
+    [described] = sluice_json(shared_broker, "transactions", "describe", "--transactional-id", tid)
+    assert described["state"] == "Ongoing"
+    assert described["partitions"] == f"{topic}(1)"
+    assert described["timeout_ms"] == 30000
+    assert described["producer_id"] == listed[tid]["producer_id"]
+    p.commit_transaction(30)
+
+    def completed():
+        rows = table(sluice(shared_broker, "transactions", "describe", "--transactional-id",
+                            tid).stdout)
+        return rows[0]["STATE"] == "CompleteCommit" and rows[0]["PARTITIONS"] == "-"
+    # EndTxn answers once PrepareCommit is durable; the markers follow.
+    wait_until(completed, timeout=30, what="the transaction to complete")
+    missing = sluice(shared_broker, "transactions", "describe", "--transactional-id", "nope",
+                     check=False)
+    assert missing.returncode != 0
