@@ -44,8 +44,9 @@
 //! - A zero `group.initial.rebalance.delay.ms` is never extended (Kafka
 //!   extends a zero delay by zero once more); a first rebalance completes at
 //!   the next tick.
-//! - FindCoordinator answers only consumer groups (key type 0); there is no
-//!   transaction coordinator yet (key type 1 is INVALID_REQUEST).
+//! - Transactional offsets (TxnOffsetCommit) wait in memory until their
+//!   transaction's marker (`manager::txn_offsets`), not in the log as
+//!   transactional records.
 //! - A second JoinGroup or SyncGroup from a member that already has one
 //!   parked gets the same answer as the first (Kafka drops the first
 //!   callback, so that request only times out).
@@ -54,8 +55,6 @@
 //!   them); group metadata records that fail to append are logged only.
 //! - DescribeGroups shows the client host as `/unknown` until the request
 //!   context carries the peer address.
-//! - OffsetFetch `require_stable` is accepted and ignored (no transactional
-//!   offset commits exist to wait for).
 //! - OffsetCommit, and the leader's SyncGroup, are answered once their
 //!   records are synced to disk (`fdatasync`, group-committed with the
 //!   shard's other appends); Kafka answers once the append is replicated,

@@ -121,7 +121,11 @@ def test_commit_and_abort_across_topics_with_offsets(shared_broker):
         assert committed_offsets(shared_broker, group, source) == {}, \
             "offsets of an open transaction must not be visible"
         p.commit_transaction(30)
-        assert committed_offsets(shared_broker, group, source) == {0: 5}
+        # EndTxn is answered once the commit is prepared; the offsets become
+        # visible when the marker reaches the group's coordinator (in Kafka
+        # too).
+        wait_until(lambda: committed_offsets(shared_broker, group, source) == {0: 5},
+                   timeout=30, what="the transaction's offsets to be committed")
 
         # Aborted: records and offsets vanish for read_committed.
         p.begin_transaction()
@@ -281,3 +285,82 @@ def test_cli_lists_and_describes_transactions(shared_broker):
     missing = sluice(shared_broker, "transactions", "describe", "--transactional-id", "nope",
                      check=False)
     assert missing.returncode != 0
+
+
+EOS_WORKER = textwrap.dedent("""
+    import sys, time
+    from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
+    bootstrap, source, sink, group, tid, partitions = sys.argv[1:7]
+    partitions = int(partitions)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid,
+                         "transaction.timeout.ms": 20000, "linger.ms": 5})
+    # Fences the killed instance and aborts what it left open first, so the
+    # committed offsets read next are stable.
+    producer.init_transactions(60)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "auto.offset.reset": "earliest"})
+    wanted = [TopicPartition(source, p) for p in range(partitions)]
+    committed = consumer.committed(wanted, timeout=60)
+    consumer.assign([TopicPartition(source, tp.partition,
+                                    tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                     for tp in committed])
+    print("running", flush=True)
+    idle = 0
+    while idle < 10:
+        messages = [m for m in consumer.consume(num_messages=5, timeout=0.5) if not m.error()]
+        if not messages:
+            idle += 1
+            continue
+        idle = 0
+        producer.begin_transaction()
+        for m in messages:
+            producer.produce(sink, value=b"out-" + m.value(), partition=m.partition())
+            time.sleep(0.01)  # the "transform": keeps kills landing mid-stream
+        positions = consumer.position(consumer.assignment())
+        producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(30)
+    print("idle", flush=True)
+""")
+
+
+def test_consume_transform_produce_killed_and_restarted_is_exactly_once(shared_broker, tmp_path):
+    import random
+
+    source, sink = unique_topic("eos-in"), unique_topic("eos-out")
+    create_topics(shared_broker, source, sink)
+    count = 600
+    plain = Producer({"bootstrap.servers": shared_broker.bootstrap, "logger": LOG,
+                      "linger.ms": 20})
+    for i in range(count):
+        plain.produce(source, value=f"{i}".encode(), partition=i % PARTITIONS)
+        if i % 100 == 99:
+            # Spread over time so that the kills land mid-stream.
+            plain.flush(30)
+    plain.flush(30)
+    script = tmp_path / "eos_worker.py"
+    script.write_text(EOS_WORKER)
+    group, tid = f"eos-{uuid.uuid4().hex[:8]}", f"eos-tx-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, str(script), shared_broker.bootstrap, source, sink, group, tid,
+               str(PARTITIONS)]
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    for _ in range(5):
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "running", f"seed {seed}"
+            time.sleep(rng.uniform(0.2, 1.5))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    # How far the killed instances got (for the failure message).
+    before = len(consume_all(shared_broker, [sink], "read_committed", idle_s=1))
+    final = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert final.returncode == 0, f"seed {seed}: {final.stderr[-2000:]}"
+    seen = consume_all(shared_broker, [sink], "read_committed", expected=count, idle_s=2,
+                       timeout_s=60)
+    expected = [f"out-{i}" for i in range(count)]
+    duplicates = len(seen) - len(set(seen))
+    context = f"seed {seed}, {before} committed before the last run"
+    assert duplicates == 0, f"{context}: {duplicates} duplicates"
+    assert sorted(seen) == sorted(expected), context
