@@ -62,6 +62,7 @@ pub mod owners;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 /// An API and the versions of it this broker serves.
 #[derive(Clone, Copy, Debug)]
@@ -117,6 +118,7 @@ pub const SUPPORTED: &[ApiSupport] = &[
     txn_offset_commit::API,
     describe_transactions::API,
     list_transactions::API,
+    write_txn_markers::API,
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
@@ -281,6 +283,9 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         ),
         RequestKind::ListTransactions(request) => {
             ResponseKind::ListTransactions(list_transactions::handle(context, request).await)
+        }
+        RequestKind::WriteTxnMarkers(request) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(context, request).await)
         }
         other => unreachable!("decoder admitted an API without a handler: {other:?}"),
     }

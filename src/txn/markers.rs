@@ -5,8 +5,9 @@
 //! transaction's offsets visible (commit) or drops them (abort).
 //!
 //! Runs on the transaction coordinator's shard; the per-partition work runs
-//! on the owners. Only partitions this broker leads are written (see the
-//! module docs of `txn`); the others are returned to be retried.
+//! on the owners. Partitions led by another broker get their markers with
+//! WriteTxnMarkers (one call per leader); what fails is returned to be
+//! retried.
 
 use std::collections::BTreeMap;
 
@@ -16,10 +17,18 @@ use kafka_protocol::records::{
     NO_PARTITION_LEADER_EPOCH,
 };
 
+use std::time::Duration;
+
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
+use kafka_protocol::protocol::StrBytes;
 use sluice_shards::ShardId;
 
 use super::state::MarkerJob;
 use crate::coordinator::OFFSETS_TOPIC;
+use crate::replication::client::LeaderConnection;
 use crate::shard::{self, Shard};
 
 /// Kafka's `ControlRecordType`: ABORT 0, COMMIT 1.
@@ -74,26 +83,54 @@ pub fn control_batch(marker: &TxnMarker, now_ms: i64) -> Result<Bytes, String> {
 }
 
 /// Writes `job`'s markers; returns the partitions that could not be
-/// written now (to retry).
+/// written now (to retry). Partitions this broker leads are written here,
+/// one hop per owning shard; the others are sent to their leaders with
+/// WriteTxnMarkers.
 pub async fn write_all(
     shard: &Shard,
     job: &MarkerJob,
     coordinator_epoch: i32,
 ) -> Vec<(String, i32)> {
-    let mut by_owner: BTreeMap<ShardId, Vec<(String, i32)>> = BTreeMap::new();
-    for (topic, partition) in &job.partitions {
-        let owner = shard.partition_owner(topic, *partition);
-        by_owner
-            .entry(owner)
-            .or_default()
-            .push((topic.clone(), *partition));
-    }
     let marker = TxnMarker {
         producer_id: job.producer_id,
         producer_epoch: job.producer_epoch,
         commit: job.commit,
         coordinator_epoch,
     };
+    let image = shard.image();
+    let node_id = shard.config.node_id;
+    let mut local = Vec::new();
+    let mut remote: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+    for (topic, partition) in &job.partitions {
+        match image.leader_of(topic, *partition) {
+            Some(leader) if leader != node_id => remote
+                .entry(leader)
+                .or_default()
+                .push((topic.clone(), *partition)),
+            // Led here, or without a leader (the owner decides: a deleted
+            // topic is skipped, an offline partition retried).
+            _ => local.push((topic.clone(), *partition)),
+        }
+    }
+    let mut failed = write_local(shard, local, marker).await;
+    for (leader, partitions) in remote {
+        failed.extend(write_remote(shard, leader, partitions, marker).await);
+    }
+    failed
+}
+
+/// Writes `marker` to `partitions` on their owning shards of this broker;
+/// returns those not written.
+pub async fn write_local(
+    shard: &Shard,
+    partitions: Vec<(String, i32)>,
+    marker: TxnMarker,
+) -> Vec<(String, i32)> {
+    let mut by_owner: BTreeMap<ShardId, Vec<(String, i32)>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        let owner = shard.partition_owner(&topic, partition);
+        by_owner.entry(owner).or_default().push((topic, partition));
+    }
     let mut failed = Vec::new();
     for (owner, partitions) in by_owner {
         let asked = partitions.clone();
@@ -110,6 +147,69 @@ pub async fn write_all(
         }
     }
     failed
+}
+
+/// How long a WriteTxnMarkers call to another broker may take.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `marker` for `partitions` to their leader `leader` (WriteTxnMarkers
+/// v1); returns those not written.
+async fn write_remote(
+    shard: &Shard,
+    leader: i32,
+    partitions: Vec<(String, i32)>,
+    marker: TxnMarker,
+) -> Vec<(String, i32)> {
+    let Some(address) = crate::replication::fetcher::leader_address(shard, leader) else {
+        return partitions;
+    };
+    let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in &partitions {
+        topics.entry(topic.clone()).or_default().push(*partition);
+    }
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(marker.producer_id))
+            .with_producer_epoch(marker.producer_epoch)
+            .with_transaction_result(marker.commit)
+            .with_coordinator_epoch(marker.coordinator_epoch)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, indexes)| {
+                        WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(name)))
+                            .with_partition_indexes(indexes)
+                    })
+                    .collect(),
+            )]);
+    let answer = async {
+        let mut connection = LeaderConnection::connect(address, REMOTE_TIMEOUT).await?;
+        connection.call(&request, 1, REMOTE_TIMEOUT).await
+    };
+    let response = match answer.await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(leader, %error, "WriteTxnMarkers failed");
+            return partitions;
+        }
+    };
+    let written: Vec<(String, i32)> = response
+        .markers
+        .iter()
+        .flat_map(|result| &result.topics)
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .filter(|p| p.error_code == crate::protocol::error_codes::NONE)
+                .map(|p| (topic.name.to_string(), p.partition_index))
+        })
+        .collect();
+    partitions
+        .into_iter()
+        .filter(|partition| !written.contains(partition))
+        .collect()
 }
 
 /// On the owning shard: writes the marker to each partition; returns those

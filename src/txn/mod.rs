@@ -18,16 +18,15 @@
 //!   the commits and aborts it had prepared), appends records before
 //!   answering, writes markers, aborts timed-out transactions.
 //! - [`markers`]: COMMIT/ABORT control batches written on the owning shard
-//!   of each partition of a transaction (one hop per shard); for
+//!   of each partition of a transaction (one hop per shard; WriteTxnMarkers
+//!   to the leader when another broker leads it); for
 //!   `__consumer_offsets` partitions, the group coordinator there makes the
 //!   transaction's offsets visible or drops them.
 //!
 //! Where it differs from Kafka, and why:
-//! - Markers are written only to partitions this broker leads: a partition
-//!   led by another broker is retried until it is led here (no
-//!   WriteTxnMarkers between brokers yet), so transactions span brokers
-//!   only in the sense that every partition must be led by the
-//!   coordinator's broker. Single-node is the supported setup.
+//! - Markers for partitions led by another broker go there with
+//!   WriteTxnMarkers, one short-lived connection per call (Kafka keeps a
+//!   marker channel per broker).
 //! - Transactional offsets wait in the group coordinator's memory until
 //!   the commit marker (Kafka writes them to `__consumer_offsets` at once
 //!   as transactional records): a broker crash between TxnOffsetCommit and

@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+from cluster import make_cluster  # noqa: F401 (fixture)
 from conftest import confluent_admin, unique_topic, wait_until
 
 TXN_ARGS = [
@@ -364,3 +365,57 @@ def test_consume_transform_produce_killed_and_restarted_is_exactly_once(shared_b
     context = f"seed {seed}, {before} committed before the last run"
     assert duplicates == 0, f"{context}: {duplicates} duplicates"
     assert sorted(seen) == sorted(expected), context
+
+
+def test_transaction_across_the_leaders_of_a_cluster(make_cluster):
+    """Three brokers: a topic whose six partitions are led by every broker,
+    and a consumer group's offsets partition and the transaction's
+    coordinator wherever they fall. The coordinator writes the markers of
+    the partitions it does not lead with WriteTxnMarkers."""
+    cluster = make_cluster(size=3, extra_args=[
+        "--set", "transaction.state.log.num.partitions=3",
+        "--set", "offsets.topic.num.partitions=3",
+        "--set", "group.initial.rebalance.delay.ms=0",
+    ])
+
+    class Bootstrap:  # what the helpers above need of a broker
+        bootstrap = cluster.bootstrap
+
+    topic, source = unique_topic("ctx"), unique_topic("csrc")
+    admin = confluent_admin(Bootstrap)
+    for future in admin.create_topics([NewTopic(topic, 6, 1), NewTopic(source, 3, 1)]).values():
+        future.result(timeout=30)
+    wait_until(lambda: len({p["leader"] for p in
+                            cluster.metadata(topics=[topic])["topics"][topic]["partitions"]
+                            .values()}) == 3, timeout=30, what="leaders on every broker")
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    consumer, metadata = group_metadata(Bootstrap, group)
+    p = producer(Bootstrap, f"tx-{uuid.uuid4().hex[:8]}")
+    try:
+        p.begin_transaction()
+        for partition in range(6):
+            p.produce(topic, value=f"commit-{partition}".encode(), partition=partition)
+        p.send_offsets_to_transaction([TopicPartition(source, 1, 11)], metadata)
+        p.commit_transaction(30)
+        p.begin_transaction()
+        for partition in range(6):
+            p.produce(topic, value=f"abort-{partition}".encode(), partition=partition)
+        p.abort_transaction(30)
+    finally:
+        consumer.close()
+    wait_until(lambda: committed_offsets(Bootstrap, group, source) == {1: 11}, timeout=30,
+               what="the transaction's offsets to be committed")
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"r-{uuid.uuid4().hex}",
+                  "isolation.level": "read_committed", "logger": LOG,
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, partition, 0) for partition in range(6)])
+    values, deadline = [], time.monotonic() + 30
+    while len(values) < 6 and time.monotonic() < deadline:
+        msg = c.poll(0.2)
+        if msg is not None and not msg.error():
+            values.append(msg.value().decode())
+    # Anything past the committed six would be an aborted record.
+    extra = c.poll(2)
+    c.close()
+    assert sorted(values) == [f"commit-{partition}" for partition in range(6)]
+    assert extra is None or extra.error(), extra.value()
