@@ -44,9 +44,10 @@
 //! - A zero `group.initial.rebalance.delay.ms` is never extended (Kafka
 //!   extends a zero delay by zero once more); a first rebalance completes at
 //!   the next tick.
-//! - Transactional offsets (TxnOffsetCommit) wait in memory until their
-//!   transaction's marker (`manager::txn_offsets`), not in the log as
-//!   transactional records.
+//! - Transactional offsets (TxnOffsetCommit) are appended as a
+//!   transactional batch of the producer, as Kafka does, and count once the
+//!   transaction's COMMIT marker is in the partition (`manager::txn_offsets`;
+//!   a load replays them at the marker, and restores those still open).
 //! - A second JoinGroup or SyncGroup from a member that already has one
 //!   parked gets the same answer as the first (Kafka drops the first
 //!   callback, so that request only times out).

@@ -54,13 +54,13 @@ pub async fn handle(
             })
             .collect(),
     };
-    let producer_id = request.producer_id.0;
+    let producer = (request.producer_id.0, request.producer_epoch);
     let group_id = commit.group_id.clone();
     let codes = if group_id.is_empty() {
         Err(errors::INVALID_GROUP_ID)
     } else {
         submit_to_coordinator(&context.shard, &group_id, move |coordinator| async move {
-            coordinator.txn_commit(commit, producer_id).await
+            coordinator.txn_commit(commit, producer).await
         })
         .await
     };

@@ -221,6 +221,18 @@ async fn write_on_owner(partitions: Vec<(String, i32)>, marker: TxnMarker) -> Ve
     let mut failed = Vec::new();
     for (topic, index) in partitions {
         if topic == OFFSETS_TOPIC {
+            // The marker goes into the log first (a load then replays the
+            // transaction's offsets as the coordinator applies them now).
+            let marked = match shard.partitions.get(&topic, index) {
+                Some(partition) if partition.is_leader() => {
+                    partition.write_marker(&marker, now_ms).await.is_ok()
+                }
+                _ => false,
+            };
+            if !marked {
+                failed.push((topic, index));
+                continue;
+            }
             let coordinator = crate::coordinator::runtime::current();
             if let Err(error) = coordinator
                 .complete_txn_offsets(index, marker.producer_id, marker.commit)

@@ -27,11 +27,6 @@
 //! - Markers for partitions led by another broker go there with
 //!   WriteTxnMarkers, one short-lived connection per call (Kafka keeps a
 //!   marker channel per broker).
-//! - Transactional offsets wait in the group coordinator's memory until
-//!   the commit marker (Kafka writes them to `__consumer_offsets` at once
-//!   as transactional records): a broker crash between TxnOffsetCommit and
-//!   the commit loses them, and a transaction the restarted coordinator
-//!   commits then commits its records without its offsets.
 //! - A transactional Produce is verified against the coordinator when it
 //!   is on this broker (KIP-890's verification, with Kafka's
 //!   INVALID_TXN_STATE for a partition not in the transaction).

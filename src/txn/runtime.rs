@@ -151,7 +151,8 @@ impl TxnCoordinator {
 
     async fn load(self: &Rc<Self>, partition: i32, epoch: i32) -> Result<(), String> {
         let records = storage_log::read_topic_partition(TRANSACTION_STATE_TOPIC, partition).await?;
-        let (count, resume) = self.manager.borrow_mut().load(partition, &records);
+        // `__transaction_state` is never written transactionally.
+        let (count, resume) = self.manager.borrow_mut().load(partition, &records.records);
         self.loaded.borrow_mut().insert(partition, epoch);
         tracing::info!(
             partition,

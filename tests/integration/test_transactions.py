@@ -419,3 +419,28 @@ def test_transaction_across_the_leaders_of_a_cluster(make_cluster):
     c.close()
     assert sorted(values) == [f"commit-{partition}" for partition in range(6)]
     assert extra is None or extra.error(), extra.value()
+
+
+def test_offsets_of_a_transaction_survive_a_broker_kill_before_its_commit(make_broker):
+    broker = make_broker(extra_args=TXN_ARGS)
+    topic, source = unique_topic("ko"), unique_topic("ksrc")
+    create_topics(broker, topic, source)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    consumer, metadata = group_metadata(broker, group)
+    p = producer(broker, f"tx-{uuid.uuid4().hex[:8]}", **{"transaction.timeout.ms": 60000})
+    try:
+        p.begin_transaction()
+        p.produce(topic, value=b"kept", partition=0)
+        p.send_offsets_to_transaction([TopicPartition(source, 2, 7)], metadata)
+        p.flush(30)
+        broker.kill()
+        broker.start()
+        # The restarted broker reloads the open transaction, its records
+        # and its offsets (transactional records in __consumer_offsets);
+        # the same producer commits it.
+        p.commit_transaction(60)
+    finally:
+        consumer.close()
+    wait_until(lambda: committed_offsets(broker, group, source) == {2: 7}, timeout=30,
+               what="the offsets of the transaction to be committed")
+    assert consume_all(broker, [topic], "read_committed", expected=1, idle_s=1) == ["kept"]

@@ -5,7 +5,9 @@
 //! ABORT drops them. While any wait, OffsetFetch with `require_stable`
 //! answers UNSTABLE_OFFSET_COMMIT for their partitions.
 //!
-//! Kept in memory only (see the `txn` module docs for what that costs).
+//! The records are in the log too, as the producer's transactional batch
+//! (the runtime appends them); a load replays committed ones at their
+//! marker and hands the open ones to [`GroupManager::restore_txn_offsets`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,21 +15,24 @@ use super::offsets::committed_offset;
 use super::{CommitRequest, GroupManager};
 use crate::coordinator::errors;
 use crate::coordinator::group::{CommittedOffset, Group, TopicPartition};
-use crate::coordinator::records;
+use crate::coordinator::records::{self, LogRecord};
 
 /// Group -> producer id -> partition -> offset.
 pub type PendingOffsets =
     BTreeMap<String, BTreeMap<i64, BTreeMap<TopicPartition, CommittedOffset>>>;
 
 impl GroupManager {
-    /// TxnOffsetCommit: errors per topic, per partition, in request order.
+    /// TxnOffsetCommit: errors per topic, per partition, in request order,
+    /// and the records to append as the producer's transactional batch.
     pub fn txn_commit(
         &mut self,
         request: &CommitRequest,
         producer_id: i64,
         now_ms: u64,
-    ) -> Vec<Vec<i16>> {
+    ) -> (Vec<Vec<i16>>, Vec<LogRecord>) {
         let verdict = self.validate_commit(request, now_ms);
+        let partitions = self.config.offsets_partitions;
+        let mut logged = Vec::new();
         let mut results = Vec::with_capacity(request.topics.len());
         for (topic, commits) in &request.topics {
             let mut codes = Vec::with_capacity(commits.len());
@@ -43,22 +48,56 @@ impl GroupManager {
                         continue;
                     }
                 };
+                let key = (topic.clone(), commit.partition);
+                logged.push(records::offset_commit_record(
+                    partitions,
+                    &request.group_id,
+                    &key,
+                    Some(&committed),
+                ));
                 self.txn_offsets
                     .entry(request.group_id.clone())
                     .or_default()
                     .entry(producer_id)
                     .or_default()
-                    .insert((topic.clone(), commit.partition), committed);
+                    .insert(key, committed);
                 codes.push(errors::NONE);
             }
             results.push(codes);
         }
-        results
+        (results, logged)
     }
 
-    /// The marker of `producer_id`'s transaction reached `offsets_partition`:
-    /// its offsets for the groups of that partition become committed
-    /// (records in the outbox) or are dropped.
+    /// After a load: the offsets of transactions still open in the log
+    /// (by producer id) wait for their markers again.
+    pub fn restore_txn_offsets(&mut self, pending: &BTreeMap<i64, Vec<LogRecord>>, now_ms: u64) {
+        for (producer_id, logged) in pending {
+            for record in logged {
+                let decoded = records::decode(&record.key, record.value.as_deref());
+                if let Ok(records::Decoded::Offset {
+                    group_id,
+                    topic_partition,
+                    offset: Some(offset),
+                }) = decoded
+                {
+                    self.groups
+                        .entry(group_id.clone())
+                        .or_insert_with(|| Group::new(&group_id, now_ms));
+                    self.txn_offsets
+                        .entry(group_id)
+                        .or_default()
+                        .entry(*producer_id)
+                        .or_default()
+                        .insert(topic_partition, offset);
+                }
+            }
+        }
+    }
+
+    /// The marker of `producer_id`'s transaction reached `offsets_partition`
+    /// (after its transactional records, so a load applies them the same
+    /// way): its offsets for the groups of that partition become committed,
+    /// or are dropped.
     pub fn complete_txn_offsets(
         &mut self,
         offsets_partition: i32,
@@ -90,15 +129,7 @@ impl GroupManager {
                 .groups
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(&group_id, now_ms));
-            for (key, committed) in offsets {
-                self.outbox.records.push(records::offset_commit_record(
-                    partitions,
-                    &group_id,
-                    &key,
-                    Some(&committed),
-                ));
-                group.offsets.insert(key, committed);
-            }
+            group.offsets.extend(offsets);
         }
     }
 
@@ -133,7 +164,9 @@ mod tests {
     fn offsets_wait_for_the_commit_marker() {
         let mut m = manager();
         let request = CommitRequest::one("g", "", -1, 42, None);
-        assert_eq!(m.txn_commit(&request, 7, 0), vec![vec![errors::NONE]]);
+        let (codes, logged) = m.txn_commit(&request, 7, 0);
+        assert_eq!(codes, vec![vec![errors::NONE]]);
+        assert_eq!(logged.len(), 1);
         let key = ("t".to_string(), 0);
         assert!(m.fetch("g", None).is_empty());
         assert_eq!(m.unstable_offsets("g"), BTreeSet::from([key.clone()]));
@@ -144,7 +177,6 @@ mod tests {
         m.complete_txn_offsets(partition, 7, true, 0);
         assert!(m.unstable_offsets("g").is_empty());
         assert_eq!(m.group("g").unwrap().offsets[&key].offset, 42);
-        assert_eq!(m.take_outbox().records.len(), 1);
     }
 
     #[test]
@@ -157,5 +189,21 @@ mod tests {
         assert!(m.unstable_offsets("g").is_empty());
         assert!(m.group("g").unwrap().offsets.is_empty());
         assert!(m.take_outbox().records.is_empty());
+    }
+
+    #[test]
+    fn open_transactions_offsets_are_restored_by_a_load() {
+        let mut m = manager();
+        let request = CommitRequest::one("g", "", -1, 42, None);
+        let (_, logged) = m.txn_commit(&request, 7, 0);
+        let mut fresh = manager();
+        fresh.restore_txn_offsets(&BTreeMap::from([(7, logged)]), 0);
+        assert_eq!(fresh.unstable_offsets("g").len(), 1);
+        let partition = crate::coordinator::partition_for_group("g", 50);
+        fresh.complete_txn_offsets(partition, 7, true, 0);
+        assert_eq!(
+            fresh.group("g").unwrap().offsets[&("t".to_string(), 0)].offset,
+            42
+        );
     }
 }
