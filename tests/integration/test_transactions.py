@@ -444,3 +444,29 @@ def test_offsets_of_a_transaction_survive_a_broker_kill_before_its_commit(make_b
     wait_until(lambda: committed_offsets(broker, group, source) == {2: 7}, timeout=30,
                what="the offsets of the transaction to be committed")
     assert consume_all(broker, [topic], "read_committed", expected=1, idle_s=1) == ["kept"]
+
+
+def test_kafkajs_commits_and_aborts(shared_broker):
+    import json
+    import os
+    import shutil
+
+    js_dir = os.path.join(os.path.dirname(__file__), "..", "js")
+    node = shutil.which("node")
+    if node is None or not os.path.isdir(os.path.join(js_dir, "node_modules", "kafkajs")):
+        pytest.fail("node and tests/js/node_modules/kafkajs are needed (tests/run.sh installs "
+                    "them)", pytrace=False)
+    topic, source = unique_topic("js"), unique_topic("jssrc")
+    create_topics(shared_broker, topic, source)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.run(
+        [node, os.path.join(js_dir, "transactions.js"), shared_broker.bootstrap, topic, source,
+         group, f"tx-{uuid.uuid4().hex[:8]}"],
+        capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(result["committed"]) == ["c0", "c1", "c2"]
+    wait_until(lambda: committed_offsets(shared_broker, group, source) == {0: 4}, timeout=30,
+               what="the committed transaction's offsets")
+    everything = consume_all(shared_broker, [topic], "read_uncommitted", expected=6, idle_s=1)
+    assert sorted(everything) == ["a0", "a1", "a2", "c0", "c1", "c2"]
