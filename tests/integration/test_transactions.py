@@ -470,3 +470,37 @@ def test_kafkajs_commits_and_aborts(shared_broker):
                what="the committed transaction's offsets")
     everything = consume_all(shared_broker, [topic], "read_uncommitted", expected=6, idle_s=1)
     assert sorted(everything) == ["a0", "a1", "a2", "c0", "c1", "c2"]
+
+
+def test_compaction_drops_aborted_records_and_keeps_committed_ones(make_broker):
+    """The cleaner treats transactions as Kafka's does: an aborted value
+    never replaces a committed one, and aborted records go."""
+    broker = make_broker(extra_args=[*TXN_ARGS, "--set", "log.cleaner.backoff.ms=500"])
+    topic = unique_topic("compacted")
+    admin = confluent_admin(broker)
+    configs = {"cleanup.policy": "compact", "segment.bytes": "1024",
+               "min.cleanable.dirty.ratio": "0.01"}
+    admin.create_topics([NewTopic(topic, 1, 1, config=configs)])[topic].result(30)
+    p = producer(broker, f"tx-{uuid.uuid4().hex[:8]}")
+    keys = [f"k{i}" for i in range(10)]
+    for rounds, commit in (("committed", True), ("aborted", False)):
+        p.begin_transaction()
+        for key in keys:
+            p.produce(topic, key=key.encode(), value=f"{key}-{rounds}".encode(), partition=0)
+        p.flush(30)
+        if commit:
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+    # Later plain records roll the segments holding both transactions.
+    plain = Producer({"bootstrap.servers": broker.bootstrap, "logger": LOG})
+    for i in range(60):
+        plain.produce(topic, key=f"filler{i % 3}".encode(), value=b"x" * 100, partition=0)
+        plain.flush(30)
+
+    def compacted():
+        values = consume_all(broker, [topic], "read_uncommitted", idle_s=1)
+        return not any(v.endswith("-aborted") for v in values) and values
+    values = wait_until(compacted, timeout=60, interval=1, what="aborted records compacted away")
+    committed = sorted(v for v in values if v.endswith("-committed"))
+    assert committed == sorted(f"{key}-committed" for key in keys)
