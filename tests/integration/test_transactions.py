@@ -167,9 +167,36 @@ def test_open_transaction_holds_back_read_committed_only(shared_broker):
     assert consume_all(shared_broker, [topic], "read_committed", idle_s=2) == []
     assert consume_all(shared_broker, [topic], "read_uncommitted", expected=2) == \
         ["pending", "plain"]
+    # ListOffsets "latest": the last stable offset for read_committed.
+    assert latest_offset(shared_broker, topic, committed=True) == 0
+    assert latest_offset(shared_broker, topic, committed=False) == 2
     p.commit_transaction(30)
     assert consume_all(shared_broker, [topic], "read_committed", expected=2) == \
         ["pending", "plain"]
+    # Both now at the end: past the two records and the COMMIT marker.
+    assert latest_offset(shared_broker, topic, committed=True) == 3
+    assert latest_offset(shared_broker, topic, committed=False) == 3
+
+
+def latest_offset(broker, topic, committed):
+    from confluent_kafka import IsolationLevel
+    from confluent_kafka.admin import OffsetSpec
+
+    isolation = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+    tp = TopicPartition(topic, 0)
+    admin = confluent_admin(broker)  # kept alive until the answer comes
+    futures = admin.list_offsets({tp: OffsetSpec.latest()}, isolation_level=isolation)
+    return futures[tp].result(timeout=30).offset
+
+
+def test_a_timeout_above_the_maximum_is_refused(shared_broker):
+    p = Producer({"bootstrap.servers": shared_broker.bootstrap, "logger": LOG,
+                  "transactional.id": f"tx-{uuid.uuid4().hex[:8]}",
+                  "transaction.timeout.ms": 900001})
+    with pytest.raises(KafkaException) as raised:
+        p.init_transactions(30)
+    assert "INVALID_TRANSACTION_TIMEOUT" in raised.value.args[0].name() or \
+        "timeout" in raised.value.args[0].str().lower(), raised.value.args[0]
 
 
 def test_a_second_producer_fences_the_first(shared_broker):
