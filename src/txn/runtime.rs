@@ -27,8 +27,10 @@ use crate::coordinator::store::AppendError;
 /// looks.
 const LOAD_WAIT_MS: u64 = 10_000;
 const LOAD_POLL_MS: u64 = 5;
-/// How long after a failed marker write it is tried again.
+/// How long after a failed marker write it is tried again: doubling from
+/// the first to the last.
 const MARKER_RETRY_MS: u64 = 100;
+const MARKER_RETRY_MS_MAX: u64 = 2_000;
 
 pub struct TxnCoordinator {
     manager: RefCell<TxnManager>,
@@ -204,6 +206,7 @@ impl TxnCoordinator {
                 shard.config.transaction_state_log_num_partitions,
             );
             let mut pending = job.clone();
+            let mut retry_ms = MARKER_RETRY_MS;
             loop {
                 let Some(epoch) = led_epoch(state_partition) else {
                     return;
@@ -212,7 +215,8 @@ impl TxnCoordinator {
                 if pending.partitions.is_empty() {
                     break;
                 }
-                glommio::timer::sleep(Duration::from_millis(MARKER_RETRY_MS)).await;
+                glommio::timer::sleep(Duration::from_millis(retry_ms)).await;
+                retry_ms = (retry_ms * 2).min(MARKER_RETRY_MS_MAX);
             }
             let step = coordinator.manager.borrow_mut().complete(&job, now_ms());
             if let Err(code) = coordinator.run_step(step).await {
