@@ -27,6 +27,9 @@ use crate::coordinator::store::AppendError;
 /// looks.
 const LOAD_WAIT_MS: u64 = 10_000;
 const LOAD_POLL_MS: u64 = 5;
+/// How often the coordinator looks for `__transaction_state` partitions
+/// gained or lost without a request.
+const LEADERSHIP_CHECK_MS: u64 = 1_000;
 /// How long after a failed marker write it is tried again: doubling from
 /// the first to the last.
 const MARKER_RETRY_MS: u64 = 100;
@@ -88,20 +91,34 @@ impl TxnCoordinator {
         glommio::spawn_local(async move {
             // A first pass soon after start: resume prepared transactions.
             glommio::timer::sleep(Duration::from_millis(500)).await;
+            let mut since_cleanup_ms = 0;
             loop {
+                // Leadership is followed every second (a partition gained
+                // is loaded and its prepared transactions finished even if
+                // no client asks); timeouts every cleanup interval.
                 self.follow_leadership().await;
-                for step in self.manager.borrow_mut().expire(now_ms()) {
-                    tracing::info!("aborting a transaction past its timeout");
-                    let coordinator = self.clone();
-                    glommio::spawn_local(async move {
-                        let _ = coordinator.run_step(step).await;
-                    })
-                    .detach();
+                if since_cleanup_ms >= interval_ms {
+                    since_cleanup_ms = 0;
+                    self.abort_expired();
                 }
-                glommio::timer::sleep(Duration::from_millis(interval_ms.max(1))).await;
+                let step_ms = LEADERSHIP_CHECK_MS.min(interval_ms.max(1));
+                glommio::timer::sleep(Duration::from_millis(step_ms)).await;
+                since_cleanup_ms += step_ms;
             }
         })
         .detach();
+    }
+
+    /// Fences and aborts the transactions open past their timeout.
+    fn abort_expired(self: &Rc<Self>) {
+        for step in self.manager.borrow_mut().expire(now_ms()) {
+            tracing::info!("aborting a transaction past its timeout");
+            let coordinator = self.clone();
+            glommio::spawn_local(async move {
+                let _ = coordinator.run_step(step).await;
+            })
+            .detach();
+        }
     }
 
     /// Loads the partitions this shard owns and this node leads, and drops

@@ -531,3 +531,60 @@ def test_compaction_drops_aborted_records_and_keeps_committed_ones(make_broker):
     values = wait_until(compacted, timeout=60, interval=1, what="aborted records compacted away")
     committed = sorted(v for v in values if v.endswith("-committed"))
     assert committed == sorted(f"{key}-committed" for key in keys)
+
+
+def transaction_coordinator(broker, transactional_id):
+    """FindCoordinator v1 with key type 1 sent to `broker`: (error, node id)."""
+    import socket
+    import struct
+
+    from conftest import recv_exact
+
+    client_id = b"sluice-txn-test"
+    key = transactional_id.encode()
+    body = (struct.pack(">hhih", 10, 1, 1, len(client_id)) + client_id
+            + struct.pack(">h", len(key)) + key + struct.pack(">b", 1))
+    with socket.create_connection((broker.host, broker.port), timeout=10) as sock:
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", recv_exact(sock, 4))[0]
+        response = recv_exact(sock, size)
+    # correlation id, throttle, error, error message (nullable), node id
+    _cid, _throttle, error, message_len = struct.unpack(">iihh", response[:12])
+    offset = 12 + max(message_len, 0)
+    (node_id,) = struct.unpack(">i", response[offset:offset + 4])
+    return error, node_id
+
+
+def test_transaction_survives_its_coordinators_death(make_cluster):
+    """The broker coordinating an open transaction is killed: the new
+    leader of its `__transaction_state` partition loads it (replicated
+    there), and the producer commits it there."""
+    cluster = make_cluster(size=3, extra_args=[
+        "--set", "transaction.state.log.num.partitions=3",
+        "--set", "offsets.topic.num.partitions=3",
+    ])
+
+    class Bootstrap:
+        bootstrap = cluster.bootstrap
+
+    topic = unique_topic("failover")
+    admin = confluent_admin(Bootstrap)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 3)])[topic].result(30)
+    tid = f"tx-{uuid.uuid4().hex[:8]}"
+    p = producer(Bootstrap, tid, **{"transaction.timeout.ms": 120000})
+    p.begin_transaction()
+    for partition in range(PARTITIONS):
+        p.produce(topic, value=f"v{partition}".encode(), partition=partition)
+    p.flush(30)
+    error, coordinator = transaction_coordinator(cluster[1], tid)
+    assert error == 0 and coordinator in cluster.nodes
+    cluster[coordinator].kill()
+    survivors = [n for n in cluster.nodes.values() if n.is_running()]
+    p.commit_transaction(120)
+
+    class Survivors:
+        bootstrap = ",".join(n.bootstrap for n in survivors)
+
+    seen = consume_all(Survivors, [topic], "read_committed", expected=PARTITIONS, idle_s=1,
+                       timeout_s=90)
+    assert sorted(seen) == [f"v{partition}" for partition in range(PARTITIONS)]
