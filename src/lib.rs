@@ -23,6 +23,7 @@ pub mod server;
 pub mod shard;
 pub mod stages;
 pub mod storage;
+pub mod txn;
 
 #[global_allocator]
 static ALLOCATOR: alloc::SluiceAllocator = alloc::SluiceAllocator;

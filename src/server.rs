@@ -146,6 +146,9 @@ async fn shard_main(
     let listener = crate::net::bind_shared(listen)
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let accepting = glommio::spawn_local(crate::net::accept_loop(listener, shard.clone()));
+    // The transaction coordinator reloads the partitions this node leads
+    // and finishes the transactions they had prepared (after a restart).
+    crate::txn::runtime::start();
     // ISR changes and high watermark checkpoints of the partitions it leads.
     let upkeep = glommio::spawn_local(crate::replication::ShardReplication::run_upkeep(
         shard.clone(),

@@ -46,7 +46,8 @@ pub struct Cluster {
     /// Topic -> partition -> what Metadata said.
     topics: BTreeMap<String, BTreeMap<i32, PartitionView>>,
     /// Group -> its coordinator's node id and address.
-    coordinators: BTreeMap<String, (i32, String)>,
+    /// By key type (0 group, 1 transactional id) and key.
+    coordinators: BTreeMap<(i8, String), (i32, String)>,
 }
 
 impl Cluster {
@@ -279,11 +280,22 @@ impl Cluster {
     /// with FindCoordinator once and remembered until
     /// [`Cluster::forget_coordinators`].
     pub fn coordinator(&mut self, group: &str) -> Result<&mut Connection> {
-        let (node, address) = match self.coordinators.get(group) {
+        self.coordinator_of_key(KEY_TYPE_GROUP, group)
+    }
+
+    /// A connection to the transaction coordinator of `transactional_id`
+    /// (FindCoordinator key type 1), remembered like a group's.
+    pub fn transaction_coordinator(&mut self, transactional_id: &str) -> Result<&mut Connection> {
+        self.coordinator_of_key(KEY_TYPE_TRANSACTION, transactional_id)
+    }
+
+    fn coordinator_of_key(&mut self, key_type: i8, key: &str) -> Result<&mut Connection> {
+        let remembered = (key_type, key.to_string());
+        let (node, address) = match self.coordinators.get(&remembered) {
             Some(found) => found.clone(),
             None => {
-                let found = self.find_coordinator(group)?;
-                self.coordinators.insert(group.to_string(), found.clone());
+                let found = self.find_coordinator(key_type, key)?;
+                self.coordinators.insert(remembered, found.clone());
                 found
             }
         };
@@ -299,10 +311,10 @@ impl Cluster {
         self.coordinators.clear();
     }
 
-    fn find_coordinator(&mut self, group: &str) -> Result<(i32, String)> {
+    fn find_coordinator(&mut self, key_type: i8, group: &str) -> Result<(i32, String)> {
         let connection = self.any()?;
         let version = connection.version::<FindCoordinatorRequest>(4)?;
-        let mut request = FindCoordinatorRequest::default().with_key_type(0);
+        let mut request = FindCoordinatorRequest::default().with_key_type(key_type);
         let key = StrBytes::from_string(group.to_string());
         request = if version >= 4 {
             request.with_coordinator_keys(vec![key])
@@ -331,6 +343,10 @@ impl Cluster {
         }
     }
 }
+
+/// FindCoordinator's key types.
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// What an attempt's result means to the retry policy.
 pub fn outcome_of<T>(result: &Result<T>) -> Outcome {

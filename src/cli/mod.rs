@@ -28,6 +28,7 @@ pub mod output;
 pub mod produce;
 pub mod replicas;
 pub mod topics;
+pub mod transactions;
 
 use output::OutputFormat;
 
@@ -35,7 +36,14 @@ use output::OutputFormat;
 const CLIENT_ID: &str = "sluice-cli";
 
 /// The first arguments that select a tool rather than the broker.
-pub const SUBCOMMANDS: &[&str] = &["topics", "produce", "consume", "groups", "cluster"];
+pub const SUBCOMMANDS: &[&str] = &[
+    "topics",
+    "produce",
+    "consume",
+    "groups",
+    "cluster",
+    "transactions",
+];
 
 /// Kafka clients and tools for Sluice or any Kafka broker.
 #[derive(Debug, Parser)]
@@ -108,6 +116,11 @@ pub enum Command {
         #[command(subcommand)]
         action: cluster::ClusterCommand,
     },
+    /// List and describe transactional ids (kafka-transactions.sh).
+    Transactions {
+        #[command(subcommand)]
+        action: transactions::TransactionsCommand,
+    },
 }
 
 /// Runs the tool named by `args[1]` and returns its exit code, or `None`
@@ -144,6 +157,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consume(args) => consume::run(common, args),
         Command::Groups { action } => groups::run(common, action),
         Command::Cluster { action } => cluster::run(common, action),
+        Command::Transactions { action } => transactions::run(common, action),
     }
 }
 

@@ -113,6 +113,13 @@ impl BrokerConfig {
             offsets_retention_minutes: values.unsigned("offsets.retention.minutes"),
             offsets_retention_check_interval_ms: values
                 .unsigned("offsets.retention.check.interval.ms"),
+            transaction_state_log_num_partitions: int("transaction.state.log.num.partitions"),
+            transaction_state_log_replication_factor: short(
+                "transaction.state.log.replication.factor",
+            ),
+            transaction_max_timeout_ms: values.unsigned("transaction.max.timeout.ms"),
+            transaction_cleanup_interval_ms: values
+                .unsigned("transaction.abort.timed.out.transaction.cleanup.interval.ms"),
             group_initial_rebalance_delay_ms: values.unsigned("group.initial.rebalance.delay.ms"),
             group_min_session_timeout_ms: values.unsigned("group.min.session.timeout.ms"),
             group_max_session_timeout_ms: values.unsigned("group.max.session.timeout.ms"),

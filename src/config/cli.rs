@@ -21,7 +21,8 @@ use super::{ConfigError, ConfigErrorKind};
         With no subcommand, sluice runs the broker. Tools for any Kafka-compatible broker \
         (each with --help):\n  sluice topics list|create|describe|alter|delete\n  \
         sluice produce --topic T\n  sluice consume --topic T\n  \
-        sluice groups list|describe|delete|reset-offsets"
+        sluice groups list|describe|delete|reset-offsets\n  \
+        sluice transactions list|describe"
 )]
 pub(super) struct Cli {
     /// Config file (TOML with Kafka's dotted key names).

@@ -330,6 +330,13 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: i16,
     pub offsets_retention_minutes: u64,
     pub offsets_retention_check_interval_ms: u64,
+    /// Partitions of `__transaction_state` (Kafka's default, 50).
+    pub transaction_state_log_num_partitions: i32,
+    /// Capped to the live brokers when `__transaction_state` is created.
+    pub transaction_state_log_replication_factor: i16,
+    pub transaction_max_timeout_ms: u64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub transaction_cleanup_interval_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
     pub group_min_session_timeout_ms: u64,
     pub group_max_session_timeout_ms: u64,

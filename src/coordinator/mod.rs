@@ -48,8 +48,10 @@
 //! - A zero `group.initial.rebalance.delay.ms` is never extended (Kafka
 //!   extends a zero delay by zero once more); a first rebalance completes at
 //!   the next tick.
-//! - FindCoordinator answers only consumer groups (key type 0); there is no
-//!   transaction coordinator yet (key type 1 is INVALID_REQUEST).
+//! - Transactional offsets (TxnOffsetCommit) are appended as a
+//!   transactional batch of the producer, as Kafka does, and count once the
+//!   transaction's COMMIT marker is in the partition (`manager::txn_offsets`;
+//!   a load replays them at the marker, and restores those still open).
 //! - A second JoinGroup or SyncGroup from a member that already has one
 //!   parked gets the same answer as the first (Kafka drops the first
 //!   callback, so that request only times out).
@@ -58,8 +60,6 @@
 //!   them); group metadata records that fail to append are logged only.
 //! - DescribeGroups shows the client host as `/unknown` until the request
 //!   context carries the peer address.
-//! - OffsetFetch `require_stable` is accepted and ignored (no transactional
-//!   offset commits exist to wait for).
 //! - OffsetCommit, and the leader's SyncGroup, are answered once their
 //!   records are synced to disk (`fdatasync`, group-committed with the
 //!   shard's other appends); Kafka answers once the append is replicated,
@@ -185,16 +185,33 @@ where
 /// partitions) through the controller unless this shard's image has it, as
 /// Kafka does on first use. A concurrent creation elsewhere is fine.
 pub async fn ensure_offsets_topic(shard: &Shard) -> Result<(), String> {
-    if shard.image().topic(OFFSETS_TOPIC).is_some() {
+    let config = &shard.config;
+    ensure_internal_topic(
+        shard,
+        OFFSETS_TOPIC,
+        config.offsets_topic_num_partitions,
+        config.offsets_topic_replication_factor,
+    )
+    .await
+}
+
+/// Creates the compacted internal topic `name` unless this shard's image
+/// has it (`__consumer_offsets`, `__transaction_state`).
+pub async fn ensure_internal_topic(
+    shard: &Shard,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<(), String> {
+    if shard.image().topic(name).is_some() {
         return Ok(());
     }
-    let config = &shard.config;
     // Capped to the live brokers at creation, as Kafka does.
     let live = i16::try_from(shard.image().live_brokers().count()).unwrap_or(i16::MAX);
     let topic = NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: config.offsets_topic_num_partitions,
-        replication_factor: config.offsets_topic_replication_factor.min(live).max(1),
+        name: name.to_string(),
+        partitions,
+        replication_factor: replication_factor.min(live).max(1),
         configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
         assignments: None,
     };

@@ -26,7 +26,7 @@ const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
 const OFFSET_COMMIT_VALUE_VERSION_EXPIRING: i16 = 1;
 const GROUP_METADATA_VALUE_VERSION: i16 = 3;
 
-fn put_string(buf: &mut BytesMut, text: &str) {
+pub(crate) fn put_string(buf: &mut BytesMut, text: &str) {
     let len = i16::try_from(text.len()).unwrap_or(i16::MAX);
     buf.put_i16(len);
     buf.put_slice(&text.as_bytes()[..len as usize]);
@@ -234,12 +234,13 @@ pub enum Decoded {
     Unknown,
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// A bounds-checked reader of Kafka's big-endian record schemas.
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, count: usize) -> Result<&'a [u8], RecordError> {
+    pub(crate) fn take(&mut self, count: usize) -> Result<&'a [u8], RecordError> {
         if self.bytes.len() < count {
             return Err(RecordError::Truncated);
         }
@@ -247,22 +248,22 @@ impl<'a> Reader<'a> {
         self.bytes = tail;
         Ok(head)
     }
-    fn i16(&mut self) -> Result<i16, RecordError> {
+    pub(crate) fn i16(&mut self) -> Result<i16, RecordError> {
         Ok(i16::from_be_bytes(
             self.take(2)?.try_into().expect("2 bytes"),
         ))
     }
-    fn i32(&mut self) -> Result<i32, RecordError> {
+    pub(crate) fn i32(&mut self) -> Result<i32, RecordError> {
         Ok(i32::from_be_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
-    fn i64(&mut self) -> Result<i64, RecordError> {
+    pub(crate) fn i64(&mut self) -> Result<i64, RecordError> {
         Ok(i64::from_be_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
-    fn nullable_string(&mut self) -> Result<Option<String>, RecordError> {
+    pub(crate) fn nullable_string(&mut self) -> Result<Option<String>, RecordError> {
         let len = self.i16()?;
         if len < 0 {
             return Ok(None);
@@ -271,10 +272,10 @@ impl<'a> Reader<'a> {
         let text = std::str::from_utf8(raw).map_err(|_| RecordError::Utf8)?;
         Ok(Some(text.to_string()))
     }
-    fn string(&mut self) -> Result<String, RecordError> {
+    pub(crate) fn string(&mut self) -> Result<String, RecordError> {
         self.nullable_string()?.ok_or(RecordError::Length(-1))
     }
-    fn bytes(&mut self) -> Result<Bytes, RecordError> {
+    pub(crate) fn bytes(&mut self) -> Result<Bytes, RecordError> {
         let len = self.i32()?;
         if len < 0 {
             return Ok(Bytes::new());

@@ -280,13 +280,14 @@ impl Coordinator {
     /// moved meanwhile). A failed load is retried after [`LOAD_RETRY_MS`].
     async fn load(&self, partition: i32, leader_epoch: i32) {
         match self.log.read(partition).await {
-            Ok(records) => {
-                let loaded = self.manager.borrow_mut().complete_load(
-                    partition,
-                    leader_epoch,
-                    &records,
-                    now_ms(),
-                );
+            Ok(read) => {
+                let mut manager = self.manager.borrow_mut();
+                let loaded =
+                    manager.complete_load(partition, leader_epoch, &read.records, now_ms());
+                if loaded.is_some() {
+                    manager.restore_txn_offsets(&read.pending, now_ms());
+                }
+                drop(manager);
                 if let Some(count) = loaded {
                     tracing::info!(
                         partition,
@@ -414,6 +415,47 @@ impl Coordinator {
             }
         }
         codes
+    }
+
+    /// TxnOffsetCommit: the offsets are appended as a transactional batch
+    /// of the producer and wait for the transaction's marker.
+    pub async fn txn_commit(&self, request: CommitRequest, producer: (i64, i16)) -> Vec<Vec<i16>> {
+        let (mut codes, records) =
+            self.manager
+                .borrow_mut()
+                .txn_commit(&request, producer.0, now_ms());
+        let _ = self.flush().await;
+        if records.is_empty() {
+            return codes;
+        }
+        if let Err(error) = self.log.append_transactional(records, producer).await {
+            tracing::warn!(%error, "could not append transactional offsets");
+            for code in codes.iter_mut().flatten() {
+                if *code == errors::NONE {
+                    *code = error.code();
+                }
+            }
+        }
+        codes
+    }
+
+    /// A transaction marker reached `partition` of `__consumer_offsets` (it
+    /// is in the log): the transaction's offsets are committed or dropped.
+    pub async fn complete_txn_offsets(
+        &self,
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+    ) -> Result<(), AppendError> {
+        self.manager
+            .borrow_mut()
+            .complete_txn_offsets(partition, producer_id, commit, now_ms());
+        self.flush().await
+    }
+
+    /// Partitions of `group_id` whose transactional offsets are pending.
+    pub fn unstable_offsets(&self, group_id: &str) -> std::collections::BTreeSet<(String, i32)> {
+        self.manager.borrow().unstable_offsets(group_id)
     }
 
     pub async fn fetch(
@@ -674,7 +716,11 @@ mod tests {
             stable_member(&coordinator, 3).await;
             let partition = crate::coordinator::partition_for_group("g", PARTITIONS);
             let logged = log.read(partition).await.unwrap();
-            assert_eq!(logged.len(), 2, "the group at sync, then the offset");
+            assert_eq!(
+                logged.records.len(),
+                2,
+                "the group at sync, then the offset"
+            );
             // A fresh coordinator loads the same log into the same state.
             let replayed = self::coordinator(log, &led);
             assert_eq!(replayed.admit("g").await, Ok(()));

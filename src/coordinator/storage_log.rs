@@ -20,7 +20,7 @@ use kafka_protocol::records::{
 };
 
 use super::records::LogRecord;
-use super::store::{AppendError, LocalFuture, OffsetsLog};
+use super::store::{AppendError, LocalFuture, OffsetsLog, ReadRecords};
 use super::OFFSETS_TOPIC;
 use crate::partition::replica::Partition;
 use crate::storage::batch::BatchHeader;
@@ -55,22 +55,43 @@ impl OffsetsLog for PartitionOffsetsLog {
         })
     }
 
-    fn read(&self, partition: i32) -> LocalFuture<'_, Result<Vec<LogRecord>, String>> {
+    fn append_transactional(
+        &self,
+        records: Vec<LogRecord>,
+        producer: (i64, i16),
+    ) -> LocalFuture<'_, Result<(), AppendError>> {
+        Box::pin(async move {
+            let Some(partition) = records.first().map(|record| record.partition) else {
+                return Ok(());
+            };
+            let batch = encode_batch(&records, crate::storage::now_ms(), Some(producer))
+                .map_err(AppendError::Storage)?;
+            append_batch(OFFSETS_TOPIC, partition, batch).await
+        })
+    }
+
+    fn read(&self, partition: i32) -> LocalFuture<'_, Result<ReadRecords, String>> {
         Box::pin(read_partition(partition))
     }
 }
 
-fn encode_batch(records: &[LogRecord], now_ms: i64) -> Result<Bytes, String> {
+/// One batch of `records`; transactional for `producer` (id, epoch).
+fn encode_batch(
+    records: &[LogRecord],
+    now_ms: i64,
+    producer: Option<(i64, i16)>,
+) -> Result<Bytes, String> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((NO_PRODUCER_ID, NO_PRODUCER_EPOCH));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(index, record)| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: index as i64,
             // The encoder starts a new batch wherever `offset - sequence`
@@ -99,25 +120,45 @@ fn encode_batch(records: &[LogRecord], now_ms: i64) -> Result<Bytes, String> {
 /// node does not lead the partition in its image: a coordinator that lost
 /// its partition must not write into what is now a follower's copy.
 pub async fn append_committed(partition: i32, records: Vec<LogRecord>) -> Result<(), AppendError> {
+    append_committed_to(OFFSETS_TOPIC, partition, records).await
+}
+
+/// [`append_committed`] for any internal compacted topic this shard's
+/// coordinators write (`__consumer_offsets`, `__transaction_state`).
+pub async fn append_committed_to(
+    topic: &'static str,
+    partition: i32,
+    records: Vec<LogRecord>,
+) -> Result<(), AppendError> {
+    let batch =
+        encode_batch(&records, crate::storage::now_ms(), None).map_err(AppendError::Storage)?;
+    append_batch(topic, partition, batch).await
+}
+
+/// Appends one encoded batch and waits until it is committed.
+async fn append_batch(
+    topic: &'static str,
+    partition: i32,
+    batch: Bytes,
+) -> Result<(), AppendError> {
     let shard = crate::shard::current();
-    let name = format!("{OFFSETS_TOPIC}-{partition}");
-    if shard.image().leader_of(OFFSETS_TOPIC, partition) != Some(shard.config.node_id) {
+    let name = format!("{topic}-{partition}");
+    if shard.image().leader_of(topic, partition) != Some(shard.config.node_id) {
         return Err(AppendError::NotLeader(format!(
             "{name}: this broker does not lead it"
         )));
     }
-    let Some(log) = shard.partitions.get(OFFSETS_TOPIC, partition) else {
+    let Some(log) = shard.partitions.get(topic, partition) else {
         return Err(AppendError::Storage(format!("{name} is not on this shard")));
     };
     let now_ms = crate::storage::now_ms();
-    let batch = encode_batch(&records, now_ms).map_err(AppendError::Storage)?;
     let outcome = log
         .append(&batch, now_ms)
         .await
         .map_err(|error| AppendError::Storage(format!("{name}: {error:?}")))?;
     let configs = shard
         .image()
-        .topic(OFFSETS_TOPIC)
+        .topic(topic)
         .map(|topic| topic.configs.clone())
         .unwrap_or_default();
     let min_insync = shard
@@ -139,10 +180,10 @@ pub async fn append_committed(partition: i32, records: Vec<LogRecord>) -> Result
             .await
             .map_err(|code| match code {
                 crate::protocol::error_codes::NOT_LEADER_OR_FOLLOWER => {
-                    AppendError::NotLeader(format!("{OFFSETS_TOPIC}-{partition}: leadership moved"))
+                    AppendError::NotLeader(format!("{topic}-{partition}: leadership moved"))
                 }
                 code => AppendError::Storage(format!(
-                    "{OFFSETS_TOPIC}-{partition}: not committed ({})",
+                    "{topic}-{partition}: not committed ({})",
                     crate::protocol::response_errors::error_name(code)
                 )),
             })
@@ -155,26 +196,31 @@ const OFFSETS_COMMIT_TIMEOUT_MS: u64 = 5_000;
 
 /// `partition` of `__consumer_offsets` on this shard, once it is open
 /// (bounded wait).
-async fn open_partition(partition: i32) -> Result<Rc<Partition>, String> {
+async fn open_partition(topic: &str, partition: i32) -> Result<Rc<Partition>, String> {
     let shard = crate::shard::current();
     for _ in 0..OPEN_WAIT_MS / OPEN_POLL_MS {
-        if let Some(log) = shard.partitions.get(OFFSETS_TOPIC, partition) {
+        if let Some(log) = shard.partitions.get(topic, partition) {
             return Ok(log);
         }
         glommio::timer::sleep(std::time::Duration::from_millis(OPEN_POLL_MS)).await;
     }
-    Err(format!(
-        "{OFFSETS_TOPIC}-{partition} is not open on {}",
-        shard.id()
-    ))
+    Err(format!("{topic}-{partition} is not open on {}", shard.id()))
 }
 
-async fn read_partition(partition: i32) -> Result<Vec<LogRecord>, String> {
-    let log = open_partition(partition).await?;
+async fn read_partition(partition: i32) -> Result<ReadRecords, String> {
+    read_topic_partition(OFFSETS_TOPIC, partition).await
+}
+
+/// Every keyed record of `partition` of the internal `topic` on this shard,
+/// from its start (waiting a bounded time for it to open); transactional
+/// records count at their COMMIT marker, are dropped at an ABORT, and are
+/// returned apart while their transaction is open.
+pub async fn read_topic_partition(topic: &str, partition: i32) -> Result<ReadRecords, String> {
+    let log = open_partition(topic, partition).await?;
     let log = &log.log;
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
-    let mut records = Vec::new();
+    let mut records = ReadRecords::default();
     while offset < end {
         let options = ReadOptions {
             max_bytes: LOAD_READ_BYTES_MAX,
@@ -185,7 +231,7 @@ async fn read_partition(partition: i32) -> Result<Vec<LogRecord>, String> {
         let read = log
             .read_with(offset, options)
             .await
-            .map_err(|error| format!("{OFFSETS_TOPIC}-{partition} at {offset}: {error}"))?;
+            .map_err(|error| format!("{topic}-{partition} at {offset}: {error}"))?;
         let chunks = match read.data {
             ReadData::Memory(chunks) => chunks,
             ReadData::Empty => break,
@@ -197,7 +243,7 @@ async fn read_partition(partition: i32) -> Result<Vec<LogRecord>, String> {
         }
         if offset <= before {
             return Err(format!(
-                "{OFFSETS_TOPIC}-{partition}: no progress reading at {offset}"
+                "{topic}-{partition}: no progress reading at {offset}"
             ));
         }
     }
@@ -209,16 +255,16 @@ async fn read_partition(partition: i32) -> Result<Vec<LogRecord>, String> {
 fn decode_batches(
     chunk: &Bytes,
     mut from: Offset,
-    out: &mut Vec<LogRecord>,
+    out: &mut ReadRecords,
     partition: i32,
 ) -> Result<Offset, String> {
     let mut position = 0;
     while position < chunk.len() {
         let header = BatchHeader::parse(&chunk[position..])
-            .map_err(|error| format!("{OFFSETS_TOPIC}-{partition}: {error:?}"))?;
+            .map_err(|error| format!("partition {partition}: {error:?}"))?;
         let total = header.total_bytes();
         if total == 0 || position + total > chunk.len() {
-            return Err(format!("{OFFSETS_TOPIC}-{partition}: truncated batch"));
+            return Err(format!("partition {partition}: truncated batch"));
         }
         let mut bytes = chunk.slice(position..position + total);
         position += total;
@@ -226,21 +272,36 @@ fn decode_batches(
         if last < from.0 {
             continue;
         }
+        let start = from.0;
+        from = Offset(last + 1);
+        if header.is_control() {
+            let pending = out.pending.remove(&header.producer_id);
+            let commit = crate::partition::txn_index::control_type(&bytes)
+                == Some(crate::txn::markers::CONTROL_TYPE_COMMIT);
+            if commit {
+                out.records.extend(pending.unwrap_or_default());
+            }
+            continue;
+        }
         let set = RecordBatchDecoder::decode(&mut bytes)
-            .map_err(|error| format!("{OFFSETS_TOPIC}-{partition}: {error}"))?;
+            .map_err(|error| format!("partition {partition}: {error}"))?;
+        let target = if header.is_transactional() {
+            out.pending.entry(header.producer_id).or_default()
+        } else {
+            &mut out.records
+        };
         for record in set.records {
-            if record.offset < from.0 || record.control {
+            if record.offset < start || record.control {
                 continue;
             }
             if let Some(key) = record.key {
-                out.push(LogRecord {
+                target.push(LogRecord {
                     partition,
                     key,
                     value: record.value,
                 });
             }
         }
-        from = Offset(last + 1);
     }
     Ok(from)
 }
@@ -264,26 +325,76 @@ mod tests {
             record("b", None),
             record("a", Some("2")),
         ];
-        let batch = encode_batch(&records, 1_700_000_000_000).unwrap();
+        let batch = encode_batch(&records, 1_700_000_000_000, None).unwrap();
         let header = BatchHeader::parse(&batch).unwrap();
         assert_eq!(header.record_count, 3);
         assert_eq!(header.total_bytes(), batch.len());
-        let mut out = Vec::new();
+        let mut out = ReadRecords::default();
         let next = decode_batches(&batch, Offset(0), &mut out, 7).unwrap();
         assert_eq!(next, Offset(3));
-        assert_eq!(out, records);
+        assert_eq!(out.records, records);
         // Records below the asked offset are skipped (a read starts at the
         // batch that contains the offset).
-        let mut out = Vec::new();
+        let mut out = ReadRecords::default();
         decode_batches(&batch, Offset(2), &mut out, 7).unwrap();
-        assert_eq!(out, vec![record("a", Some("2"))]);
+        assert_eq!(out.records, vec![record("a", Some("2"))]);
+    }
+
+    /// `batch` placed at `base_offset` in a log.
+    fn at(batch: Bytes, base_offset: i64) -> Vec<u8> {
+        let mut batch = batch.to_vec();
+        crate::storage::batch::set_base_offset(&mut batch, base_offset);
+        batch
+    }
+
+    #[test]
+    fn transactional_records_count_at_their_commit_marker() {
+        use crate::txn::markers::{control_batch, TxnMarker};
+        let marker = |producer_id, commit| TxnMarker {
+            producer_id,
+            producer_epoch: 0,
+            commit,
+            coordinator_epoch: 0,
+        };
+        let mut log = Vec::new();
+        log.extend(at(
+            encode_batch(&[record("a", Some("1"))], 0, Some((5, 0))).unwrap(),
+            0,
+        ));
+        log.extend(at(
+            encode_batch(&[record("b", Some("1"))], 0, Some((6, 0))).unwrap(),
+            1,
+        ));
+        log.extend(at(
+            encode_batch(&[record("c", Some("1"))], 0, Some((7, 0))).unwrap(),
+            2,
+        ));
+        log.extend(at(
+            encode_batch(&[record("d", Some("1"))], 0, None).unwrap(),
+            3,
+        ));
+        log.extend(at(control_batch(&marker(6, false), 0).unwrap(), 4));
+        log.extend(at(control_batch(&marker(5, true), 0).unwrap(), 5));
+        let mut out = ReadRecords::default();
+        let next = decode_batches(&Bytes::from(log), Offset(0), &mut out, 7).unwrap();
+        assert_eq!(next, Offset(6));
+        // "d" was not transactional; "a" counts at its commit; "b" was
+        // aborted; "c" is still open.
+        assert_eq!(
+            out.records,
+            vec![record("d", Some("1")), record("a", Some("1"))]
+        );
+        assert_eq!(
+            out.pending,
+            BTreeMap::from([(7, vec![record("c", Some("1"))])])
+        );
     }
 
     #[test]
     fn damaged_batches_are_errors() {
-        let batch = encode_batch(&[record("a", Some("1"))], 0).unwrap();
+        let batch = encode_batch(&[record("a", Some("1"))], 0, None).unwrap();
         for cut in [1, 20, batch.len() - 1] {
-            let mut out = Vec::new();
+            let mut out = ReadRecords::default();
             let chunk = batch.slice(..cut);
             assert!(
                 decode_batches(&chunk, Offset(0), &mut out, 7).is_err(),

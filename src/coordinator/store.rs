@@ -44,12 +44,28 @@ impl std::fmt::Display for AppendError {
     }
 }
 
+/// What a partition holds: its records (those of committed transactions
+/// included, at their commit marker), oldest first, and the records of
+/// transactions still open, by producer id.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReadRecords {
+    pub records: Vec<LogRecord>,
+    pub pending: BTreeMap<i64, Vec<LogRecord>>,
+}
+
 pub trait OffsetsLog {
     /// Appends `records` (possibly of several partitions), in order, and
     /// returns once they are committed.
     fn append(&self, records: Vec<LogRecord>) -> LocalFuture<'_, Result<(), AppendError>>;
+    /// Appends `records` of one partition as one transactional batch of
+    /// `producer`'s (id, epoch): they count once its COMMIT marker follows.
+    fn append_transactional(
+        &self,
+        records: Vec<LogRecord>,
+        producer: (i64, i16),
+    ) -> LocalFuture<'_, Result<(), AppendError>>;
     /// Every record of `partition`, oldest first.
-    fn read(&self, partition: i32) -> LocalFuture<'_, Result<Vec<LogRecord>, String>>;
+    fn read(&self, partition: i32) -> LocalFuture<'_, Result<ReadRecords, String>>;
 }
 
 /// Records in memory: survives nothing but the process. Used by tests and
@@ -68,13 +84,27 @@ impl OffsetsLog for MemoryLog {
         Box::pin(async { Ok(()) })
     }
 
-    fn read(&self, partition: i32) -> LocalFuture<'_, Result<Vec<LogRecord>, String>> {
+    /// Kept as plain records: the memory log has no markers.
+    fn append_transactional(
+        &self,
+        records: Vec<LogRecord>,
+        _producer: (i64, i16),
+    ) -> LocalFuture<'_, Result<(), AppendError>> {
+        self.append(records)
+    }
+
+    fn read(&self, partition: i32) -> LocalFuture<'_, Result<ReadRecords, String>> {
         let records = self
             .partitions
             .borrow()
             .get(&partition)
             .cloned()
             .unwrap_or_default();
-        Box::pin(async move { Ok(records) })
+        Box::pin(async move {
+            Ok(ReadRecords {
+                records,
+                pending: BTreeMap::new(),
+            })
+        })
     }
 }

@@ -93,6 +93,7 @@ pub struct FetchParams {
 pub struct PartitionOutcome {
     pub error_code: i16,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     /// Records in the response (after the response's size limit).
     pub has_records: bool,
@@ -137,6 +138,7 @@ struct CachedPartition {
     /// As last sent to the fetcher; -1 after an error, so that the
     /// partition is sent again once the error is gone.
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
     /// Its place in the session's order.
     position: u64,
@@ -150,6 +152,10 @@ impl CachedPartition {
         if self.high_watermark != outcome.high_watermark {
             respond = true;
             self.high_watermark = outcome.high_watermark;
+        }
+        if self.last_stable_offset != outcome.last_stable_offset {
+            respond = true;
+            self.last_stable_offset = outcome.last_stable_offset;
         }
         if self.log_start_offset != outcome.log_start_offset {
             respond = true;
@@ -211,6 +217,7 @@ impl Session {
             CachedPartition {
                 params,
                 high_watermark: -1,
+                last_stable_offset: -1,
                 log_start_offset: -1,
                 position,
             },
@@ -444,6 +451,7 @@ impl SessionCache {
             session.upsert(key, *params);
             let cached = session.partitions.get_mut(key).expect("just added");
             cached.high_watermark = outcome.high_watermark;
+            cached.last_stable_offset = outcome.last_stable_offset;
             cached.log_start_offset = outcome.log_start_offset;
         }
         self.last_used.insert((now_ms, id));

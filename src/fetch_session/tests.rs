@@ -23,6 +23,7 @@ fn outcome(high_watermark: i64, has_records: bool) -> PartitionOutcome {
     PartitionOutcome {
         error_code: error_codes::NONE,
         high_watermark,
+        last_stable_offset: high_watermark,
         log_start_offset: 0,
         has_records,
         has_preferred_replica: false,

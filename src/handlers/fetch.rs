@@ -30,6 +30,7 @@ use crate::fetch_session::{
     FetchContext, FetchParams, SessionRequest, INVALID_SESSION_ID, TOPIC_IDS_VERSION,
 };
 use crate::partition::replica::DataWait;
+use crate::partition::txn_index::AbortedTxn;
 use crate::partition::TopicPartition;
 use crate::protocol::error_codes;
 use crate::shard;
@@ -55,13 +56,18 @@ struct Target {
     replica_id: i32,
     /// The leader epoch the fetcher knows (-1: not given).
     current_leader_epoch: i32,
+    /// `isolation_level` 1: read below the last stable offset only.
+    read_committed: bool,
 }
 
 #[derive(Clone, Debug)]
 pub(super) struct PartitionRead {
     pub(super) error_code: i16,
     pub(super) high_watermark: i64,
+    pub(super) last_stable_offset: i64,
     pub(super) log_start_offset: i64,
+    /// read_committed: the aborted transactions in the range read.
+    pub(super) aborted: Option<Vec<AbortedTxn>>,
     pub(super) data: ReadData,
 }
 
@@ -70,7 +76,9 @@ impl PartitionRead {
         PartitionRead {
             error_code,
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
+            aborted: None,
             data: ReadData::Empty,
         }
     }
@@ -156,6 +164,7 @@ async fn serve(
             response_max_bytes: max_bytes,
             replica_id: request.replica_id.0,
             current_leader_epoch: params.current_leader_epoch,
+            read_committed: request.isolation_level == 1 && request.replica_id.0 < 0,
         });
     }
     let wait_ms = u64::try_from(request.max_wait_ms)
@@ -248,17 +257,23 @@ async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
             }
         }
         let high_watermark = partition.high_watermark();
+        let last_stable_offset = partition.last_stable_offset();
         let log_start_offset = partition.log_start_offset();
         let mut read = PartitionRead {
             error_code: error_codes::NONE,
             high_watermark,
+            last_stable_offset,
             log_start_offset,
+            aborted: None,
             data: ReadData::Empty,
         };
-        // Consumers read below the high watermark, followers up to the log
-        // end.
+        // Consumers read below the high watermark (read_committed ones below
+        // the last stable offset), followers up to the log end.
         let readable_end = if follower {
             partition.log_end_offset()
+        } else if target.read_committed {
+            read.aborted = Some(partition.aborted_between(target.offset, last_stable_offset));
+            last_stable_offset
         } else {
             high_watermark
         };
@@ -319,9 +334,15 @@ async fn wait_for_data(
 ) {
     let mut replies = Vec::new();
     for (owner, owned) in targets {
-        let watched: Vec<(String, i32, i64, bool)> = owned
+        let watched: Vec<Watched> = owned
             .iter()
-            .map(|t| (t.topic.clone(), t.partition, t.offset, t.replica_id >= 0))
+            .map(|t| Watched {
+                topic: t.topic.clone(),
+                partition: t.partition,
+                offset: t.offset,
+                follower: t.replica_id >= 0,
+                read_committed: t.read_committed,
+            })
             .collect();
         let reply = context
             .shard
@@ -342,18 +363,34 @@ async fn timeout_unit(timer: impl Future) {
     timer.await;
 }
 
+/// A partition a fetch waits on.
+struct Watched {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    follower: bool,
+    read_committed: bool,
+}
+
 /// Waits on the owner: a consumer for the high watermark to pass its
-/// offset, a follower for the log end to.
-async fn wait_on_owner(watched: Vec<(String, i32, i64, bool)>, deadline: Instant) {
+/// offset, a follower for the log end to. A read_committed consumer held
+/// back by an open transaction waits for the high watermark to move at all
+/// (the marker that ends the transaction moves it).
+async fn wait_on_owner(watched: Vec<Watched>, deadline: Instant) {
     let shard = shard::current();
     let waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = watched
         .into_iter()
-        .filter_map(|(topic, partition, offset, follower)| {
-            let partition = shard.partitions.get(&topic, partition)?;
-            if follower {
-                let wait = partition.wait_for_append_after(offset);
+        .filter_map(|watched| {
+            let partition = shard.partitions.get(&watched.topic, watched.partition)?;
+            if watched.follower {
+                let wait = partition.wait_for_append_after(watched.offset);
                 return Some(Box::pin(wait) as Pin<Box<dyn Future<Output = ()>>>);
             }
+            let offset = if watched.read_committed {
+                watched.offset.max(partition.high_watermark())
+            } else {
+                watched.offset
+            };
             let wait: DataWait = Rc::clone(&partition).wait_for_data_after(offset);
             Some(Box::pin(wait) as Pin<Box<dyn Future<Output = ()>>>)
         })

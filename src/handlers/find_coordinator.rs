@@ -1,6 +1,7 @@
 //! FindCoordinator (key 10): a group's coordinator is the broker that leads
-//! its `__consumer_offsets` partition; the shard inside it is found per
-//! request by the group handlers.
+//! its `__consumer_offsets` partition (key type 0), a transactional id's
+//! the one that leads its `__transaction_state` partition (key type 1);
+//! the shard inside it is found per request by the handlers.
 //! v0 to v3 ask for one key, v4+ for a batch. On first use it has the
 //! controller create `__consumer_offsets` (compacted, internal), as Kafka
 //! does.
@@ -15,6 +16,8 @@ pub const API: ApiSupport = super::api(ApiKey::FindCoordinator, 0, 4);
 
 /// `FindCoordinatorRequest.key_type` of a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;
+/// `FindCoordinatorRequest.key_type` of a transactional id.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub async fn handle(
     context: &RequestContext,
@@ -30,30 +33,41 @@ pub async fn handle(
     } else {
         vec![request.key.to_string()]
     };
-    let error = if request.key_type != KEY_TYPE_GROUP {
-        Some((
-            errors::INVALID_REQUEST,
-            "Sluice coordinates consumer groups only (no transactions yet)".to_string(),
-        ))
-    } else {
-        crate::coordinator::ensure_offsets_topic(&context.shard)
-            .await
-            .err()
-            .map(|message| (errors::COORDINATOR_NOT_AVAILABLE, message))
+    let (topic_name, ensured) = match request.key_type {
+        KEY_TYPE_GROUP => (
+            crate::coordinator::OFFSETS_TOPIC,
+            crate::coordinator::ensure_offsets_topic(&context.shard).await,
+        ),
+        KEY_TYPE_TRANSACTION => (
+            crate::txn::TRANSACTION_STATE_TOPIC,
+            crate::txn::ensure_state_topic(&context.shard).await,
+        ),
+        _ => (
+            crate::coordinator::OFFSETS_TOPIC,
+            Err("Sluice coordinates consumer groups and transactions only".to_string()),
+        ),
+    };
+    let error = match ensured {
+        Ok(()) => None,
+        Err(message) if request.key_type > KEY_TYPE_TRANSACTION || request.key_type < 0 => {
+            Some((errors::INVALID_REQUEST, message))
+        }
+        Err(message) => Some((errors::COORDINATOR_NOT_AVAILABLE, message)),
     };
     let image = context.shard.image();
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
         .map(|key| {
+            // Both topics place keys with Kafka's abs(hashCode) % partitions.
             let leader = image
-                .topic(crate::coordinator::OFFSETS_TOPIC)
+                .topic(topic_name)
                 .map(|topic| crate::coordinator::partition_for_group(&key, topic.partitions))
-                .and_then(|partition| image.leader_of(crate::coordinator::OFFSETS_TOPIC, partition))
+                .and_then(|partition| image.leader_of(topic_name, partition))
                 .and_then(|leader| image.brokers.get(&leader).filter(|broker| !broker.fenced));
             let error = error.clone().or_else(|| {
                 leader.is_none().then(|| {
-                    let why = "The coordinator's __consumer_offsets partition has no leader";
-                    (errors::COORDINATOR_NOT_AVAILABLE, why.to_string())
+                    let why = format!("The coordinator's {topic_name} partition has no leader");
+                    (errors::COORDINATOR_NOT_AVAILABLE, why)
                 })
             });
             match (error, leader) {

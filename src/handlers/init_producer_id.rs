@@ -3,8 +3,11 @@
 //! IDs come in blocks reserved durably by the controller (shard 0); each
 //! shard hands out its block locally, so most requests need no hop. A
 //! producer that names its current ID and epoch (KIP-360, v3+) gets the
-//! epoch bumped. Transactions are not supported yet: a transactional ID is
-//! refused.
+//! epoch bumped. A request with a transactional id goes to that id's
+//! transaction coordinator (`txn::runtime`), which gives a new producer id
+//! or bumps the epoch, fencing the older producer (and aborting what it
+//! left open first: the client is answered CONCURRENT_TRANSACTIONS and
+//! retries).
 
 use std::cell::Cell;
 
@@ -12,7 +15,7 @@ use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResp
 
 use super::{ApiSupport, RequestContext};
 use crate::protocol::error_codes;
-use crate::shard::{self, CONTROLLER_SHARD};
+use crate::shard::{self, Shard, CONTROLLER_SHARD};
 
 pub const API: ApiSupport = super::api(ApiKey::InitProducerId, 0, 4);
 
@@ -28,11 +31,12 @@ pub async fn handle(
     context: &RequestContext,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
-    if request.transactional_id.is_some() {
-        return InitProducerIdResponse::default()
-            .with_error_code(error_codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
+    if let Some(id) = request
+        .transactional_id
+        .as_ref()
+        .filter(|id| !id.is_empty())
+    {
+        return transactional(context, id.to_string(), &request).await;
     }
     let current = request.producer_id.0;
     if current >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
@@ -40,7 +44,7 @@ pub async fn handle(
             .with_producer_id(ProducerId(current))
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match next_producer_id(context).await {
+    match allocate_producer_id(&context.shard).await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
@@ -54,12 +58,39 @@ pub async fn handle(
     }
 }
 
-async fn next_producer_id(context: &RequestContext) -> Result<i64, String> {
+async fn transactional(
+    context: &RequestContext,
+    id: String,
+    request: &InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let timeout_ms = i64::from(request.transaction_timeout_ms);
+    let expected = (request.producer_id.0 >= 0 && request.producer_epoch >= 0)
+        .then_some((request.producer_id.0, request.producer_epoch));
+    let key = id.clone();
+    let answer =
+        crate::txn::submit_to_txn_coordinator(&context.shard, &key, move |txn| async move {
+            txn.init_producer_id(&id, timeout_ms, expected).await
+        })
+        .await
+        .and_then(|answer| answer);
+    match answer {
+        Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch),
+        Err(code) => InitProducerIdResponse::default()
+            .with_error_code(crate::txn::fenced_for_version(code, context.api_version, 4))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
+}
+
+/// A producer id from this shard's block, reserving a new block with the
+/// controller (shard 0) when it is spent.
+pub async fn allocate_producer_id(shard: &Shard) -> Result<i64, String> {
     if let Some(id) = take_local() {
         return Ok(id);
     }
-    let first = context
-        .shard
+    let first = shard
         .mesh
         .submit_to(CONTROLLER_SHARD, || async {
             let shard = shard::current();

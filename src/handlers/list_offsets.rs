@@ -55,7 +55,10 @@ fn refusal(
 
 pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let image = context.shard.image();
-    let mut jobs: BTreeMap<ShardId, Vec<(String, i32, i64)>> = BTreeMap::new();
+    // read_committed (isolation level 1) answers "latest" with the last
+    // stable offset.
+    let read_committed = request.isolation_level == 1;
+    let mut jobs: BTreeMap<ShardId, Vec<Query>> = BTreeMap::new();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         for partition in &topic.partitions {
@@ -71,6 +74,7 @@ pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> Li
                     name.clone(),
                     partition.partition_index,
                     partition.timestamp,
+                    read_committed,
                 ));
             }
         }
@@ -78,7 +82,7 @@ pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> Li
     let answers = owners::gather(
         context,
         jobs,
-        |(topic, partition, _)| (topic.clone(), *partition),
+        |(topic, partition, _, _)| (topic.clone(), *partition),
         answer_on_owner,
         Answer::error(error_codes::NOT_LEADER_OR_FOLLOWER),
     )
@@ -119,10 +123,13 @@ pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> Li
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-async fn answer_on_owner(queries: Vec<(String, i32, i64)>) -> Vec<Answer> {
+/// Topic, partition, timestamp asked, read_committed.
+type Query = (String, i32, i64, bool);
+
+async fn answer_on_owner(queries: Vec<Query>) -> Vec<Answer> {
     let shard = shard::current();
     let mut answers = Vec::with_capacity(queries.len());
-    for (topic, index, timestamp) in queries {
+    for (topic, index, timestamp, read_committed) in queries {
         let Some(partition) = shard.partitions.get(&topic, index) else {
             answers.push(Answer::error(shard.partitions.absent_error(&topic, index)));
             continue;
@@ -131,7 +138,11 @@ async fn answer_on_owner(queries: Vec<(String, i32, i64)>) -> Vec<Answer> {
             LATEST_TIMESTAMP => Answer {
                 error_code: error_codes::NONE,
                 timestamp: -1,
-                offset: partition.high_watermark(),
+                offset: if read_committed {
+                    partition.last_stable_offset()
+                } else {
+                    partition.high_watermark()
+                },
             },
             EARLIEST_TIMESTAMP => Answer {
                 error_code: error_codes::NONE,

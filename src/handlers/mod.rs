@@ -25,6 +25,8 @@ use crate::protocol::error_codes;
 use crate::shard::{self, Shard, CONTROLLER_SHARD};
 use crate::storage::FileRegion;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
@@ -40,7 +42,9 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -50,6 +54,7 @@ pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -58,6 +63,8 @@ pub mod offset_for_leader_epoch;
 pub mod owners;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 /// An API and the versions of it this broker serves.
 #[derive(Clone, Copy, Debug)]
@@ -109,6 +116,13 @@ pub const SUPPORTED: &[ApiSupport] = &[
     describe_quorum::API,
     consumer_group_heartbeat::API,
     consumer_group_describe::API,
+    add_partitions_to_txn::API,
+    add_offsets_to_txn::API,
+    end_txn::API,
+    txn_offset_commit::API,
+    describe_transactions::API,
+    list_transactions::API,
+    write_txn_markers::API,
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
@@ -262,6 +276,27 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         RequestKind::ConsumerGroupDescribe(request) => ResponseKind::ConsumerGroupDescribe(
             consumer_group_describe::handle(context, request).await,
         ),
+        RequestKind::AddPartitionsToTxn(request) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(context, request).await)
+        }
+        RequestKind::AddOffsetsToTxn(request) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(context, request).await)
+        }
+        RequestKind::EndTxn(request) => {
+            ResponseKind::EndTxn(end_txn::handle(context, request).await)
+        }
+        RequestKind::TxnOffsetCommit(request) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(context, request).await)
+        }
+        RequestKind::DescribeTransactions(request) => ResponseKind::DescribeTransactions(
+            describe_transactions::handle(context, request).await,
+        ),
+        RequestKind::ListTransactions(request) => {
+            ResponseKind::ListTransactions(list_transactions::handle(context, request).await)
+        }
+        RequestKind::WriteTxnMarkers(request) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(context, request).await)
+        }
         other => unreachable!("decoder admitted an API without a handler: {other:?}"),
     }
 }

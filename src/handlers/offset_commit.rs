@@ -19,27 +19,13 @@ pub async fn handle(
     context: &RequestContext,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
-    let image = context.shard.image();
-    let exists = |topic: &str, partition: i32| {
-        image
-            .topic(topic)
-            .is_some_and(|t| (0..t.partitions).contains(&partition))
-    };
-    // Per topic, per partition: Some(code) when refused here.
-    let refused: Vec<Vec<Option<i16>>> = request
-        .topics
-        .iter()
-        .map(|topic| {
-            topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    (!exists(&topic.name, p.partition_index))
-                        .then_some(errors::UNKNOWN_TOPIC_OR_PARTITION)
-                })
-                .collect()
-        })
-        .collect();
+    let refused = refuse_unknown(
+        context,
+        request.topics.iter().map(|topic| {
+            let indexes = topic.partitions.iter().map(|p| p.partition_index);
+            (topic.name.as_str(), indexes.collect())
+        }),
+    );
     let commit = CommitRequest {
         group_id: request.group_id.to_string(),
         generation_id: request.generation_id_or_member_epoch,
@@ -81,26 +67,17 @@ pub async fn handle(
         })
         .await
     };
+    let codes = codes_in_order(&codes, &refused);
     let topics = request
         .topics
         .iter()
-        .zip(refused)
-        .enumerate()
-        .map(|(index, (topic, refused))| {
-            let mut accepted = match &codes {
-                Ok(codes) => codes.get(index).cloned().unwrap_or_default().into_iter(),
-                Err(_) => Vec::new().into_iter(),
-            };
+        .zip(codes)
+        .map(|(topic, codes)| {
             let partitions = topic
                 .partitions
                 .iter()
-                .zip(refused)
-                .map(|(p, refused)| {
-                    let code = match (refused, &codes) {
-                        (Some(code), _) => code,
-                        (None, Err(code)) => *code,
-                        (None, Ok(_)) => accepted.next().unwrap_or(errors::UNKNOWN_SERVER_ERROR),
-                    };
+                .zip(codes)
+                .map(|(p, code)| {
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(code)
@@ -112,4 +89,53 @@ pub async fn handle(
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Per topic, per partition of a commit: UNKNOWN_TOPIC_OR_PARTITION for a
+/// partition this broker's image does not have, as Kafka's request layer
+/// answers; `None` for the others.
+pub(super) fn refuse_unknown<'a>(
+    context: &RequestContext,
+    topics: impl Iterator<Item = (&'a str, Vec<i32>)>,
+) -> Vec<Vec<Option<i16>>> {
+    let image = context.shard.image();
+    topics
+        .map(|(name, indexes)| {
+            let topic = image.topic(name);
+            indexes
+                .into_iter()
+                .map(|index| {
+                    let known = topic.is_some_and(|t| (0..t.partitions).contains(&index));
+                    (!known).then_some(errors::UNKNOWN_TOPIC_OR_PARTITION)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Every partition's code, in request order: its refusal, else the
+/// coordinator's error, else the coordinator's code for it (the coordinator
+/// saw only the partitions not refused, in order).
+pub(super) fn codes_in_order(
+    codes: &Result<Vec<Vec<i16>>, i16>,
+    refused: &[Vec<Option<i16>>],
+) -> Vec<Vec<i16>> {
+    refused
+        .iter()
+        .enumerate()
+        .map(|(index, refused)| {
+            let mut accepted = match codes {
+                Ok(codes) => codes.get(index).cloned().unwrap_or_default().into_iter(),
+                Err(_) => Vec::new().into_iter(),
+            };
+            refused
+                .iter()
+                .map(|refused| match (refused, codes) {
+                    (Some(code), _) => *code,
+                    (None, Err(code)) => *code,
+                    (None, Ok(_)) => accepted.next().unwrap_or(errors::UNKNOWN_SERVER_ERROR),
+                })
+                .collect()
+        })
+        .collect()
 }

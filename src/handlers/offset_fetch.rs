@@ -5,6 +5,10 @@
 //! current (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH, FENCED_MEMBER_EPOCH as
 //! the group's error). A partition
 //! without a commit answers offset -1 with empty metadata, as Kafka does.
+//! With `require_stable` (v7+), a partition with transactional offsets
+//! pending answers UNSTABLE_OFFSET_COMMIT (the client retries).
+
+use std::collections::BTreeSet;
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -36,20 +40,28 @@ pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> Of
                 group.member_id.as_ref().map(|m| m.to_string()),
                 group.member_epoch,
             );
-            let (code, fetched) =
-                fetch_group(context, group.group_id.to_string(), wanted, member).await;
+            let (code, fetched, unstable) = fetch_group(
+                context,
+                group.group_id.to_string(),
+                wanted,
+                member,
+                request.require_stable,
+            )
+            .await;
             let topics = fetched
                 .into_iter()
                 .map(|(topic, partitions)| {
                     let partitions = partitions
                         .into_iter()
                         .map(|(partition, offset)| {
-                            let (offset, epoch, metadata) = split(offset);
+                            let pending = unstable.contains(&(topic.clone(), partition));
+                            let (offset, epoch, metadata) = split(offset.filter(|_| !pending));
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(partition)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(Some(str_bytes(metadata)))
+                                .with_error_code(unstable_code(pending))
                         })
                         .collect();
                     OffsetFetchResponseTopics::default()
@@ -72,20 +84,28 @@ pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> Of
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let (code, fetched) =
-        fetch_group(context, request.group_id.to_string(), wanted, (None, -1)).await;
+    let require_stable = context.api_version >= 7 && request.require_stable;
+    let (code, fetched, unstable) = fetch_group(
+        context,
+        request.group_id.to_string(),
+        wanted,
+        (None, -1),
+        require_stable,
+    )
+    .await;
     let topics = fetched
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
                 .into_iter()
                 .map(|(partition, offset)| {
-                    let (offset, epoch, metadata) = split(offset);
+                    let pending = unstable.contains(&(topic.clone(), partition));
+                    let (offset, epoch, metadata) = split(offset.filter(|_| !pending));
                     // v1 has no top-level error: it goes on each partition.
                     let code = if context.api_version < 2 {
                         code
                     } else {
-                        errors::NONE
+                        unstable_code(pending)
                     };
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(partition)
@@ -112,14 +132,24 @@ fn split(offset: Option<crate::coordinator::group::CommittedOffset>) -> (i64, i3
     }
 }
 
-/// The offsets of one group, from its coordinator shard; on failure, the
-/// error and the requested partitions with no offsets.
+fn unstable_code(pending: bool) -> i16 {
+    if pending {
+        crate::txn::errors::UNSTABLE_OFFSET_COMMIT
+    } else {
+        errors::NONE
+    }
+}
+
+/// The offsets of one group, from its coordinator shard, and (when
+/// `require_stable`) the partitions with transactional offsets pending; on
+/// failure, the error and the requested partitions with no offsets.
 async fn fetch_group(
     context: &RequestContext,
     group_id: String,
     wanted: Wanted,
     member: (Option<String>, i32),
-) -> (i16, FetchedOffsets) {
+    require_stable: bool,
+) -> (i16, FetchedOffsets, BTreeSet<(String, i32)>) {
     let empty = |wanted: &Wanted| -> FetchedOffsets {
         wanted
             .iter()
@@ -135,14 +165,20 @@ async fn fetch_group(
     let target = group_id.clone();
     let asked = wanted.clone();
     let outcome = submit_to_coordinator(&context.shard, &target, move |coordinator| async move {
+        let unstable = if require_stable {
+            coordinator.unstable_offsets(&group_id)
+        } else {
+            BTreeSet::new()
+        };
         let member = (member.0.as_deref(), member.1);
         coordinator
             .member_fetch(&group_id, member, asked.as_deref())
             .await
+            .map(|fetched| (fetched, unstable))
     })
     .await;
     match outcome {
-        Ok(Ok(fetched)) => (errors::NONE, fetched),
-        Ok(Err(code)) | Err(code) => (code, empty(&wanted)),
+        Ok(Ok((fetched, unstable))) => (errors::NONE, fetched, unstable),
+        Ok(Err(code)) | Err(code) => (code, empty(&wanted), BTreeSet::new()),
     }
 }

@@ -88,6 +88,7 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
             .map(|topic| topic.name.0.to_string());
         super::auto_create_topics(&context, names).await;
     }
+    let refused = verify_transaction(&context, &request).await;
     let image = context.shard.image();
     let mut slots: Vec<(String, Vec<(i32, Slot)>)> = Vec::new();
     let mut jobs: BTreeMap<ShardId, Vec<PartitionAppend>> = BTreeMap::new();
@@ -97,6 +98,10 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
         for data in topic.partition_data {
             let routed = image.leader_check(&name, data.index, context.shard.config.node_id);
             let slot = match (routed, data.records) {
+                (Ok(()), Some(_)) if refused.is_some() => {
+                    let code = refused.unwrap_or_default();
+                    Slot::Known(PartitionResult::error(code, None))
+                }
                 (Ok(()), Some(records)) => {
                     let owner = context.shard.partition_owner(&name, data.index);
                     let job = jobs.entry(owner).or_default();
@@ -182,6 +187,46 @@ const PRODUCE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 
 /// A job's answers, one per partition in its order, and when it ran.
 type OwnerAnswer = (Vec<PartitionResult>, JobTiming);
+
+/// A transactional Produce may write only to partitions its transaction
+/// holds (KIP-890's verification, answered as Kafka does:
+/// INVALID_TXN_STATE; a fenced epoch INVALID_PRODUCER_EPOCH). Checked with
+/// the transaction coordinator when it is on this broker; `None`: go on.
+async fn verify_transaction(context: &RequestContext, request: &ProduceRequest) -> Option<i16> {
+    let id = request.transactional_id.as_ref()?.to_string();
+    let mut producer = None;
+    let mut partitions = Vec::new();
+    for topic in &request.topic_data {
+        for data in &topic.partition_data {
+            let Some(records) = &data.records else {
+                continue;
+            };
+            let header = crate::storage::batch::BatchHeader::parse(records).ok()?;
+            if !header.is_transactional() {
+                continue;
+            }
+            let epoch = records
+                .get(51..53)
+                .map(|bytes| i16::from_be_bytes([bytes[0], bytes[1]]))?;
+            producer = Some((header.producer_id, epoch));
+            partitions.push((topic.name.to_string(), data.index));
+        }
+    }
+    let (producer_id, epoch) = producer?;
+    let key = id.clone();
+    let verdict =
+        crate::txn::submit_to_txn_coordinator(&context.shard, &key, move |txn| async move {
+            txn.verify(&id, producer_id, epoch, &partitions)
+        })
+        .await;
+    match verdict {
+        Ok(Ok(())) => None,
+        Ok(Err(code)) => Some(code),
+        // Coordinated elsewhere (or unreachable): the partitions' own
+        // producer state still fences older epochs.
+        Err(_) => None,
+    }
+}
 
 /// Runs on the owning shard: appends each partition's records in order,
 /// then, for `acks=all`, waits until the high watermark covers them (every

@@ -37,6 +37,7 @@ mod map;
 pub mod producer_state;
 pub mod replica;
 pub mod replication;
+pub mod txn_index;
 
 pub use log_config::log_config;
 use map::PartitionMap;

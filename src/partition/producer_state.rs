@@ -126,6 +126,16 @@ impl ProducerStateTable {
         }
     }
 
+    /// A transaction marker of `epoch` was written for `producer_id`: an
+    /// older epoch is fenced from now on; the new one starts afresh.
+    pub fn bump_epoch(&mut self, producer_id: i64, epoch: i16) {
+        let entry = self.producers.entry(producer_id).or_default();
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+    }
+
     /// Records an appended batch (after [`check`](Self::check) accepted it,
     /// or while replaying the log, where every batch is taken as written).
     pub fn record(&mut self, batch: &ProducerBatch, first_offset: i64, last_offset: i64) {

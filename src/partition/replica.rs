@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::producer_state::{ProducerBatch, ProducerStateTable, SequenceCheck};
 use super::replication::{IsrChange, Replication, Role, Transition};
+use super::txn_index::{AbortedTxn, TxnIndex};
 use super::TopicPartition;
 use crate::cluster::metadata::PartitionState;
 use crate::protocol::error_codes;
@@ -33,6 +34,8 @@ pub struct Partition {
     pub log: PartitionLog,
     append_permit: Semaphore,
     producers: RefCell<ProducerStateTable>,
+    /// Open and aborted transactions (`txn_index.rs`).
+    txns: RefCell<TxnIndex>,
     watch: AppendWatch,
     removed: Cell<bool>,
     /// The largest batch max timestamp and that batch's base offset, for
@@ -108,7 +111,7 @@ impl Partition {
         high_watermark: i64,
     ) -> Result<Partition, String> {
         let log_end = log.log_end_offset().0;
-        let (producers, max_timestamp) = replay(&log)
+        let (producers, max_timestamp, txns) = replay(&log)
             .await
             .map_err(|error| format!("{}: replaying producer state: {error}", key.dir_name()))?;
         Ok(Partition {
@@ -117,6 +120,7 @@ impl Partition {
             log,
             append_permit: Semaphore::new(1),
             producers: RefCell::new(producers),
+            txns: RefCell::new(txns),
             watch: AppendWatch::default(),
             removed: Cell::new(false),
             max_timestamp: Cell::new(max_timestamp),
@@ -291,6 +295,15 @@ impl Partition {
                 let producers = &mut self.producers.borrow_mut();
                 producers.record(&producer, header.base_offset, header.last_offset());
             }
+            if header.is_control() && header.is_transactional() {
+                let epoch = batch_producer_epoch(batch);
+                self.producers
+                    .borrow_mut()
+                    .bump_epoch(header.producer_id, epoch);
+            }
+            self.txns
+                .borrow_mut()
+                .observe(&header, batch, header.base_offset);
             self.note_timestamp(header.max_timestamp, header.base_offset);
             position += header.total_bytes();
         }
@@ -310,8 +323,9 @@ impl Partition {
             return Ok(self.log_end_offset());
         }
         let end = self.log.truncate_to(Offset(offset)).await?.0;
-        let (producers, max_timestamp) = replay(&self.log).await?;
+        let (producers, max_timestamp, txns) = replay(&self.log).await?;
         *self.producers.borrow_mut() = producers;
+        *self.txns.borrow_mut() = txns;
         self.max_timestamp.set(max_timestamp);
         self.replication.borrow_mut().clamp_high_watermark(end);
         Ok(end)
@@ -382,6 +396,7 @@ impl Partition {
             let timestamp = info.log_append_time_ms.unwrap_or(timestamp);
             self.note_timestamp(timestamp, base_offset);
         }
+        self.observe_transactions(records, info.base_offset.0);
         self.watch.notify();
         Ok(AppendOutcome {
             base_offset: info.base_offset.0,
@@ -390,6 +405,78 @@ impl Partition {
             log_start_offset: info.log_start_offset.0,
             duplicate: false,
         })
+    }
+
+    /// Takes note of the transactional batches of `records`, appended from
+    /// `base_offset` on.
+    fn observe_transactions(&self, records: &[u8], base_offset: i64) {
+        let mut txns = self.txns.borrow_mut();
+        let mut position = 0;
+        let mut offset = base_offset;
+        while let Some(Ok(header)) = records.get(position..).map(BatchHeader::parse) {
+            let Some(batch) = records.get(position..position + header.total_bytes()) else {
+                break;
+            };
+            txns.observe(&header, batch, offset);
+            offset += i64::from(header.last_offset_delta) + 1;
+            position += header.total_bytes();
+        }
+    }
+
+    /// Writes a transaction's COMMIT or ABORT control batch and waits until
+    /// it is on disk. The producer's epoch here becomes the marker's (so
+    /// an older producer instance is fenced on this partition too).
+    pub async fn write_marker(
+        &self,
+        marker: &crate::txn::markers::TxnMarker,
+        now_ms: i64,
+    ) -> Result<i64, AppendError> {
+        let batch = crate::txn::markers::control_batch(marker, now_ms)
+            .map_err(|error| AppendError::Storage(StorageError::CorruptMessage(error)))?;
+        let last_offset = {
+            let _permit = self
+                .append_permit
+                .acquire_permit(1)
+                .await
+                .map_err(|_| AppendError::Storage(StorageError::Closed))?;
+            let info = self.log.append(&batch, now_ms).await?;
+            self.producers
+                .borrow_mut()
+                .bump_epoch(marker.producer_id, marker.producer_epoch);
+            self.observe_transactions(&batch, info.base_offset.0);
+            self.watch.notify();
+            info.last_offset.0
+        };
+        self.log
+            .wait_durable(Offset(last_offset))
+            .await
+            .map_err(|error| {
+                AppendError::Storage(StorageError::CorruptMessage(error.to_string()))
+            })?;
+        Ok(last_offset)
+    }
+
+    /// The last stable offset: the first offset of the earliest open
+    /// transaction, else the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark();
+        self.txns
+            .borrow()
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// Aborted transactions that overlap `[from, to)`, for read_committed
+    /// fetches.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let mut txns = self.txns.borrow_mut();
+        txns.trim(self.log_start_offset());
+        txns.aborted_between(from, to)
+    }
+
+    /// The open transactions here: producer id and first offset.
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.txns.borrow().ongoing().collect()
     }
 
     /// Resolves once the high watermark passes `offset` (or the partition
@@ -479,10 +566,9 @@ fn batch_timestamps(records: &[u8], base_offset: i64) -> Vec<(i64, i64)> {
 
 /// Rebuilds producer state and the max timestamp from every batch in the
 /// log.
-async fn replay(
-    log: &PartitionLog,
-) -> Result<(ProducerStateTable, Option<(i64, i64)>), StorageError> {
+async fn replay(log: &PartitionLog) -> Result<Replayed, StorageError> {
     let mut table = ProducerStateTable::default();
+    let mut txns = TxnIndex::default();
     let mut max_timestamp: Option<(i64, i64)> = None;
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
@@ -505,13 +591,27 @@ async fn replay(
             if let Some(producer) = producer_batch(batch)? {
                 table.record(&producer, header.base_offset, header.last_offset());
             }
+            if header.is_control() && header.is_transactional() {
+                table.bump_epoch(header.producer_id, batch_producer_epoch(batch));
+            }
+            txns.observe(&header, batch, header.base_offset);
             if max_timestamp.is_none_or(|(max, _)| header.max_timestamp > max) {
                 max_timestamp = Some((header.max_timestamp, header.base_offset));
             }
             offset = Offset(header.last_offset() + 1);
         }
     }
-    Ok((table, max_timestamp))
+    Ok((table, max_timestamp, txns))
+}
+
+/// What replaying a log rebuilds.
+type Replayed = (ProducerStateTable, Option<(i64, i64)>, TxnIndex);
+
+/// The producer epoch of a v2 batch (bytes 51..53).
+fn batch_producer_epoch(batch: &[u8]) -> i16 {
+    batch
+        .get(51..53)
+        .map_or(-1, |bytes| i16::from_be_bytes([bytes[0], bytes[1]]))
 }
 
 /// Wakes fetches waiting on this partition.

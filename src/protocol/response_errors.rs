@@ -136,6 +136,31 @@ pub fn visit_error_codes(body: &ResponseKind, visit: &mut dyn FnMut(i16)) {
             }
         }
         ResponseKind::DescribeCluster(response) => code(response.error_code),
+        ResponseKind::AddPartitionsToTxn(response) => {
+            let topics = &response.results_by_topic_v3_and_below;
+            for partition in topics.iter().flat_map(|t| &t.results_by_partition) {
+                code(partition.partition_error_code);
+            }
+        }
+        ResponseKind::AddOffsetsToTxn(response) => code(response.error_code),
+        ResponseKind::EndTxn(response) => code(response.error_code),
+        ResponseKind::TxnOffsetCommit(response) => {
+            for partition in response.topics.iter().flat_map(|t| &t.partitions) {
+                code(partition.error_code);
+            }
+        }
+        ResponseKind::WriteTxnMarkers(response) => {
+            let topics = response.markers.iter().flat_map(|m| &m.topics);
+            for partition in topics.flat_map(|t| &t.partitions) {
+                code(partition.error_code);
+            }
+        }
+        ResponseKind::DescribeTransactions(response) => {
+            for state in &response.transaction_states {
+                code(state.error_code);
+            }
+        }
+        ResponseKind::ListTransactions(response) => code(response.error_code),
         // Responses to APIs Sluice does not advertise are never built.
         _ => {}
     }

@@ -479,7 +479,8 @@ fn whole_batches(records: &[u8]) -> usize {
     position
 }
 
-fn leader_address(shard: &Shard, leader: i32) -> Option<SocketAddr> {
+/// The Kafka listener address of broker `leader` in the shard's image.
+pub(crate) fn leader_address(shard: &Shard, leader: i32) -> Option<SocketAddr> {
     let image = shard.image();
     let broker = image.brokers.get(&leader)?;
     (broker.host.as_str(), broker.port)

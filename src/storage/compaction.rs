@@ -8,6 +8,9 @@
 //! are; others are re-encoded with their codec. Runs on the owning shard from
 //! the maintenance timer, yielding between batches so the shard keeps
 //! serving; the log's lock is taken only to swap a rewritten segment in.
+//! Transactions (the batch attributes and control markers of the record
+//! format) are respected as Kafka's cleaner does: aborted records go, open
+//! transactions are kept whole, markers are kept.
 //! Must never touch the active segment, and must leave a crash at any point
 //! recoverable: the old index is removed before the cleaned file is renamed
 //! over the old one, so a mismatched index is never read (it is rebuilt).
@@ -110,23 +113,91 @@ async fn for_each_batch(
 }
 
 /// The latest offset of every key in the closed segments.
-async fn build_key_map(views: &[ClosedView]) -> Result<HashMap<Bytes, i64>> {
-    let mut latest = HashMap::new();
+async fn build_key_map(views: &[ClosedView]) -> Result<KeyMap> {
+    let mut map = KeyMap::default();
     for view in views {
         for_each_batch(view, |position, header, bytes| {
             if header.is_control() {
+                map.end_transaction(&header, control_is_commit(&bytes, view, position)?);
                 return Ok(());
             }
-            for record in decode(&bytes, view, position)? {
-                if let Some(key) = record.key {
-                    latest.insert(Bytes::copy_from_slice(&key), record.offset);
-                }
+            let records = decode(&bytes, view, position)?;
+            let keys = records
+                .into_iter()
+                .filter_map(|record| Some((Bytes::copy_from_slice(&record.key?), record.offset)));
+            if header.is_transactional() {
+                map.open
+                    .entry(header.producer_id)
+                    .or_insert_with(|| (header.base_offset, Vec::new()))
+                    .1
+                    .extend(keys);
+            } else {
+                map.latest.extend(keys);
             }
             Ok(())
         })
         .await?;
     }
-    Ok(latest)
+    Ok(map)
+}
+
+/// What compaction knows of the keys and the transactions of the closed
+/// segments. A transactional record counts as its key's latest only once
+/// its COMMIT marker is seen; the records of aborted transactions are
+/// removed and never shadow a committed value; those of transactions with
+/// no marker yet are kept whole (Kafka cleans only below the last stable
+/// offset).
+#[derive(Default)]
+struct KeyMap {
+    latest: HashMap<Bytes, i64>,
+    /// Producer id -> first offset and keys of its transaction without a
+    /// marker so far.
+    open: HashMap<i64, (i64, Vec<(Bytes, i64)>)>,
+    /// Aborted transactions: producer id, first offset, marker offset.
+    aborted: Vec<(i64, i64, i64)>,
+}
+
+impl KeyMap {
+    fn end_transaction(&mut self, marker: &BatchHeader, commit: bool) {
+        let Some((first, keys)) = self.open.remove(&marker.producer_id) else {
+            return;
+        };
+        if !commit {
+            self.aborted
+                .push((marker.producer_id, first, marker.base_offset));
+            return;
+        }
+        for (key, offset) in keys {
+            let latest = self.latest.entry(key).or_insert(offset);
+            *latest = (*latest).max(offset);
+        }
+    }
+
+    /// What becomes of a transactional data batch: `Some(true)` kept whole
+    /// (its transaction is open), `Some(false)` removed (aborted), `None`
+    /// compacted like any batch (committed).
+    fn transactional_fate(&self, header: &BatchHeader) -> Option<bool> {
+        let producer = header.producer_id;
+        if self
+            .open
+            .get(&producer)
+            .is_some_and(|(first, _)| header.base_offset >= *first)
+        {
+            return Some(true);
+        }
+        let aborted = self.aborted.iter().any(|(id, first, last)| {
+            *id == producer && (*first..=*last).contains(&header.base_offset)
+        });
+        aborted.then_some(false)
+    }
+}
+
+/// Whether a control batch is a COMMIT marker (its record's key is
+/// `ControlRecordKey`: version, then type 1 COMMIT or 0 ABORT).
+fn control_is_commit(bytes: &Bytes, view: &ClosedView, position: u64) -> Result<bool> {
+    let records = decode(bytes, view, position)?;
+    let key = records.first().and_then(|record| record.key.clone());
+    Ok(key.is_some_and(|key| key.len() >= 4 && i16::from_be_bytes([key[2], key[3]]) == 1))
 }
 
 /// How much the cleaner wants this compacted log now: `Some(priority)` when
@@ -197,10 +268,10 @@ pub(crate) async fn compact(log: &PartitionLog, now_ms: i64) -> Result<Compactio
     if end <= log.inner.compacted_end.get() {
         return Ok(report);
     }
-    let latest = build_key_map(&views).await?;
+    let map = build_key_map(&views).await?;
     let horizon_ms = now_ms - log.config().delete_retention_ms;
     for view in &views {
-        if let Some(segment) = rewrite(log, view, &latest, horizon_ms, &mut report).await? {
+        if let Some(segment) = rewrite(log, view, &map, horizon_ms, &mut report).await? {
             report.segments_rewritten.push(view.base_offset);
             report.bytes_before += view.size_bytes;
             report.bytes_after += segment.size_bytes;
@@ -285,7 +356,7 @@ fn encode(kept: &[&Record], original: &BatchHeader) -> Result<Bytes> {
 async fn rewrite(
     log: &PartitionLog,
     view: &ClosedView,
-    latest: &HashMap<Bytes, i64>,
+    map: &KeyMap,
     horizon_ms: i64,
     report: &mut CompactionReport,
 ) -> Result<Option<Segment>> {
@@ -293,14 +364,23 @@ async fn rewrite(
     let mut changed = false;
     let mut pass = CompactionReport::default();
     for_each_batch(view, |position, header, bytes| {
-        if header.is_control() {
+        let fate = header
+            .is_transactional()
+            .then(|| map.transactional_fate(&header))
+            .flatten();
+        if header.is_control() || fate == Some(true) {
             outputs.push(bytes);
             return Ok(());
         }
         let records = decode(&bytes, view, position)?;
+        if fate == Some(false) {
+            pass.records_removed += records.len() as u64;
+            changed = true;
+            return Ok(());
+        }
         let kept = retained(
             &records,
-            latest,
+            &map.latest,
             horizon_ms,
             header.max_timestamp,
             &mut pass,

@@ -28,6 +28,7 @@ mod load;
 mod membership;
 mod offsets;
 mod rebalance;
+mod txn_offsets;
 
 use std::collections::BTreeMap;
 
@@ -140,6 +141,8 @@ pub struct GroupManager {
     partitions: BTreeMap<i32, OwnedPartition>,
     new_member_id: MemberIdGenerator,
     pub outbox: Outbox,
+    /// Transactional offsets awaiting their transaction's marker.
+    txn_offsets: txn_offsets::PendingOffsets,
 }
 
 fn uuid_member_id(prefix: &str) -> String {
@@ -158,6 +161,7 @@ impl GroupManager {
             partitions: BTreeMap::new(),
             new_member_id,
             outbox: Outbox::default(),
+            txn_offsets: Default::default(),
         }
     }
 

@@ -61,6 +61,26 @@ impl CommitRequest {
     }
 }
 
+/// The offset `commit` stores, or OFFSET_METADATA_TOO_LARGE.
+pub(super) fn committed_offset(
+    commit: &PartitionCommit,
+    retention_time_ms: i64,
+    now_ms: u64,
+) -> Result<CommittedOffset, i16> {
+    let metadata = commit.metadata.clone().unwrap_or_default();
+    if metadata.len() > OFFSET_METADATA_BYTES_MAX {
+        return Err(errors::OFFSET_METADATA_TOO_LARGE);
+    }
+    Ok(CommittedOffset {
+        offset: commit.offset,
+        leader_epoch: commit.leader_epoch,
+        metadata,
+        commit_timestamp_ms: now_ms as i64,
+        expire_timestamp_ms: (retention_time_ms >= 0)
+            .then(|| (now_ms as i64).saturating_add(retention_time_ms)),
+    })
+}
+
 /// Per topic, per partition: its committed offset, if any.
 pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
@@ -77,18 +97,12 @@ impl GroupManager {
                     codes.push(verdict);
                     continue;
                 }
-                let metadata = commit.metadata.clone().unwrap_or_default();
-                if metadata.len() > OFFSET_METADATA_BYTES_MAX {
-                    codes.push(errors::OFFSET_METADATA_TOO_LARGE);
-                    continue;
-                }
-                let committed = CommittedOffset {
-                    offset: commit.offset,
-                    leader_epoch: commit.leader_epoch,
-                    metadata,
-                    commit_timestamp_ms: now_ms as i64,
-                    expire_timestamp_ms: (request.retention_time_ms >= 0)
-                        .then(|| (now_ms as i64).saturating_add(request.retention_time_ms)),
+                let committed = match committed_offset(commit, request.retention_time_ms, now_ms) {
+                    Ok(committed) => committed,
+                    Err(code) => {
+                        codes.push(code);
+                        continue;
+                    }
                 };
                 let key = (topic.clone(), commit.partition);
                 self.outbox.records.push(records::offset_commit_record(
@@ -106,7 +120,7 @@ impl GroupManager {
         results
     }
 
-    fn validate_commit(&mut self, request: &CommitRequest, now_ms: u64) -> i16 {
+    pub(super) fn validate_commit(&mut self, request: &CommitRequest, now_ms: u64) -> i16 {
         let member_id = request.member_id.as_str();
         let instance = request.group_instance_id.as_deref();
         let Some(group) = self.groups.get_mut(&request.group_id) else {

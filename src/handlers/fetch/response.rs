@@ -5,11 +5,14 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchResponse, ResponseKind, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchResponse, ProducerId, ResponseKind, TopicName};
 
 use super::PartitionRead;
 use crate::handlers::{str_bytes, Answer};
+use crate::partition::txn_index::AbortedTxn;
 use crate::protocol::{error_codes, splice};
 use crate::storage::{FileRegion, ReadData};
 
@@ -42,8 +45,9 @@ pub(super) fn build(
                     .with_partition_index(index)
                     .with_error_code(read.error_code)
                     .with_high_watermark(read.high_watermark)
-                    .with_last_stable_offset(read.high_watermark)
+                    .with_last_stable_offset(read.last_stable_offset)
                     .with_log_start_offset(read.log_start_offset)
+                    .with_aborted_transactions(read.aborted.map(aborted_transactions))
                     .with_records(Some(records)),
             );
         }
@@ -67,6 +71,17 @@ pub(super) fn build(
 /// cut (whole batches), ascending. The index of the longest cut within
 /// `left` bytes; the first cut even past `left` if `take_first`; `None` to
 /// keep nothing.
+fn aborted_transactions(aborted: Vec<AbortedTxn>) -> Vec<AbortedTransaction> {
+    aborted
+        .into_iter()
+        .map(|txn| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(txn.producer_id))
+                .with_first_offset(txn.first_offset)
+        })
+        .collect()
+}
+
 fn fitting_cut(ends: impl IntoIterator<Item = u64>, left: u64, take_first: bool) -> Option<usize> {
     let mut kept = None;
     for (index, end) in ends.into_iter().enumerate() {
@@ -178,6 +193,8 @@ mod tests {
         PartitionRead {
             error_code: error_codes::NONE,
             high_watermark: 42,
+            last_stable_offset: 42,
+            aborted: None,
             log_start_offset: 0,
             data,
         }

@@ -74,6 +74,7 @@ pub(super) fn outcomes(response: &FetchResponse) -> Vec<(TopicPartition, Partiti
                 let outcome = PartitionOutcome {
                     error_code: partition.error_code,
                     high_watermark: partition.high_watermark,
+                    last_stable_offset: partition.last_stable_offset,
                     log_start_offset: partition.log_start_offset,
                     has_records: partition.records.as_ref().is_some_and(|r| !r.is_empty()),
                     has_preferred_replica: partition.preferred_read_replica.0 >= 0,
