@@ -23,6 +23,7 @@ use sluice_client::Cluster;
 
 pub mod cluster;
 pub mod consume;
+pub mod datetime;
 pub mod groups;
 pub mod output;
 pub mod produce;
