@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::{MeshBuilder, Senders};
-use glommio::{CpuSet, LocalExecutorBuilder, Placement, PoolPlacement};
+use glommio::{LocalExecutorBuilder, Placement};
 
 /// Index of a shard inside one broker process, `0..nr_shards`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -359,12 +359,6 @@ pub struct PoolConfig {
 /// glommio refuses less than this for `io_memory`.
 pub const IO_MEMORY_BYTES_MIN: usize = 512 * 1024;
 
-/// Threads of each shard's blocking pool (glommio's `spawn_blocking`),
-/// pinned to the shard's CPU: zero-copy sends of file regions run there, so
-/// that a read from the disk never stalls the shard's thread, and a few can
-/// wait on slow consumers at once.
-pub const BLOCKING_THREADS_PER_SHARD: usize = 4;
-
 /// Starts `config.nr_shards` pinned executors joined by a mesh, runs
 /// `shard_main` on each, and waits for all of them to return.
 pub struct ShardPool;
@@ -388,8 +382,7 @@ impl ShardPool {
                 .name(&format!("{}-{}", config.name, index))
                 .io_memory(config.io_memory_bytes)
                 .ring_depth(config.ring_depth)
-                .preempt_timer(Duration::from_millis(100))
-                .blocking_thread_pool_placement(blocking_pool(cpu));
+                .preempt_timer(Duration::from_millis(100));
             let mesh_builder = mesh_builder.clone();
             let reply_builder = reply_builder.clone();
             let shard_main = shard_main.clone();
@@ -461,18 +454,6 @@ async fn join_mesh(
             inbox: std::cell::RefCell::new(Some(receivers)),
         }),
     })
-}
-
-/// [`BLOCKING_THREADS_PER_SHARD`] threads on `cpu` (any CPU if the set of
-/// online CPUs cannot be read).
-fn blocking_pool(cpu: usize) -> PoolPlacement {
-    match CpuSet::online() {
-        Ok(online) => {
-            let on_cpu = online.filter(|location| location.cpu == cpu);
-            PoolPlacement::Custom(vec![on_cpu; BLOCKING_THREADS_PER_SHARD])
-        }
-        Err(_) => PoolPlacement::Unbound(BLOCKING_THREADS_PER_SHARD),
-    }
 }
 
 fn available_cpus() -> Vec<usize> {
