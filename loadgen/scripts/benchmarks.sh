@@ -254,20 +254,20 @@ cold_read() { # a cold read of COLD_GB (default 2) GB beside a 20 MB/s producer 
         start_broker sluice keep
         drop_page_cache
         lg "cold-producer-alone-$run" produce --topic "$hot" --partitions 1 --record-size 1024 \
-            --rate 20MB/s --acks 1 --duration 20s --warmup 3s
+            --rate 20MB/s --acks 1 --duration 8s --warmup 1s
         start_broker sluice keep
         drop_page_cache
-        "$LOADGEN" consume --bootstrap "$BOOTSTRAP" --topic cold --from earliest --until-end \
+        "$LOADGEN" consume --bootstrap "$BOOTSTRAP" --topic cold --from earliest --until-end --warmup 0s \
             --label "cold-consumer-beside-$run" --report "$OUT/cold-consumer-beside-$run.json" \
             --quiet >"$OUT/cold-consumer-beside-$run.txt" 2>&1 &
         local consumer=$!
         lg "cold-producer-beside-consumer-$run" produce --topic "$hot" --partitions 1 --record-size 1024 \
-            --rate 20MB/s --acks 1 --duration 20s --warmup 3s
+            --rate 20MB/s --acks 1 --duration 8s --warmup 1s
         wait "$consumer" || true
         grep -E "consume" "$OUT/cold-consumer-beside-$run.txt" | sed 's/^/   consumer beside: /' || true
         start_broker sluice keep
         drop_page_cache
-        lg "cold-consumer-alone-$run" consume --topic cold --from earliest --until-end
+        lg "cold-consumer-alone-$run" consume --topic cold --from earliest --until-end --warmup 0s
     done
 }
 
