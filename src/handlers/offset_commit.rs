@@ -37,26 +37,18 @@ pub async fn handle(
         } else {
             -1
         },
-        topics: request
-            .topics
-            .iter()
-            .zip(&refused)
-            .map(|(topic, refused)| {
-                let partitions = topic
-                    .partitions
-                    .iter()
-                    .zip(refused)
-                    .filter(|(_, refused)| refused.is_none())
-                    .map(|(p, _)| PartitionCommit {
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                    })
-                    .collect();
-                (topic.name.to_string(), partitions)
-            })
-            .collect(),
+        topics: accepted_commits(
+            request.topics.iter().map(|topic| {
+                let partitions = topic.partitions.iter().map(|p| PartitionCommit {
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                });
+                (topic.name.to_string(), partitions.collect())
+            }),
+            &refused,
+        ),
     };
     let group_id = commit.group_id.clone();
     let codes = if group_id.is_empty() {
@@ -109,6 +101,26 @@ pub(super) fn refuse_unknown<'a>(
                     (!known).then_some(errors::UNKNOWN_TOPIC_OR_PARTITION)
                 })
                 .collect()
+        })
+        .collect()
+}
+
+/// The partitions to hand the coordinator, by topic: every one not already
+/// `refused` (same shape as the request), in request order.
+pub(super) fn accepted_commits(
+    topics: impl Iterator<Item = (String, Vec<PartitionCommit>)>,
+    refused: &[Vec<Option<i16>>],
+) -> Vec<(String, Vec<PartitionCommit>)> {
+    topics
+        .zip(refused)
+        .map(|((name, partitions), refused)| {
+            let accepted = partitions
+                .into_iter()
+                .zip(refused)
+                .filter(|(_, refused)| refused.is_none())
+                .map(|(partition, _)| partition)
+                .collect();
+            (name, accepted)
         })
         .collect()
 }

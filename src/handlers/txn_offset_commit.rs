@@ -9,7 +9,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use super::offset_commit::{codes_in_order, refuse_unknown};
+use super::offset_commit::{accepted_commits, codes_in_order, refuse_unknown};
 use super::{ApiSupport, RequestContext};
 use crate::coordinator::manager::{CommitRequest, PartitionCommit};
 use crate::coordinator::{errors, submit_to_coordinator};
@@ -36,26 +36,18 @@ pub async fn handle(
         // consumer-protocol member's epoch), as OffsetCommit v9 does.
         api_version: if context.api_version >= 3 { 9 } else { 8 },
         retention_time_ms: -1,
-        topics: request
-            .topics
-            .iter()
-            .zip(&refused)
-            .map(|(topic, refused)| {
-                let partitions = topic
-                    .partitions
-                    .iter()
-                    .zip(refused)
-                    .filter(|(_, refused)| refused.is_none())
-                    .map(|(p, _)| PartitionCommit {
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                    })
-                    .collect();
-                (topic.name.to_string(), partitions)
-            })
-            .collect(),
+        topics: accepted_commits(
+            request.topics.iter().map(|topic| {
+                let partitions = topic.partitions.iter().map(|p| PartitionCommit {
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                });
+                (topic.name.to_string(), partitions.collect())
+            }),
+            &refused,
+        ),
     };
     let producer = (request.producer_id.0, request.producer_epoch);
     let group_id = commit.group_id.clone();
