@@ -80,21 +80,6 @@ impl LatencyHistogram {
         buckets[LATENCY_BUCKETS_US.len()] = values.len();
         buckets
     }
-
-    /// Adds `other`'s values to these (shards' histograms into one).
-    pub fn add(&mut self, other: &LatencyHistogram) {
-        let Some(theirs) = &other.values_ns else {
-            return;
-        };
-        match &mut self.values_ns {
-            Some(ours) => {
-                // Same bounds on both sides: adding cannot fail.
-                let _ = ours.add(theirs.as_ref());
-            }
-            None => self.values_ns = Some(theirs.clone()),
-        }
-        self.sum_ns += other.sum_ns;
-    }
 }
 
 #[cfg(test)]
@@ -129,16 +114,16 @@ mod tests {
     }
 
     #[test]
-    fn empty_histograms_allocate_nothing_and_merge() {
-        let mut total = LatencyHistogram::default();
-        assert_eq!(total.count(), 0);
-        assert_eq!(total.quantile(0.99), Duration::ZERO);
-        let mut one = LatencyHistogram::default();
-        one.record(Duration::from_millis(2));
-        total.add(&LatencyHistogram::default());
-        total.add(&one);
-        total.add(&one);
-        assert_eq!(total.count(), 2);
-        assert_eq!(total.max().as_millis(), 2);
+    fn empty_histograms_allocate_nothing() {
+        let mut histogram = LatencyHistogram::default();
+        assert_eq!(histogram.count(), 0);
+        assert_eq!(histogram.quantile(0.99), Duration::ZERO);
+        assert_eq!(
+            histogram.cumulative_buckets(),
+            [0; LATENCY_BUCKETS_US.len() + 1]
+        );
+        histogram.record(Duration::from_millis(2));
+        assert_eq!(histogram.count(), 1);
+        assert_eq!(histogram.max().as_millis(), 2);
     }
 }

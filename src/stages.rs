@@ -92,12 +92,6 @@ impl StageHistograms {
     pub fn get(&self, stage: Stage) -> &LatencyHistogram {
         &self.stages[stage as usize]
     }
-
-    pub fn add(&mut self, other: &StageHistograms) {
-        for (ours, theirs) in self.stages.iter_mut().zip(&other.stages) {
-            ours.add(theirs);
-        }
-    }
 }
 
 /// A shard's produce stage histograms.

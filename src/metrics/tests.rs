@@ -47,9 +47,7 @@ fn renders_prometheus_text() {
     });
     let mut sync_rounds = LatencyHistogram::default();
     sync_rounds.record_us(2_000);
-    first
-        .produce_stages
-        .add(&stages_with(Stage::Append, Duration::from_micros(40)));
+    first.produce_stages = stages_with(Stage::Append, Duration::from_micros(40));
     let second = Snapshot {
         shard: 1,
         syncs: 7,
