@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     let config = BrokerConfig::from_args(std::env::args()).unwrap_or_else(|error| error.exit());
     sluice::alloc::tune_malloc();
     init_logging(&config.log_level);
-    if let Err(error) = watch_signals() {
+    if let Err(error) = watch_signals(config.shutdown_timeout_ms) {
         eprintln!("sluice: cannot install signal handling: {error}");
         return ExitCode::FAILURE;
     }
@@ -38,8 +38,10 @@ fn init_logging(level: &str) {
 }
 
 /// Blocks SIGTERM and SIGINT in every thread (the shards inherit the mask)
-/// and waits for them on one thread, which asks the shards to stop.
-fn watch_signals() -> std::io::Result<()> {
+/// and waits for them on one thread, which asks the shards to stop and
+/// bounds the stop to `shutdown_timeout_ms` (a container runtime's grace
+/// period ends in SIGKILL; better to log and exit first).
+fn watch_signals(shutdown_timeout_ms: u64) -> std::io::Result<()> {
     // SAFETY: plain libc signal-mask calls on a set we own.
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -57,8 +59,13 @@ fn watch_signals() -> std::io::Result<()> {
             let mut signal = 0;
             // SAFETY: sigwait reads the set and writes the signal number.
             if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
-                tracing::info!(signal, "shutdown requested");
+                if sluice::server::shutdown_requested() {
+                    tracing::info!(signal, "shutdown already under way");
+                    continue;
+                }
+                tracing::info!(signal, shutdown_timeout_ms, "shutdown requested");
                 sluice::server::request_shutdown();
+                sluice::server::bound_shutdown(shutdown_timeout_ms);
             }
         })?;
     Ok(())

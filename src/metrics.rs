@@ -5,24 +5,24 @@
 //! endpoint runs on shard 0 when `metrics` (`--metrics HOST:PORT`) is set:
 //! each scrape asks every shard for a snapshot over the mesh and renders
 //! them with a `shard` label. Plain HTTP/1.1, one request per connection.
+//! The same port answers the probes `GET /health` and `GET /ready`
+//! (`probes.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::rc::Rc;
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 
-use crate::cluster::health::Health;
 use crate::coordinator::runtime::{self, GroupMetrics};
 use crate::fetch_session::SessionStats;
 pub use crate::histogram::{LatencyHistogram, LATENCY_BUCKETS_US};
-use crate::protocol::response_errors::{error_name, visit_error_codes};
+use crate::protocol::response_errors::visit_error_codes;
 
 use crate::shard::{self, Shard};
-use crate::stages::{ProduceStages, Stage, StageHistograms};
+use crate::stages::{ProduceStages, StageHistograms};
 
 /// The most bytes of an HTTP request head the endpoint reads.
 const REQUEST_HEAD_BYTES_MAX: usize = 8192;
@@ -54,6 +54,14 @@ pub struct ShardMetrics {
     /// Client connections accepted, and those open now.
     pub connections_accepted: Cell<u64>,
     pub connections_open: Cell<u64>,
+    /// SASL exchanges that failed (wrong credentials, malformed tokens).
+    pub sasl_authentication_failures: Cell<u64>,
+    /// TLS handshakes that failed (bad certificate, not TLS, timeout).
+    pub tls_handshake_failures: Cell<u64>,
+    /// Connections closed at accept by max.connections(.per.ip).
+    pub connections_refused: Cell<u64>,
+    /// Connections closed after connections.max.idle.ms without a request.
+    pub connections_idle_closed: Cell<u64>,
     /// By API key.
     pub apis: RefCell<BTreeMap<i16, ApiMetrics>>,
     /// Where the time of produce requests goes.
@@ -103,6 +111,10 @@ impl ShardMetrics {
         self.bad_frames.set(self.bad_frames.get() + 1);
     }
 
+    pub fn count(counter: &Cell<u64>) {
+        counter.set(counter.get() + 1);
+    }
+
     pub fn connection_opened(&self) {
         self.connections_accepted
             .set(self.connections_accepted.get() + 1);
@@ -137,9 +149,15 @@ pub struct Snapshot {
     pub bad_frames: u64,
     pub connections_accepted: u64,
     pub connections_open: u64,
+    pub sasl_authentication_failures: u64,
+    pub tls_handshake_failures: u64,
+    pub connections_refused: u64,
+    pub connections_idle_closed: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_bytes: u64,
+    pub disk_read_bytes: u64,
+    pub read_ahead_bytes: u64,
     pub log_bytes: u64,
     pub mesh_sent: u64,
     pub mesh_queue_full: u64,
@@ -180,9 +198,15 @@ pub fn snapshot(shard: &Shard) -> Snapshot {
         bad_frames: shard.metrics.bad_frames.get(),
         connections_accepted: shard.metrics.connections_accepted.get(),
         connections_open: shard.metrics.connections_open.get(),
+        sasl_authentication_failures: shard.metrics.sasl_authentication_failures.get(),
+        tls_handshake_failures: shard.metrics.tls_handshake_failures.get(),
+        connections_refused: shard.metrics.connections_refused.get(),
+        connections_idle_closed: shard.metrics.connections_idle_closed.get(),
         cache_hits: cache.hits,
         cache_misses: cache.misses,
         cache_bytes: cache.bytes as u64,
+        disk_read_bytes: cache.disk_read_bytes,
+        read_ahead_bytes: cache.read_ahead_bytes,
         log_bytes: partitions.iter().map(|p| p.size_bytes).sum(),
         mesh_sent: shard.mesh.stats().sent.get(),
         mesh_queue_full: shard.mesh.stats().queue_full.get(),
@@ -194,525 +218,6 @@ pub fn snapshot(shard: &Shard) -> Snapshot {
         produce_stages: shard.metrics.produce_stages.snapshot(),
         fetch_sessions: shard.fetch_sessions.borrow().stats(),
     }
-}
-
-/// A family's name, type and help text.
-type Family<'a> = (&'a str, &'a str, &'a str);
-
-/// Reads one per-shard value from a snapshot.
-type ShardValue = fn(&Snapshot) -> u64;
-
-/// Prometheus text, one family at a time.
-struct Writer {
-    text: String,
-}
-
-impl Writer {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        let _ = write!(self.text, "{name}");
-        if !labels.is_empty() {
-            self.text.push('{');
-            for (index, (label, text)) in labels.iter().enumerate() {
-                if index > 0 {
-                    self.text.push(',');
-                }
-                let _ = write!(self.text, "{label}=\"{}\"", escape_label(text));
-            }
-            self.text.push('}');
-        }
-        let _ = writeln!(self.text, " {value}");
-    }
-
-    /// The samples of one histogram: cumulative buckets, sum and count.
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &LatencyHistogram) {
-        for (index, cumulative) in histogram.cumulative_buckets().into_iter().enumerate() {
-            let bound = LATENCY_BUCKETS_US
-                .get(index)
-                .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-            let mut with_bound = labels.to_vec();
-            with_bound.push(("le", &bound));
-            self.sample(&format!("{name}_bucket"), &with_bound, cumulative);
-        }
-        self.sample(
-            &format!("{name}_sum"),
-            labels,
-            histogram.sum().as_secs_f64(),
-        );
-        self.sample(&format!("{name}_count"), labels, histogram.count());
-    }
-
-    /// The samples of one summary: quantiles, sum and count.
-    fn summary(&mut self, name: &str, labels: &[(&str, &str)], histogram: &LatencyHistogram) {
-        for quantile in ["0.5", "0.99", "0.999", "1"] {
-            let value = histogram.quantile(quantile.parse().unwrap_or(1.0));
-            let mut with_quantile = labels.to_vec();
-            with_quantile.push(("quantile", quantile));
-            self.sample(name, &with_quantile, value.as_secs_f64());
-        }
-        self.sample(
-            &format!("{name}_sum"),
-            labels,
-            histogram.sum().as_secs_f64(),
-        );
-        self.sample(&format!("{name}_count"), labels, histogram.count());
-    }
-
-    /// A family with one sample per shard.
-    fn per_shard(
-        &mut self,
-        snapshots: &[Snapshot],
-        (name, kind, help): Family,
-        value: impl Fn(&Snapshot) -> u64,
-    ) {
-        self.family(name, kind, help);
-        for snapshot in snapshots {
-            self.sample(
-                name,
-                &[("shard", &snapshot.shard.to_string())],
-                value(snapshot),
-            );
-        }
-    }
-
-    /// A family with one sample per shard and API.
-    fn per_api(
-        &mut self,
-        snapshots: &[Snapshot],
-        (name, help): (&str, &str),
-        value: impl Fn(&ApiMetrics) -> u64,
-    ) {
-        self.family(name, "counter", help);
-        for snapshot in snapshots {
-            let shard = snapshot.shard.to_string();
-            for (key, api) in &snapshot.apis {
-                self.sample(
-                    name,
-                    &[("shard", &shard), ("api", &api_name(*key))],
-                    value(api),
-                );
-            }
-        }
-    }
-}
-
-/// Escapes a label value as the text format asks (`\\`, `\"`, `\n`):
-/// group ids are arbitrary client strings.
-fn escape_label(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for character in value.chars() {
-        match character {
-            '\\' => escaped.push_str("\\\\"),
-            '"' => escaped.push_str("\\\""),
-            '\n' => escaped.push_str("\\n"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
-/// Renders snapshots in the Prometheus text format (version 0.0.4).
-pub fn render(snapshots: &[Snapshot]) -> String {
-    let mut out = Writer {
-        text: String::new(),
-    };
-    let shard_families: [(Family, ShardValue); 14] = [
-        (
-            (
-                "sluice_log_syncs_total",
-                "counter",
-                "fdatasync calls on partition log segments.",
-            ),
-            |s| s.syncs,
-        ),
-        (
-            (
-                "sluice_fetch_sendfile_bytes_total",
-                "counter",
-                "Record bytes sent to consumers by sendfile.",
-            ),
-            |s| s.fetch_sendfile_bytes,
-        ),
-        (
-            (
-                "sluice_fetch_memory_bytes_total",
-                "counter",
-                "Record bytes sent to consumers from memory.",
-            ),
-            |s| s.fetch_memory_bytes,
-        ),
-        (
-            (
-                "sluice_bad_frames_total",
-                "counter",
-                "Connections closed for a malformed, oversized or unknown frame.",
-            ),
-            |s| s.bad_frames,
-        ),
-        (
-            (
-                "sluice_connections_accepted_total",
-                "counter",
-                "Client connections accepted.",
-            ),
-            |s| s.connections_accepted,
-        ),
-        (
-            ("sluice_connections", "gauge", "Client connections open."),
-            |s| s.connections_open,
-        ),
-        (
-            (
-                "sluice_read_cache_hits_total",
-                "counter",
-                "Read-cache hits.",
-            ),
-            |s| s.cache_hits,
-        ),
-        (
-            (
-                "sluice_read_cache_misses_total",
-                "counter",
-                "Read-cache misses.",
-            ),
-            |s| s.cache_misses,
-        ),
-        (
-            (
-                "sluice_read_cache_bytes",
-                "gauge",
-                "Bytes held by the read cache.",
-            ),
-            |s| s.cache_bytes,
-        ),
-        (
-            (
-                "sluice_partitions",
-                "gauge",
-                "Partitions owned by the shard.",
-            ),
-            |s| s.partitions.len() as u64,
-        ),
-        (
-            (
-                "sluice_partitions_offline",
-                "gauge",
-                "Partitions of the shard that failed to open (KAFKA_STORAGE_ERROR until restart).",
-            ),
-            |s| s.partitions_offline,
-        ),
-        (
-            (
-                "sluice_log_bytes",
-                "gauge",
-                "Bytes of the partition logs owned by the shard.",
-            ),
-            |s| s.log_bytes,
-        ),
-        (
-            (
-                "sluice_mesh_sent_total",
-                "counter",
-                "Jobs sent to other shards.",
-            ),
-            |s| s.mesh_sent,
-        ),
-        (
-            (
-                "sluice_mesh_queue_full_total",
-                "counter",
-                "Sends that waited on a full cross-shard queue.",
-            ),
-            |s| s.mesh_queue_full,
-        ),
-    ];
-    for (family, value) in shard_families {
-        out.per_shard(snapshots, family, value);
-    }
-    for (index, family) in SessionStats::FAMILIES.into_iter().enumerate() {
-        out.per_shard(snapshots, family, |s| s.fetch_sessions.values()[index]);
-    }
-    let name = "sluice_read_cache_hit_ratio";
-    out.family(
-        name,
-        "gauge",
-        "Read-cache hits over lookups since start (0 before any lookup).",
-    );
-    for snapshot in snapshots {
-        let lookups = snapshot.cache_hits + snapshot.cache_misses;
-        let ratio = if lookups == 0 {
-            0.0
-        } else {
-            snapshot.cache_hits as f64 / lookups as f64
-        };
-        out.sample(name, &[("shard", &snapshot.shard.to_string())], ratio);
-    }
-    out.per_api(
-        snapshots,
-        ("sluice_requests_total", "Requests started, by API."),
-        |api| api.requests,
-    );
-    out.per_api(
-        snapshots,
-        (
-            "sluice_request_bytes_total",
-            "Request bytes received, by API (size prefix included).",
-        ),
-        |api| api.request_bytes,
-    );
-    out.per_api(
-        snapshots,
-        (
-            "sluice_response_bytes_total",
-            "Response bytes sent, by API (size prefix and sendfile bytes included).",
-        ),
-        |api| api.response_bytes,
-    );
-    render_errors(&mut out, snapshots);
-    render_latency(&mut out, snapshots);
-    render_partitions(&mut out, snapshots);
-    render_groups(&mut out, snapshots);
-    out.text
-}
-
-fn render_errors(out: &mut Writer, snapshots: &[Snapshot]) {
-    let name = "sluice_request_errors_total";
-    out.family(
-        name,
-        "counter",
-        "Error codes answered, by API and Kafka error name (one per partition or resource in error).",
-    );
-    for snapshot in snapshots {
-        let shard = snapshot.shard.to_string();
-        for (key, api) in &snapshot.apis {
-            let api_label = api_name(*key);
-            for (code, count) in &api.errors {
-                out.sample(
-                    name,
-                    &[
-                        ("shard", &shard),
-                        ("api", &api_label),
-                        ("error", &error_name(*code)),
-                    ],
-                    count,
-                );
-            }
-        }
-    }
-}
-
-fn render_latency(out: &mut Writer, snapshots: &[Snapshot]) {
-    let name = "sluice_request_latency_seconds";
-    out.family(
-        name,
-        "histogram",
-        "Time from decode to encoded response, by API.",
-    );
-    for snapshot in snapshots {
-        let shard = snapshot.shard.to_string();
-        for (key, api) in &snapshot.apis {
-            let api_label = api_name(*key);
-            out.histogram(
-                name,
-                &[("shard", &shard), ("api", &api_label)],
-                &api.latency,
-            );
-        }
-    }
-    let name = "sluice_produce_stage_seconds";
-    out.family(
-        name,
-        "summary",
-        "Where produce time goes, by stage, on the shard the request came in on (see src/stages.rs).",
-    );
-    for snapshot in snapshots {
-        let shard = snapshot.shard.to_string();
-        for stage in Stage::ALL {
-            let histogram = snapshot.produce_stages.get(stage);
-            if histogram.count() > 0 {
-                out.summary(
-                    name,
-                    &[("shard", &shard), ("stage", stage.name())],
-                    histogram,
-                );
-            }
-        }
-    }
-    let name = "sluice_log_sync_round_seconds";
-    out.family(
-        name,
-        "histogram",
-        "Time of a group-commit round: writing out the due logs' tails and fdatasync of each.",
-    );
-    for snapshot in snapshots {
-        out.histogram(
-            name,
-            &[("shard", &snapshot.shard.to_string())],
-            &snapshot.sync_rounds,
-        );
-    }
-}
-
-fn render_partitions(out: &mut Writer, snapshots: &[Snapshot]) {
-    type Field = fn(&PartitionOffsets) -> u64;
-    let families: [(&str, &str, Field); 4] = [
-        (
-            "sluice_partition_high_watermark",
-            "The offset below which consumers read (on disk, by default).",
-            |p| p.high_watermark.max(0) as u64,
-        ),
-        (
-            "sluice_partition_log_end_offset",
-            "The offset the next record appended to the partition gets.",
-            |p| p.log_end_offset.max(0) as u64,
-        ),
-        (
-            "sluice_partition_log_start_offset",
-            "The first offset still in the partition.",
-            |p| p.log_start_offset.max(0) as u64,
-        ),
-        (
-            "sluice_partition_log_bytes",
-            "Bytes of the partition's log segments.",
-            |p| p.size_bytes,
-        ),
-    ];
-    for (name, help, value) in families {
-        out.family(name, "gauge", help);
-        for snapshot in snapshots {
-            for partition in &snapshot.partitions {
-                out.sample(
-                    name,
-                    &[
-                        ("topic", &partition.topic),
-                        ("partition", &partition.partition.to_string()),
-                    ],
-                    value(partition),
-                );
-            }
-        }
-    }
-}
-
-fn render_groups(out: &mut Writer, snapshots: &[Snapshot]) {
-    let groups: Vec<&GroupMetrics> = snapshots.iter().flat_map(|s| &s.groups).collect();
-    let name = "sluice_consumer_groups";
-    out.family(
-        name,
-        "gauge",
-        "Consumer groups this broker coordinates, by state.",
-    );
-    for state in [
-        "Empty",
-        "PreparingRebalance",
-        "CompletingRebalance",
-        "Stable",
-        // KIP-848 consumer groups' own states.
-        "Assigning",
-        "Reconciling",
-    ] {
-        let count = groups.iter().filter(|g| g.state == state).count();
-        out.sample(name, &[("state", state)], count);
-    }
-    let name = "sluice_consumer_group_members";
-    out.family(name, "gauge", "Members of each consumer group.");
-    for group in &groups {
-        out.sample(name, &[("group", &group.group_id)], group.members);
-    }
-    // Lag joins a group's committed offsets (its coordinator shard) with
-    // high watermarks (the partitions' owner shards) from the same scrape,
-    // as `kafka-consumer-groups.sh` measures it.
-    let ends: BTreeMap<(&str, i32), i64> = snapshots
-        .iter()
-        .flat_map(|s| &s.partitions)
-        .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
-        .collect();
-    type GroupValue<'a> = Box<dyn Fn(&str, i32, i64) -> Option<i64> + 'a>;
-    let families: [(&str, &str, GroupValue); 2] = [
-        (
-            "sluice_consumer_group_committed_offset",
-            "The offset a consumer group committed, per partition.",
-            Box::new(|_, _, offset| Some(offset)),
-        ),
-        (
-            "sluice_consumer_group_lag",
-            "High watermark minus committed offset, per group and partition (partitions this broker has).",
-            Box::new(|topic, partition, offset| {
-                ends.get(&(topic, partition)).map(|end| (end - offset).max(0))
-            }),
-        ),
-    ];
-    for (name, help, value) in families {
-        out.family(name, "gauge", help);
-        for group in &groups {
-            for (topic, partition, offset) in &group.offsets {
-                let Some(value) = value(topic, *partition, *offset) else {
-                    continue;
-                };
-                out.sample(
-                    name,
-                    &[
-                        ("group", &group.group_id),
-                        ("topic", topic),
-                        ("partition", &partition.to_string()),
-                    ],
-                    value,
-                );
-            }
-        }
-    }
-}
-
-/// The cluster gauges of this node (shard 0's image): every node reports
-/// its own; only the active controller reports the cluster-wide counts.
-pub fn render_health(health: &Health) -> String {
-    let mut out = Writer {
-        text: String::new(),
-    };
-    let mut gauge = |name: &str, help: &str, value: u64| {
-        out.family(name, "gauge", help);
-        out.sample(name, &[], value);
-    };
-    gauge(
-        "sluice_active_controller",
-        "1 on the node that is the active controller, else 0.",
-        u64::from(health.active_controller),
-    );
-    gauge(
-        "sluice_fenced_brokers",
-        "Registered brokers that are fenced, in this node's metadata image.",
-        health.fenced_brokers,
-    );
-    gauge(
-        "sluice_offline_partitions",
-        "Partitions with a replica on this node and no leader.",
-        health.offline_partitions,
-    );
-    gauge(
-        "sluice_under_replicated_partitions",
-        "Partitions this node leads whose ISR is smaller than their replica set.",
-        health.under_replicated_partitions,
-    );
-    if let Some((offline, under_replicated)) = health.cluster {
-        gauge(
-            "sluice_cluster_offline_partitions",
-            "Partitions with no leader, cluster-wide (active controller only).",
-            offline,
-        );
-        gauge(
-            "sluice_cluster_under_replicated_partitions",
-            "Partitions whose ISR is smaller than their replica set, cluster-wide (active controller only).",
-            under_replicated,
-        );
-    }
-    out.text
-}
-
-fn api_name(key: i16) -> String {
-    ApiKey::try_from(key).map_or_else(|_| key.to_string(), |api| format!("{api:?}"))
 }
 
 /// Serves the endpoint until the task is dropped.
@@ -759,6 +264,11 @@ async fn answer(mut stream: TcpStream, shard: Rc<Shard>) {
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
+    } else if head.starts_with(b"GET /health ") {
+        probes::http_response(200, "ok")
+    } else if head.starts_with(b"GET /ready ") {
+        let (status, body) = probes::ready_response(&shard).await;
+        probes::http_response(status, &body)
     } else {
         "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
     };
@@ -766,5 +276,8 @@ async fn answer(mut stream: TcpStream, shard: Rc<Shard>) {
     let _ = stream.close().await;
 }
 
+pub mod probes;
+mod render;
+pub use render::{render, render_health};
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,10 @@
 //! Start-up and shutdown of one broker node.
 //!
 //! Runs on the main thread until the shards start: it prepares the data
-//! directory (lock, metadata image, leftovers of deleted topics), checks the
-//! listen address, then starts one shard per core and waits for them. Each
-//! shard installs its state, opens its partitions, binds the port and serves
+//! directory (lock, metadata image, leftovers of deleted topics), checks
+//! every listener's address and the TLS files, then starts one shard per
+//! core and waits for them. Each shard installs its state, opens its
+//! partitions, binds every listener and serves
 //! until [`request_shutdown`] is called (SIGTERM or SIGINT, from `main`).
 
 use std::net::SocketAddr;
@@ -19,7 +20,8 @@ use sluice_shards::{Mesh, PoolConfig, ShardPool};
 use crate::cluster::metadata::{self, MetadataDelta, MetadataImage};
 use crate::cluster::node::{self, MetaProperties, NodeStart};
 use crate::cluster::records::MetadataRecord;
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ClientAuth, SecurityProtocol, TlsFiles};
+use crate::net::tls::TlsServer;
 use crate::shard::{Shard, CONTROLLER_SHARD};
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
@@ -28,9 +30,50 @@ static FATAL: Mutex<Option<String>> = Mutex::new(None);
 /// How often shards look for a shutdown request.
 const SHUTDOWN_POLL_MS: u64 = 50;
 
+/// When the first stop request came, to log how long the stop took.
+static STOP_REQUESTED_AT: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// Asks every shard to stop. Safe to call from any thread.
 pub fn request_shutdown() {
+    STOP_REQUESTED_AT.get_or_init(std::time::Instant::now);
     SHUTDOWN.store(true, Ordering::SeqCst);
+}
+
+/// Whether a stop was asked for (`/ready` answers 503 from then on).
+pub fn shutdown_requested() -> bool {
+    SHUTDOWN.load(Ordering::SeqCst)
+}
+
+thread_local! {
+    /// This shard has bound the Kafka listener (each shard is one thread).
+    static SERVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling shard serves clients; read by `/ready`.
+pub fn shard_is_serving() -> bool {
+    SERVING.with(std::cell::Cell::get)
+}
+
+/// Bounds a stop: called once a stop was asked for (from the signal
+/// thread), it waits `timeout_ms` and, if the process still runs, logs and
+/// exits with status 1. Acknowledged data is already synced (flush.messages
+/// defaults to 1), so this is no worse than a crash, which recovery handles;
+/// a runtime's SIGKILL after its grace period would be the same, unlogged.
+pub fn bound_shutdown(timeout_ms: u64) {
+    let spawned = std::thread::Builder::new()
+        .name("sluice-stop-timer".into())
+        .spawn(move || {
+            std::thread::sleep(Duration::from_millis(timeout_ms));
+            tracing::error!(
+                timeout_ms,
+                "stop did not finish within shutdown.timeout.ms; exiting with status 1"
+            );
+            eprintln!("sluice: stop did not finish within {timeout_ms} ms (shutdown.timeout.ms)");
+            std::process::exit(1);
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the stop timer; the stop is not bounded");
+    }
 }
 
 /// Stops the broker because it cannot go on safely; `run` returns `why`.
@@ -43,6 +86,14 @@ pub fn fail(why: String) {
     request_shutdown();
 }
 
+/// A shard that cannot start stops the others too: they would otherwise
+/// wait forever for a registration that shard 0 never makes, and a
+/// supervisor (systemd, Kubernetes) could not restart the process.
+fn stop_all(why: String) -> String {
+    request_shutdown();
+    why
+}
+
 /// Runs the broker until shutdown is requested.
 pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     config.data_dir = absolute_data_dir(&config.data_dir)?;
@@ -52,12 +103,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let meta =
         node::claim_data_dir(&config.data_dir, config.node_id).map_err(anyhow::Error::msg)?;
     let bootstrap = legacy_bootstrap(&config)?;
-    let listen = check_listen_address(config.listen)?;
+    resolve_listeners(&mut config)?;
     if let Some(metrics) = config.metrics {
         config.metrics = Some(check_listen_address(metrics).context("key 'metrics'")?);
-    }
-    if config.advertise_port == 0 {
-        config.advertise_port = listen.port();
     }
     let pool = PoolConfig {
         nr_shards: config.shards,
@@ -66,8 +114,14 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         mesh_channel_capacity: config.mesh_channel_capacity,
         name: "sluice".into(),
     };
+    let listeners: Vec<String> = config
+        .security
+        .listeners
+        .iter()
+        .map(|listener| format!("{}://{}", listener.name, listener.address))
+        .collect();
     tracing::info!(
-        %listen,
+        listeners = %listeners.join(","),
         advertise = %format!("{}:{}", config.advertise_host, config.advertise_port),
         shards = config.shards,
         node_id = config.node_id,
@@ -79,7 +133,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let start = Arc::new(Mutex::new(Some((meta, bootstrap))));
     ShardPool::run(&pool, move |mesh: Mesh| {
-        shard_main(mesh, config.clone(), start.clone(), listen)
+        shard_main(mesh, config.clone(), start.clone())
     })?;
     if let Some(why) = FATAL
         .lock()
@@ -88,7 +142,10 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     {
         bail!(why);
     }
-    tracing::info!("sluice stopped");
+    let stopping_ms = STOP_REQUESTED_AT
+        .get()
+        .map(|at| at.elapsed().as_millis() as u64);
+    tracing::info!(stopping_ms, "sluice stopped");
     Ok(())
 }
 
@@ -98,7 +155,7 @@ type StartState = Arc<Mutex<Option<(MetaProperties, Option<Vec<MetadataRecord>>)
 /// This run of the broker (Kafka's incarnation id).
 static INCARNATION: std::sync::OnceLock<uuid::Uuid> = std::sync::OnceLock::new();
 
-fn incarnation() -> uuid::Uuid {
+pub fn incarnation() -> uuid::Uuid {
     *INCARNATION.get_or_init(uuid::Uuid::new_v4)
 }
 
@@ -120,19 +177,32 @@ async fn shard_main(
     mesh: Mesh,
     config: Arc<BrokerConfig>,
     start: StartState,
-    listen: SocketAddr,
 ) -> Result<(), String> {
     let shard = Shard::install(mesh, config, Arc::new(MetadataImage::default()));
     // Before any direct-I/O file: glommio's per-device polling probe must
     // see a non-empty file (see storage::prime_direct_io).
     crate::storage::prime_direct_io(&shard.config.data_dir)
         .await
-        .map_err(|error| format!("cannot use direct I/O in the data dir: {error}"))?;
+        .map_err(|error| stop_all(format!("cannot use direct I/O in the data dir: {error}")))?;
     // Work from other shards may run from here on: the shard's state exists.
     shard.mesh.open_inbox();
     if shard.id() == CONTROLLER_SHARD {
-        start_node(&shard, start)?;
+        start_node(&shard, start).map_err(stop_all)?;
     }
+    // The metrics endpoint first: /health answers and /ready says what is
+    // missing while the broker waits to join the cluster.
+    let metrics = match shard.config.metrics {
+        Some(address) if shard.id() == crate::shard::CONTROLLER_SHARD => {
+            let listener = crate::net::bind_exclusive(address)
+                .map_err(|error| stop_all(format!("cannot serve metrics on {address}: {error}")))?;
+            tracing::info!(%address, "metrics endpoint listening");
+            Some(glommio::spawn_local(crate::metrics::serve(
+                listener,
+                shard.clone(),
+            )))
+        }
+        _ => None,
+    };
     // Serve clients once this broker is registered and unfenced: before
     // that it knows no partitions and leads nothing.
     let mut waited_ms = 0u64;
@@ -143,9 +213,8 @@ async fn shard_main(
             tracing::info!("waiting for the controller quorum to register this broker");
         }
     }
-    let listener = crate::net::bind_shared(listen)
-        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
-    let accepting = glommio::spawn_local(crate::net::accept_loop(listener, shard.clone()));
+    let accepting = accept_on_every_listener(&shard).map_err(stop_all)?;
+    SERVING.with(|serving| serving.set(true));
     // The transaction coordinator reloads the partitions this node leads
     // and finishes the transactions they had prepared (after a restart).
     crate::txn::runtime::start();
@@ -155,23 +224,12 @@ async fn shard_main(
     ));
     // Retention and compaction, every log.retention.check.interval.ms.
     let maintenance = shard.storage.spawn_maintenance();
-    let metrics = match shard.config.metrics {
-        Some(address) if shard.id() == crate::shard::CONTROLLER_SHARD => {
-            let listener = crate::net::bind_exclusive(address)
-                .map_err(|error| format!("cannot serve metrics on {address}: {error}"))?;
-            tracing::info!(%address, "metrics endpoint listening");
-            Some(glommio::spawn_local(crate::metrics::serve(
-                listener,
-                shard.clone(),
-            )))
-        }
-        _ => None,
-    };
     tracing::debug!(shard = %shard.id(), partitions = shard.partitions.len(), "shard serving");
     while !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
     }
     drop(accepting);
+    SERVING.with(|serving| serving.set(false));
     drop(metrics);
     drop(maintenance);
     drop(upkeep);
@@ -184,6 +242,8 @@ async fn shard_main(
         fetch_memory_bytes = shard.metrics.fetch_memory_bytes.get(),
         cache_hits = cache.hits,
         cache_misses = cache.misses,
+        disk_read_bytes = cache.disk_read_bytes,
+        read_ahead_bytes = cache.read_ahead_bytes,
         "shard stopping"
     );
     shard.partitions.close_all().await;
@@ -275,8 +335,77 @@ async fn install_everywhere(
 /// naming the address. Port 0 is resolved here, so all shards share one.
 fn check_listen_address(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
     let probe = std::net::TcpListener::bind(listen)
-        .with_context(|| format!("cannot listen on {listen} (key 'listen')"))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     Ok(probe.local_addr()?)
+}
+
+/// Checks every Kafka listener's address (port 0 becomes the port found
+/// free, and what it advertises unless set), and the TLS files once, so a
+/// bad certificate stops start-up with the key named.
+fn resolve_listeners(config: &mut BrokerConfig) -> anyhow::Result<()> {
+    let key = if config
+        .value("listeners")
+        .is_some_and(|value| !value.is_empty())
+    {
+        "listeners"
+    } else {
+        "listen"
+    };
+    for listener in &mut config.security.listeners {
+        let bound = check_listen_address(listener.address)
+            .with_context(|| format!("listener {} (key '{key}')", listener.name))?;
+        if listener.advertised_port == 0 {
+            listener.advertised_port = bound.port();
+        }
+        listener.address = bound;
+    }
+    if let Some(files) = &config.security.tls {
+        crate::net::tls::server_config(files).map_err(anyhow::Error::msg)?;
+    }
+    let inter_broker = config.security.inter_broker().clone();
+    config.listen = inter_broker.address;
+    config.advertise_host = inter_broker.advertised_host;
+    config.advertise_port = inter_broker.advertised_port;
+    Ok(())
+}
+
+/// Binds every Kafka listener on this shard (SO_REUSEPORT) and accepts on
+/// each; the tasks stop when dropped.
+fn accept_on_every_listener(shard: &Rc<Shard>) -> Result<Vec<glommio::Task<()>>, String> {
+    let security = &shard.config.security;
+    security
+        .listeners
+        .iter()
+        .map(|config| {
+            let tls = match (&security.tls, config.protocol) {
+                (Some(files), SecurityProtocol::Ssl) => Some(TlsServer::load(files)?),
+                // As Kafka (KIP-684): SASL_SSL authenticates with SASL, so
+                // ssl.client.auth applies to SSL listeners only.
+                (Some(files), SecurityProtocol::SaslSsl) => Some(TlsServer::load(&TlsFiles {
+                    client_auth: ClientAuth::None,
+                    ..files.clone()
+                })?),
+                _ => None,
+            };
+            let endpoint = Rc::new(crate::net::ServedListener {
+                name: Rc::from(config.name.as_str()),
+                protocol: config.protocol,
+                tls,
+            });
+            let address = config.address;
+            let listener = crate::net::bind_shared(address).map_err(|error| {
+                format!(
+                    "cannot listen on {address} (listener {}): {error}",
+                    config.name
+                )
+            })?;
+            Ok(glommio::spawn_local(crate::net::accept_loop(
+                listener,
+                endpoint,
+                shard.clone(),
+            )))
+        })
+        .collect()
 }
 
 #[cfg(test)]

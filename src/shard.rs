@@ -20,6 +20,7 @@ use crate::fetch_session::{self, SessionCache};
 use crate::metrics::ShardMetrics;
 use crate::partition::PartitionTable;
 use crate::replication::ShardReplication;
+use crate::security::quota::QuotaTracker;
 use crate::storage::{ShardStorage, StorageConfig};
 
 /// The shard that owns node metadata (the controller) and its file.
@@ -39,6 +40,9 @@ pub struct Shard {
     pub metrics: ShardMetrics,
     /// The fetch sessions (KIP-227) of the connections this shard accepted.
     pub fetch_sessions: RefCell<SessionCache>,
+    /// Client byte-rate quotas of the connections this shard accepted.
+    pub produce_quota: RefCell<QuotaTracker>,
+    pub fetch_quota: RefCell<QuotaTracker>,
     /// Set on [`CONTROLLER_SHARD`] only, once the quorum is open.
     controller: OnceCell<Rc<Controller>>,
 }
@@ -57,6 +61,7 @@ impl Shard {
     pub fn install(mesh: Mesh, config: Arc<BrokerConfig>, image: Arc<MetadataImage>) -> Rc<Shard> {
         let mut storage_config = StorageConfig::new(config.data_dir.clone());
         storage_config.read_cache_bytes = config.cache_bytes;
+        storage_config.read_ahead_bytes = config.read_ahead_bytes;
         storage_config.retention_check_interval_ms = config.log.retention_check_interval_ms;
         storage_config.cleaner_backoff_ms = config.log.cleaner_backoff_ms;
         storage_config.cleaner_io_bytes_per_second = config.log.cleaner_io_bytes_per_second;
@@ -73,6 +78,8 @@ impl Shard {
         );
         let shard = Rc::new(Shard {
             fetch_sessions: RefCell::new(fetch_sessions),
+            produce_quota: RefCell::new(QuotaTracker::new(config.quota_producer_default)),
+            fetch_quota: RefCell::new(QuotaTracker::new(config.quota_consumer_default)),
             partitions: PartitionTable::new(config.data_dir.clone(), mesh.shard_id()),
             replication: ShardReplication::default(),
             storage: ShardStorage::new(storage_config),

@@ -48,14 +48,15 @@ install_python() {
         "$VENV/bin/python" -m pip install --quiet -r "$REQS"
         echo "$want" >"$VENV/.requirements.sha256"
     fi
-    "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest, pytest_timeout; print("confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "| kafka-python", kafka.__version__, "| aiokafka", aiokafka.__version__, "| pytest", pytest.__version__)'
+    "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest, pytest_timeout, playwright; print("confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "| kafka-python", kafka.__version__, "| aiokafka", aiokafka.__version__, "| pytest", pytest.__version__)'
 }
 
 install_stream_venv() {
-    # A stream-processing library in a venv of its own (.venv-quix,
-    # .venv-faust): each pins its own Kafka client version, which must not
-    # touch the shared .venv. Rebuilt when its requirements file changes.
-    local venv="$ROOT/$1" reqs="$ROOT/tests/streams/$2" module="$3" want have=""
+    # A venv of its own for tools that must not touch the shared .venv:
+    # a stream-processing library (.venv-quix, .venv-faust), each pinning its
+    # own Kafka client version, and the deploy validators (.venv-deploy).
+    # $2 is the requirements file under tests/. Rebuilt when it changes.
+    local venv="$ROOT/$1" reqs="$ROOT/tests/$2" module="$3" want have=""
     want="$(sha256sum "$reqs" | cut -d' ' -f1)"
     if [ ! -x "$venv/bin/python" ]; then
         echo "creating $venv"
@@ -89,6 +90,34 @@ install_kcat() {
         apt_get install -y -q --no-install-recommends kcat
     fi
     command -v kcat
+}
+
+install_chromium() {
+    # Debian's chromium for tests/integration/test_console.py (Playwright
+    # launches it by path: its own browser download is not reachable here).
+    if command -v chromium >/dev/null 2>&1; then
+        echo "chromium present: $(command -v chromium)"
+        return
+    fi
+    if ! apt-cache show chromium >/dev/null 2>&1; then
+        apt_get update -q
+    fi
+    if ! apt_get install -y -q --no-install-recommends chromium; then
+        apt_get update -q # stale package lists
+        apt_get install -y -q --no-install-recommends chromium
+    fi
+    command -v chromium
+}
+
+install_openssl() {
+    # scripts/make-certs.sh (test_security.py, the README) uses the openssl CLI.
+    if command -v openssl >/dev/null 2>&1; then
+        echo "openssl present: $(openssl version)"
+        return
+    fi
+    apt_get update -q
+    apt_get install -y -q --no-install-recommends openssl
+    openssl version
 }
 
 GO_PACKAGES="golang-go golang-github-shopify-sarama-dev golang-github-segmentio-kafka-go-dev"
@@ -132,10 +161,16 @@ if [ "${SKIP_INSTALL:-0}" != "1" ]; then
     step "install: python venv (.venv) with tests/requirements.txt"
     install_python
     step "install: stream-processing venvs (.venv-quix, .venv-faust)"
-    install_stream_venv .venv-quix requirements-quix.txt quixstreams
-    install_stream_venv .venv-faust requirements-faust.txt faust-streaming
+    install_stream_venv .venv-quix streams/requirements-quix.txt quixstreams
+    install_stream_venv .venv-faust streams/requirements-faust.txt faust-streaming
+    step "install: deploy validators venv (.venv-deploy): kubernetes-validate, check-jsonschema, hadolint"
+    install_stream_venv .venv-deploy requirements-deploy.txt kubernetes-validate
     step "install: kcat"
     install_kcat
+    step "install: chromium (Debian), for the web console's browser tests"
+    install_chromium
+    step "install: openssl (certificates for the TLS tests)"
+    install_openssl
     step "install: kafkajs (tests/js)"
     install_js
     step "install: Go, Sarama and kafka-go (Debian), tests/go built into target/go"
@@ -158,6 +193,16 @@ step "pytest tests/integration"
 export SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/sluice}"
 # test_streams.py fails instead of skipping when a stream venv is missing.
 export SLUICE_REQUIRE_STREAMS=1
-"$VENV/bin/python" -m pytest tests/integration -q -ra --timeout=300 "$@"
+# --timeout (pytest-timeout's signal) fails a test stuck in Python; a test
+# stuck inside a client's C code (a librdkafka thread deadlocked in close())
+# never returns to Python, so: faulthandler prints every thread's stack after
+# 6 minutes, and the whole run is stopped after PYTEST_LIMIT (40 minutes;
+# the suite takes about 15 here) rather than running into CI's 90.
+timeout --signal=TERM --kill-after=30s "${PYTEST_LIMIT:-40m}" \
+    "$VENV/bin/python" -m pytest tests/integration -q -ra --timeout=300 -o faulthandler_timeout=360 "$@" || {
+    status=$?
+    [ "$status" -eq 124 ] && echo "pytest stopped after ${PYTEST_LIMIT:-40m}: a test hung (stacks above)" >&2
+    exit "$status"
+}
 
 step "all tests passed"

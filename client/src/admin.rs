@@ -1,8 +1,8 @@
 //! Admin helpers over a [`Cluster`]: where a topic's partitions live
 //! ([`TopicLayout`], waiting for leaders), CreateTopics, DeleteTopics,
 //! CreatePartitions, DescribeConfigs, IncrementalAlterConfigs (or
-//! AlterConfigs on brokers without it) and DeleteRecords. Log offsets are
-//! in [`crate::offsets`].
+//! AlterConfigs on brokers without it), DeleteRecords and DescribeLogDirs
+//! (replica sizes). Log offsets are in [`crate::offsets`].
 //!
 //! Requests any broker answers go to [`Cluster::any`] (the controller
 //! forwards them); DeleteRecords goes to the partition's leader.
@@ -401,4 +401,28 @@ pub fn delete_records(
         }
         bail!("DeleteRecords did not answer for {topic}-{partition}")
     })
+}
+
+/// The size in bytes of each partition replica, per broker, from
+/// DescribeLogDirs asked of every broker (all topics). A broker that does
+/// not answer DescribeLogDirs fails the call; one log dir in error is
+/// skipped (its partitions are then missing from the map).
+pub fn replica_sizes(cluster: &mut Cluster) -> Result<BTreeMap<(String, i32), BTreeMap<i32, i64>>> {
+    use kafka_protocol::messages::DescribeLogDirsRequest;
+    let request = DescribeLogDirsRequest::default().with_topics(None);
+    let mut sizes: BTreeMap<(String, i32), BTreeMap<i32, i64>> = BTreeMap::new();
+    for broker in cluster.broker_ids() {
+        let response = cluster.broker(broker)?.call(&request, 4)?;
+        KafkaError::check(response.error_code, None, "describing log dirs")?;
+        for dir in response.results.iter().filter(|dir| dir.error_code == 0) {
+            for topic in &dir.topics {
+                for partition in &topic.partitions {
+                    let key = (topic.name.0.to_string(), partition.partition_index);
+                    *sizes.entry(key).or_default().entry(broker).or_default() +=
+                        partition.partition_size;
+                }
+            }
+        }
+    }
+    Ok(sizes)
 }

@@ -1,4 +1,4 @@
-//! Sluice's Kafka client: the one client library `loadgen` and the
+//! Sluice's Kafka client: the one client library `loadgen`, the web console and the
 //! `sluice` command-line tools share. Blocking std networking, no
 //! workload: what a tool sends is its own business.
 //!
@@ -15,11 +15,14 @@
 //! - [`group`]: a consumer-group member (classic protocol, range assignor).
 //! - [`offsets`]: ListOffsets at each leader, OffsetFetch, OffsetCommit.
 //! - [`admin`]: topics, configs, partitions, DeleteRecords.
+//! - [`acls`]: CreateAcls, DescribeAcls, DeleteAcls.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner.
+//! - [`records`]: the Fetch request, and record batches split and decoded.
 
 use kafka_protocol::messages::{GroupId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+pub mod acls;
 pub mod admin;
 pub mod cluster;
 pub mod errors;
@@ -27,7 +30,9 @@ pub mod group;
 pub mod idempotence;
 pub mod offsets;
 pub mod partitioner;
+pub mod records;
 pub mod retry;
+pub mod users;
 pub mod wire;
 
 pub use cluster::{retrying, Cluster};

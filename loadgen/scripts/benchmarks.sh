@@ -5,11 +5,12 @@
 # medians.
 #
 # Usage: loadgen/scripts/benchmarks.sh [scenario...]   (default: all)
-#   scenarios: limits s1 s1b s2 s3 s4 tail_latency cold_read
+#   scenarios: limits s1 s1b s2 s3 s4 tail_latency cost cold_read read_ahead scale tls
 # Environment:
 #   LOADGEN     loadgen binary        (default target/release/loadgen)
 #   SLUICE_BIN  Sluice binary         (default target/release/sluice)
 #   TANSU_BIN   tansu binary; unset or missing: Sluice only
+#   BROKERS     brokers to run (default: sluice, and tansu with TANSU_BIN)
 #   OUT         results directory     (default /tmp/loadgen-bench)
 #   RUNS        runs per scenario     (default 3)
 #   DATA        Sluice data directory parent (default /tmp/loadgen-bench-data)
@@ -77,7 +78,8 @@ start_broker() {
     sleep 1
 }
 
-brokers() {
+brokers() { # BROKERS="tansu" (say) runs only those
+    if [ -n "${BROKERS:-}" ]; then echo $BROKERS; return; fi
     echo sluice
     if [ -n "$TANSU_BIN" ] && [ -x "$TANSU_BIN" ]; then echo tansu; fi
 }
@@ -193,23 +195,97 @@ scrape() { # scrape NAME: the broker's metrics into $OUT/NAME.metrics
 tail_latency() { # acks=1 against acks=all at a fixed rate, default client batching
     # Each run: a fresh broker, one e2e run, then the broker's produce stage
     # histograms (sluice_produce_stage_seconds) and its CPU time.
-    # TAIL_RATES overrides the rates (default "20MB/s 200MB/s").
+    # TAIL_RATES overrides the rates (default "20MB/s 200MB/s"); TAIL_ARGS
+    # adds loadgen flags (e.g. "--producers 2 --connections 2").
+    # With TANSU_BIN, tansu runs the same (its CPU time too; no stages), as
+    # `produce` rather than `e2e`: loadgen cannot decode tansu 0.6's Fetch
+    # v12 responses ("Tag 0 is not valid for version 12"). TAIL_MODE=produce
+    # runs Sluice that way too, for the same load on both.
     limits "tail-$(date -u +%H%M%S)"
-    for rate in ${TAIL_RATES:-20MB/s 200MB/s}; do
-        for acks in 1 all; do
-            for run in $(seq "$RUNS"); do
-                local name="tail-sluice-${rate%%/s}-acks$acks-$run"
-                start_broker sluice fresh --metrics 127.0.0.1:$PORT_METRICS
-                local cpu_before
-                cpu_before=$(broker_cpu)
-                lg "$name" e2e --topic tail --partitions 2 --record-size 1024 \
-                    --rate "$rate" --acks $acks --duration 20s --warmup 5s
-                echo "$(broker_cpu) - $cpu_before" | bc >"$OUT/$name.cpu"
-                scrape "$name"
+    for broker in $(brokers); do
+        for rate in ${TAIL_RATES:-20MB/s 200MB/s}; do
+            for acks in 1 all; do
+                for run in $(seq "$RUNS"); do
+                    local name="tail-$broker-${rate%%/s}-acks$acks-$run"
+                    if [ "$broker" = sluice ]; then
+                        start_broker sluice fresh --metrics 127.0.0.1:$PORT_METRICS
+                    else
+                        start_broker "$broker" fresh
+                    fi
+                    local cpu_before
+                    cpu_before=$(broker_cpu)
+                    local mode=${TAIL_MODE:-e2e}
+                    [ "$broker" = sluice ] || mode=produce
+                    # shellcheck disable=SC2086 # TAIL_ARGS: extra loadgen flags
+                    lg "$name" "$mode" --topic tail --partitions 2 --record-size 1024 \
+                        --rate "$rate" --acks $acks --duration 20s --warmup 5s ${TAIL_ARGS:-}
+                    echo "$(broker_cpu) - $cpu_before" | bc >"$OUT/$name.cpu"
+                    echo "   broker CPU-s: $(cat "$OUT/$name.cpu")"
+                    [ "$broker" = sluice ] && scrape "$name"
+                done
             done
         done
     done
     python3 "$ROOT/loadgen/scripts/stages.py" "$OUT" tail-sluice
+}
+
+# broker_memory: the broker's peak resident memory in MiB (VmHWM).
+broker_memory() {
+    awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$BROKER_PID/status"
+}
+
+scale() { # how the cost grows: partitions, then connections, at a fixed aggregate rate
+    # Each run (each broker of `brokers`; `sluice topics create` makes the
+    # topic on tansu too): a fresh broker, `loadgen produce` at SCALE_RATE (default
+    # 20MB/s) with acks=1 and keys spread uniformly over the partitions;
+    # then the broker's CPU-seconds and peak memory beside loadgen's report.
+    # Partitions 1..10,000 over one connection; then 1..1,000 connections
+    # (up to 100 per producer thread) over 100 partitions, so that every
+    # connection carries batches (each partition keeps to one connection).
+    local rate=${SCALE_RATE:-20MB/s} row=()
+    echo "| run | partitions | connections | broker CPU-s | broker peak MiB |" >"$OUT/scale.md"
+    echo "|---|---|---|---|---|" >>"$OUT/scale.md"
+    scale_run() { # BROKER NAME PARTITIONS PRODUCERS CONNECTIONS_PER_PRODUCER
+        local broker=$1 name=$2 partitions=$3 producers=$4 connections=$5
+        start_broker "$broker" fresh
+        # The topic first, so that opening its partitions is not measured.
+        local created_at=$SECONDS
+        "$SLUICE_BIN" topics create --topic scale --partitions "$partitions" \
+            --bootstrap-server "$BOOTSTRAP" --request-timeout-ms 300000 >/dev/null
+        echo "   topic of $partitions partitions created in $((SECONDS - created_at)) s"
+        local cpu_before
+        cpu_before=$(broker_cpu)
+        lg "$name" produce --topic scale --partitions "$partitions" --keys uniform --record-size 1024 \
+            --rate "$rate" --acks 1 --producers "$producers" --connections "$connections" \
+            --duration 15s --warmup 5s
+        row=("$name" "$partitions" "$((producers * connections))" "$(echo "$(broker_cpu) - $cpu_before" | bc)" "$(broker_memory)")
+        (IFS='|'; echo "|${row[*]}|") >>"$OUT/scale.md"
+    }
+    for broker in $(brokers); do
+        for run in $(seq "$RUNS"); do
+            for partitions in ${SCALE_PARTITIONS:-1 100 1000 10000}; do
+                scale_run "$broker" "scale-$broker-p$partitions-$run" "$partitions" 1 1
+            done
+            for connections in ${SCALE_CONNECTIONS:-1 10 100 1000}; do
+                local producers=$(((connections + 99) / 100))
+                scale_run "$broker" "scale-$broker-c$connections-$run" 100 "$producers" "$((connections / producers))"
+            done
+        done
+    done
+    cat "$OUT/scale.md"
+}
+
+tls() { # produce and consume throughput over PLAINTEXT and over TLS, one broker, alternating
+    # loadgen speaks PLAINTEXT only: confluent-kafka (librdkafka, OpenSSL)
+    # drives both listeners (loadgen/scripts/tls_throughput.py).
+    local certs="$OUT/certs" tls_port=$((PORT_SLUICE + 10))
+    bash "$ROOT/scripts/make-certs.sh" "$certs" >/dev/null
+    start_broker sluice fresh \
+        --set "listeners=PLAINTEXT://127.0.0.1:$PORT_SLUICE,SSL://127.0.0.1:$tls_port" \
+        --set "ssl.keystore.location=$certs/server.pem" --set "ssl.key.location=$certs/server.key"
+    "${PYTHON:-$ROOT/.venv/bin/python}" "$ROOT/loadgen/scripts/tls_throughput.py" \
+        "127.0.0.1:$PORT_SLUICE" "127.0.0.1:$tls_port" "$certs/ca.pem" "$RUNS" "${TLS_MB:-1000}" \
+        | tee "$OUT/tls.md"
 }
 
 # same_shard_topic BASE NAME: prints a topic name whose partition 0 lands
@@ -268,6 +344,67 @@ cold_read() { # a cold read of COLD_GB (default 2) GB beside a 20 MB/s producer 
         start_broker sluice keep
         drop_page_cache
         lg "cold-consumer-alone-$run" consume --topic cold --from earliest --until-end --warmup 0s
+    done
+}
+
+cost() { # broker CPU-seconds per GB produced and consumed: 16 KiB and ~1 MB batches, acks=1 and all
+    # Each run: a fresh broker, COST_GB (default 2) GB produced as fast as
+    # the generator goes (2 partitions), then read back by one consumer;
+    # the broker's CPU time (all threads) around each, and the MB moved.
+    local records=$(( ${COST_GB:-2} * 1000 * 1000 ))
+    echo "| broker | batch | acks | produce MB/s | CPU-s per GB produced | consume MB/s | CPU-s per GB consumed |" >"$OUT/cost.md"
+    echo "|---|---|---|---|---|---|---|" >>"$OUT/cost.md"
+    for broker in $(brokers); do
+        # 1,000,000 rather than 1 MiB: a batch of 1 MiB of records and its
+        # framing would pass the default max.message.bytes (1 MiB + 12).
+        for batch in 16384 1000000; do
+            for acks in 1 all; do
+                for run in $(seq "$RUNS"); do
+                    local name="cost-$broker-b$batch-acks$acks-$run" before produced consumed
+                    start_broker "$broker" fresh
+                    before=$(broker_cpu)
+                    lg "$name-produce" produce --topic cost --partitions 2 --record-size 1000 \
+                        --batch-size "$batch" --linger-ms 5 --acks "$acks" \
+                        --records "$records" --duration 600s --warmup 0s
+                    produced=$(echo "$(broker_cpu) - $before" | bc)
+                    before=$(broker_cpu)
+                    lg "$name-consume" consume --topic cost --from earliest --until-end --warmup 0s
+                    consumed=$(echo "$(broker_cpu) - $before" | bc)
+                    python3 - "$OUT" "$name" "$broker" "$batch" "$acks" "$produced" "$consumed" >>"$OUT/cost.md" <<'PY'
+import json, sys
+out, name, broker, batch, acks, produced, consumed = sys.argv[1:]
+def cells(kind, cpu):
+    # "MB/s | CPU-s per GB", or "n/a" where the run moved nothing.
+    try:
+        results = json.load(open(f"{out}/{name}-{kind}.json"))["results"]
+        moved = results[kind]["bytes"]
+        return f"{moved / 1e6 / results['measured_seconds']:.0f} | {float(cpu) / (moved / 1e9):.2f}"
+    except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):
+        return "n/a | n/a"
+print(f"| {broker} | {batch} | {acks} | {cells('produce', produced)} | {cells('consume', consumed)} |")
+PY
+                    tail -1 "$OUT/cost.md" | sed 's/^/   /'
+                done
+            done
+        done
+    done
+}
+
+read_ahead() { # a cold consumer alone, for each read-ahead chunk in READ_AHEAD (bytes; 0: off)
+    local records=$(( ${COLD_GB:-2} * 1000 * 1000 ))
+    limits "ahead-$(date -u +%H%M%S)"
+    start_broker sluice fresh
+    lg "ahead-fill" produce --topic cold --partitions 1 --record-size 1000 --acks 1 \
+        --records "$records" --duration 600s
+    for run in $(seq "$RUNS"); do
+        for bytes in ${READ_AHEAD:-0 1048576 4194304 8388608}; do
+            start_broker sluice keep --set "fetch.read.ahead.bytes=$bytes"
+            drop_page_cache
+            local cpu_before
+            cpu_before=$(broker_cpu)
+            lg "ahead-$bytes-$run" consume --topic cold --from earliest --until-end --warmup 0s
+            echo "   broker CPU-s: $(echo "$(broker_cpu) - $cpu_before" | bc)"
+        done
     done
 }
 

@@ -68,8 +68,11 @@ pub enum PoolError {
     #[error(
         "locked-memory limit too low: {shards} shard(s) x io.memory.bytes={io_memory_bytes} \
          need about {needed_bytes} bytes, but `ulimit -l` allows {limit_bytes} bytes. \
-         Lower `--shards` or `io.memory.bytes` (minimum 524288), or raise the memlock limit \
-         (`ulimit -l`, or LimitMEMLOCK= in a systemd unit)"
+         Lower `--shards` or `io.memory.bytes` (minimum 524288), or raise the memlock limit: \
+         `ulimit -l`; systemd: LimitMEMLOCK=infinity; docker run: --ulimit memlock=-1; \
+         compose: `ulimits: memlock: -1`; Kubernetes has no per-pod setting: the node's \
+         container runtime default (containerd/CRI-O LimitMEMLOCK or default_ulimits) applies; \
+         see deploy/README.md"
     )]
     MemlockTooLow {
         shards: usize,
@@ -516,7 +519,11 @@ fn explain_spawn_error(message: &str) -> String {
     if lowered.contains("cannot allocate memory") || lowered.contains("operation not permitted") {
         format!(
             "{message} (io_uring could not lock memory: lower `--shards` or `io.memory.bytes`, \
-             or raise `ulimit -l`)"
+             or raise the memlock limit: `ulimit -l`, docker run --ulimit memlock=-1, \
+             compose `ulimits: memlock`, systemd LimitMEMLOCK=; or a seccomp profile blocks \
+             io_uring, as Docker 25+ and containerd 2.0 default profiles do: docker run \
+             --security-opt seccomp=unconfined, Kubernetes seccompProfile Unconfined; \
+             see deploy/README.md)"
         )
     } else {
         message.to_string()

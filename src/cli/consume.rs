@@ -20,20 +20,21 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use bytes::Bytes;
 use clap::Args;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest};
-use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
+use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::records::{Record, TimestampType};
 use serde_json::{json, Value};
 
 use super::output::OutputFormat;
 use super::Common;
 use sluice_client::group::{GroupConfig, GroupMember};
 use sluice_client::offsets::{self, Leaders, TopicPartition, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use sluice_client::records::fetch_request;
+pub use sluice_client::records::{decode_batch, split_batches, Batch};
 use sluice_client::retry::{classify, Refresh};
-use sluice_client::{topic_name, Cluster as Client, ConnectionError, KafkaError};
+use sluice_client::{Cluster as Client, ConnectionError, KafkaError};
 
 /// Fetch limits: how long the broker may hold a fetch open, and how many
 /// bytes it may answer per partition and in all.
@@ -43,15 +44,6 @@ const PARTITION_FETCH_BYTES_MAX: i32 = 64 * 1024 * 1024;
 const FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
 
 use sluice_client::codes::OFFSET_OUT_OF_RANGE;
-
-/// A record batch header: base offset (8), length (4), leader epoch (4),
-/// magic (1), CRC (4), attributes (2), last offset delta (4).
-const BATCH_HEADER_BYTES: usize = 27;
-const BATCH_LENGTH_AT: usize = 8;
-const BATCH_MAGIC_AT: usize = 16;
-const BATCH_ATTRIBUTES_AT: usize = 21;
-const BATCH_LAST_OFFSET_DELTA_AT: usize = 23;
-const ATTRIBUTE_CONTROL: i16 = 0x20;
 
 #[derive(Debug, Args)]
 #[command(
@@ -200,63 +192,6 @@ pub fn format_record(format: &Format, topic: &str, partition: i32, record: &Reco
     }
     fields.push(text(record.value.as_ref()));
     fields.join(&format.separator)
-}
-
-/// Whole record batches of a fetched partition, in order; a batch cut off
-/// by the fetch size limit is left out (it is fetched again next time).
-pub fn split_batches(mut data: Bytes) -> Vec<Bytes> {
-    let mut batches = Vec::new();
-    while data.len() >= BATCH_HEADER_BYTES {
-        let length_bytes = &data[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4];
-        let length = i32::from_be_bytes(length_bytes.try_into().expect("4 bytes"));
-        let Ok(length) = usize::try_from(length) else {
-            break;
-        };
-        let total = BATCH_LENGTH_AT + 4 + length;
-        if length < BATCH_HEADER_BYTES - BATCH_LENGTH_AT - 4 || data.len() < total {
-            break;
-        }
-        batches.push(data.split_to(total));
-    }
-    batches
-}
-
-/// One decoded batch: its records (none for a control batch) and the
-/// offset after its last record.
-pub struct Batch {
-    pub records: Vec<Record>,
-    pub next_offset: i64,
-}
-
-pub fn decode_batch(mut batch: Bytes) -> Result<Batch> {
-    assert!(
-        batch.len() >= BATCH_HEADER_BYTES,
-        "split_batches keeps whole headers"
-    );
-    let base_offset = i64::from_be_bytes(batch[..8].try_into().expect("8 bytes"));
-    let magic = batch[BATCH_MAGIC_AT];
-    if magic != 2 {
-        bail!("record batch at offset {base_offset} has message format v{magic}, not v2");
-    }
-    let attributes_bytes = &batch[BATCH_ATTRIBUTES_AT..BATCH_ATTRIBUTES_AT + 2];
-    let attributes = i16::from_be_bytes(attributes_bytes.try_into().expect("2 bytes"));
-    let delta_bytes = &batch[BATCH_LAST_OFFSET_DELTA_AT..BATCH_LAST_OFFSET_DELTA_AT + 4];
-    let last_offset_delta = i32::from_be_bytes(delta_bytes.try_into().expect("4 bytes"));
-    let next_offset = base_offset
-        .saturating_add(i64::from(last_offset_delta.max(0)))
-        .saturating_add(1);
-    if attributes & ATTRIBUTE_CONTROL != 0 {
-        return Ok(Batch {
-            records: Vec::new(),
-            next_offset,
-        });
-    }
-    let set = RecordBatchDecoder::decode(&mut batch)
-        .with_context(|| format!("decoding the record batch at offset {base_offset}"))?;
-    Ok(Batch {
-        records: set.records,
-        next_offset,
-    })
 }
 
 pub fn run(common: &Common, args: ConsumeArgs) -> Result<ExitCode> {
@@ -526,28 +461,14 @@ impl Consumer {
         partitions: &[i32],
         wait_ms: u64,
     ) -> Result<Vec<(i32, Option<Bytes>)>> {
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(wait_ms as i32)
-            .with_min_bytes(1)
-            .with_max_bytes(FETCH_BYTES_MAX)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(&self.topic))
-                .with_partitions(
-                    partitions
-                        .iter()
-                        .map(|partition| {
-                            FetchPartition::default()
-                                .with_partition(*partition)
-                                .with_current_leader_epoch(-1)
-                                .with_fetch_offset(self.positions[partition])
-                                .with_log_start_offset(-1)
-                                .with_partition_max_bytes(self.fetch_bytes(*partition))
-                        })
-                        .collect(),
-                )]);
+        let wanted: Vec<(i32, i64, i32)> = partitions
+            .iter()
+            .map(|partition| {
+                let offset = self.positions[partition];
+                (*partition, offset, self.fetch_bytes(*partition))
+            })
+            .collect();
+        let request = fetch_request(&self.topic, &wanted, wait_ms, FETCH_BYTES_MAX);
         let connection = self.client.broker(leader)?;
         let version = connection.version::<FetchRequest>(12)?;
         // The broker may hold the fetch for wait_ms beyond its usual answer time.

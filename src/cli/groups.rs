@@ -133,17 +133,17 @@ pub fn run(common: &Common, command: GroupsCommand) -> Result<ExitCode> {
 }
 
 /// A group as ListGroups names it.
-struct ListedGroup {
-    group: String,
-    state: String,
-    protocol_type: String,
+pub(crate) struct ListedGroup {
+    pub(crate) group: String,
+    pub(crate) state: String,
+    pub(crate) protocol_type: String,
     /// KIP-848's group type ("classic" or "consumer"); empty from brokers
     /// before ListGroups v5.
-    group_type: String,
+    pub(crate) group_type: String,
 }
 
 /// Every group of every broker (each broker lists the groups it coordinates).
-fn list_all(client: &mut Client) -> Result<Vec<ListedGroup>> {
+pub(crate) fn list_all(client: &mut Client) -> Result<Vec<ListedGroup>> {
     client.metadata(Some(&[]))?;
     let mut groups = BTreeMap::new();
     for broker in client.broker_ids() {
@@ -203,7 +203,7 @@ fn list(client: &mut Client, output: OutputFormat) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe_group(client: &mut Client, group: &str) -> Result<DescribedGroup> {
+pub(crate) fn describe_group(client: &mut Client, group: &str) -> Result<DescribedGroup> {
     retrying(client, |client| {
         describe_group_once(client.coordinator(group)?, group)
     })
@@ -241,38 +241,38 @@ pub fn decode_assignment(protocol_type: &str, bytes: &[u8]) -> Vec<TopicPartitio
     partitions
 }
 
-struct Member {
-    member_id: String,
-    group_instance_id: Option<String>,
-    client_id: String,
-    host: String,
-    assignment: Vec<TopicPartition>,
+pub(crate) struct Member {
+    pub(crate) member_id: String,
+    pub(crate) group_instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) host: String,
+    pub(crate) assignment: Vec<TopicPartition>,
 }
 
-struct OffsetRow {
-    topic: String,
-    partition: i32,
-    current: Option<i64>,
-    log_end: Option<i64>,
+pub(crate) struct OffsetRow {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) current: Option<i64>,
+    pub(crate) log_end: Option<i64>,
     /// Index into the members of the one assigned this partition.
-    member: Option<usize>,
+    pub(crate) member: Option<usize>,
 }
 
 impl OffsetRow {
-    fn lag(&self) -> Option<i64> {
+    pub(crate) fn lag(&self) -> Option<i64> {
         Some((self.log_end? - self.current?).max(0))
     }
 }
 
-struct GroupView {
-    group: String,
+pub(crate) struct GroupView {
+    pub(crate) group: String,
     /// KIP-848's group type; empty when the broker does not say.
-    group_type: String,
-    state: String,
-    protocol_type: String,
-    protocol: String,
-    members: Vec<Member>,
-    offsets: Vec<OffsetRow>,
+    pub(crate) group_type: String,
+    pub(crate) state: String,
+    pub(crate) protocol_type: String,
+    pub(crate) protocol: String,
+    pub(crate) members: Vec<Member>,
+    pub(crate) offsets: Vec<OffsetRow>,
 }
 
 /// Leaders of the partitions of those `topics` that still exist (a group
@@ -320,7 +320,7 @@ fn group_type(client: &mut Client, group: &str) -> Result<String> {
         .unwrap_or_default())
 }
 
-fn view_group(client: &mut Client, group: &str) -> Result<GroupView> {
+pub(crate) fn view_group(client: &mut Client, group: &str) -> Result<GroupView> {
     let described = describe_group(client, group)?;
     let committed = offsets::committed(client, group, None)?;
     if described.group_state.as_str() == "Dead" && committed.is_empty() {
@@ -402,7 +402,7 @@ fn describe(client: &mut Client, output: OutputFormat, args: &DescribeArgs) -> R
 }
 
 /// `orders(0,1) payments(2)`.
-fn assignment_text(assignment: &[TopicPartition]) -> String {
+pub(crate) fn assignment_text(assignment: &[TopicPartition]) -> String {
     offsets::by_topic(assignment.iter().cloned())
         .iter()
         .map(|(topic, partitions)| {
@@ -578,7 +578,7 @@ fn delete(client: &mut Client, output: OutputFormat, args: &DeleteArgs) -> Resul
     })
 }
 
-fn delete_one(client: &mut Client, group: &str) -> Result<()> {
+pub(crate) fn delete_one(client: &mut Client, group: &str) -> Result<()> {
     let connection = client.coordinator(group)?;
     let request = DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
     let response = connection.call(&request, 2)?;
@@ -595,7 +595,7 @@ fn delete_one(client: &mut Client, group: &str) -> Result<()> {
 
 /// How each partition's new offset is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Earliest,
     Latest,
     Offset(i64),
@@ -621,7 +621,7 @@ impl ResetArgs {
 
 /// A group with members is being consumed: offsets changed under it would
 /// be overwritten by its next commit, so Kafka's tool refuses, and so do we.
-fn check_inactive(described: &DescribedGroup, group: &str) -> Result<()> {
+pub(crate) fn check_inactive(described: &DescribedGroup, group: &str) -> Result<()> {
     let state = described.group_state.as_str();
     if matches!(state, "Empty" | "Dead") && described.members.is_empty() {
         return Ok(());
@@ -634,7 +634,7 @@ fn check_inactive(described: &DescribedGroup, group: &str) -> Result<()> {
 }
 
 /// The partitions `--topic`/`--all-topics` name, and their leaders.
-fn reset_scope(
+pub(crate) fn reset_scope(
     client: &mut Client,
     args: &ResetArgs,
     committed: &BTreeMap<TopicPartition, i64>,
@@ -730,11 +730,11 @@ fn reset_offsets(client: &mut Client, output: OutputFormat, args: &ResetArgs) ->
 }
 
 /// Partition -> (current committed offset, new offset).
-type Plan = BTreeMap<TopicPartition, (Option<i64>, i64)>;
+pub(crate) type Plan = BTreeMap<TopicPartition, (Option<i64>, i64)>;
 
 /// Each partition's new offset, kept within the partition's earliest and
 /// log-end offsets as Kafka's tool does.
-fn plan_offsets(
+pub(crate) fn plan_offsets(
     client: &mut Client,
     partitions: &[TopicPartition],
     committed: &BTreeMap<TopicPartition, i64>,

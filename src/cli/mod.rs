@@ -2,8 +2,10 @@
 //! `consume`, `groups` and `cluster`, what Kafka's `kafka-topics.sh` (with
 //! `kafka-reassign-partitions.sh` and `kafka-leader-election.sh`),
 //! `kafka-console-producer.sh`, `kafka-console-consumer.sh`,
-//! `kafka-consumer-groups.sh` and `kafka-metadata-quorum.sh` do, speaking the Kafka protocol to any broker
-//! named by `--bootstrap-server` (Sluice or another Kafka).
+//! `kafka-consumer-groups.sh`, `kafka-metadata-quorum.sh`, `kafka-acls.sh` (`acls`) and
+//! `kafka-configs.sh --entity-type users` (`users`) do, speaking the Kafka protocol to any broker
+//! named by `--bootstrap-server` (Sluice or another Kafka). `console` starts
+//! the web console (`crate::console`).
 //!
 //! This module owns the client side only. It runs on the process's main
 //! thread as a short-lived blocking client (the `sluice-client` crate,
@@ -21,6 +23,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use sluice_client::Cluster;
 
+pub mod acls;
 pub mod cluster;
 pub mod consume;
 pub mod datetime;
@@ -30,6 +33,7 @@ pub mod produce;
 pub mod replicas;
 pub mod topics;
 pub mod transactions;
+pub mod users;
 
 use output::OutputFormat;
 
@@ -44,6 +48,9 @@ pub const SUBCOMMANDS: &[&str] = &[
     "groups",
     "cluster",
     "transactions",
+    "console",
+    "acls",
+    "users",
 ];
 
 /// Kafka clients and tools for Sluice or any Kafka broker.
@@ -122,6 +129,18 @@ pub enum Command {
         #[command(subcommand)]
         action: transactions::TransactionsCommand,
     },
+    /// A web console for the cluster: brokers, topics, messages, groups.
+    Console(crate::console::ConsoleArgs),
+    /// Add, list and remove ACLs (kafka-acls.sh).
+    Acls {
+        #[command(subcommand)]
+        action: acls::AclsCommand,
+    },
+    /// Create, list and delete SCRAM users (kafka-configs.sh --entity-type users).
+    Users {
+        #[command(subcommand)]
+        action: users::UsersCommand,
+    },
 }
 
 /// Runs the tool named by `args[1]` and returns its exit code, or `None`
@@ -159,6 +178,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Groups { action } => groups::run(common, action),
         Command::Cluster { action } => cluster::run(common, action),
         Command::Transactions { action } => transactions::run(common, action),
+        Command::Console(args) => crate::console::run(common, args),
+        Command::Acls { action } => acls::run(common, action),
+        Command::Users { action } => users::run(common, action),
     }
 }
 

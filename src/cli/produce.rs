@@ -38,7 +38,7 @@ use sluice_client::partitioner::partition_for_key;
 use sluice_client::{retrying, topic_name, Cluster as Client, KafkaError};
 
 /// The headers of a record, as `Record::headers` holds them.
-type Headers = kafka_protocol::indexmap::IndexMap<StrBytes, Option<Bytes>>;
+pub(crate) type Headers = kafka_protocol::indexmap::IndexMap<StrBytes, Option<Bytes>>;
 
 /// Stdin is read in chunks of this size; a batch is sent when it holds
 /// this many bytes of keys and values (under Kafka's 1 MiB
@@ -297,46 +297,21 @@ impl Producer {
             } else {
                 -1
             };
-            let records: Vec<Record> = lines
-                .into_iter()
-                .enumerate()
-                .map(|(index, (key, value))| Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: -1,
-                    producer_id: self.identity.id,
-                    producer_epoch: self.identity.epoch,
-                    timestamp_type: TimestampType::Creation,
-                    offset: index as i64,
-                    // The encoder keeps records in one batch while offset
-                    // minus sequence is constant; without idempotence the
-                    // base sequence is -1 (none).
-                    sequence: if base_sequence < 0 {
-                        index as i32 - 1
-                    } else {
-                        idempotence::increment(base_sequence, index as i32)
-                    },
-                    timestamp,
-                    key,
-                    value: Some(value),
-                    headers: self.headers.clone(),
-                })
-                .collect();
-            let mut buf = BytesMut::new();
-            let options = RecordEncodeOptions {
-                version: 2,
-                compression: self.compression,
-            };
-            RecordBatchEncoder::encode(&mut buf, &records, &options)
-                .context("encoding a record batch")?;
+            let batch = encode_batch(
+                lines,
+                &self.headers,
+                &self.identity,
+                base_sequence,
+                timestamp,
+                self.compression,
+            )?;
             pending.insert(
                 partition,
                 PartitionProduceData::default()
                     .with_index(partition)
-                    .with_records(Some(buf.freeze())),
+                    .with_records(Some(batch)),
             );
-            counts.insert(partition, records.len() as u64);
+            counts.insert(partition, count as u64);
         }
         let topic = self.topic.clone();
         let (acks, idempotent) = (self.acks, self.identity.is_idempotent());
@@ -350,12 +325,57 @@ impl Producer {
     }
 }
 
+/// One record batch of `lines` (key, value), each with `headers`, all
+/// stamped `timestamp`; `base_sequence` -1 without idempotence.
+pub(crate) fn encode_batch(
+    lines: Vec<(Option<Bytes>, Bytes)>,
+    headers: &Headers,
+    identity: &ProducerIdentity,
+    base_sequence: i32,
+    timestamp: i64,
+    compression: Compression,
+) -> Result<Bytes> {
+    let records: Vec<Record> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(index, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: identity.id,
+            producer_epoch: identity.epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // The encoder keeps records in one batch while offset
+            // minus sequence is constant; without idempotence the
+            // base sequence is -1 (none).
+            sequence: if base_sequence < 0 {
+                index as i32 - 1
+            } else {
+                idempotence::increment(base_sequence, index as i32)
+            },
+            timestamp,
+            key,
+            value: Some(value),
+            headers: headers.clone(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).context("encoding a record batch")?;
+    Ok(buf.freeze())
+}
+
 /// Sends every pending batch to its partition's current leader, one request
 /// per leader, and drops the batches that were written. A batch that must
 /// be retried (its leader moved, its connection was lost) stays pending and
 /// the round fails with the retriable error, for [`retrying`] to refresh
 /// Metadata and call again; an idempotent batch cannot be written twice.
-fn send_round(
+pub(crate) fn send_round(
     client: &mut Client,
     topic: &str,
     acks: i16,
@@ -423,7 +443,7 @@ fn send_round(
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)

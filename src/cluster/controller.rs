@@ -29,20 +29,24 @@ use glommio::sync::Semaphore;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::acls;
 use super::commands::{self, Placement};
 pub use super::commands::{
     validate_topic_name, ConfigChange, ConfigOp, ConfigTarget, NewPartitions, NewTopic, TopicError,
     TopicRef,
 };
+use super::credentials;
 use super::election;
 use super::metadata::{MetadataImage, TopicMetadata};
 use super::placement;
 use super::quorum::{ProposeError, Quorum, QuorumStatus};
 use super::reassign::{self, Reassignment};
-use super::records::{MetadataRecord, RecordBatch};
+use super::records::{Endpoint, MetadataRecord, RecordBatch};
 use super::rpc;
+use super::voters::VoterAddresses;
 use crate::config::BrokerConfig;
 use crate::protocol::error_codes;
+use crate::security::acl::{AclBinding, AclFilter};
 
 /// How long a change waits for an active controller before it fails with
 /// NOT_CONTROLLER.
@@ -90,6 +94,16 @@ pub enum ControllerRequest {
     },
     /// The quorum as the active controller sees it (DescribeQuorum).
     DescribeQuorum,
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
+    /// AlterUserScramCredentials (`credentials.rs`).
+    AlterScramCredentials {
+        changes: Vec<credentials::ScramChange>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,6 +113,8 @@ pub struct BrokerHeartbeat {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -114,6 +130,8 @@ pub enum ControllerResponse {
     /// AlterPartition: Kafka's error code, if refused.
     Altered(Result<(), i16>),
     Reassignments(Vec<reassign::Ongoing>),
+    /// DeleteAcls: the bindings each filter removed.
+    DeletedAcls(Vec<Result<Vec<AclBinding>, TopicError>>),
     Quorum {
         status: QuorumStatus,
         /// Each voter's controller listener.
@@ -130,7 +148,9 @@ pub struct ControllerReply {
 
 pub struct Controller {
     quorum: Rc<Quorum>,
-    voters: BTreeMap<i32, SocketAddr>,
+    voters: Rc<VoterAddresses>,
+    /// Plain TCP or mutual TLS to the active controller.
+    transport: Rc<rpc::Transport>,
     config: Arc<BrokerConfig>,
     change_permit: Semaphore,
     /// The active controller's view of broker liveness (not in the log).
@@ -151,13 +171,15 @@ fn not_controller() -> TopicError {
 impl Controller {
     pub fn new(
         quorum: Rc<Quorum>,
-        voters: BTreeMap<i32, SocketAddr>,
+        voters: Rc<VoterAddresses>,
+        transport: Rc<rpc::Transport>,
         config: Arc<BrokerConfig>,
         bootstrap: Option<Vec<MetadataRecord>>,
     ) -> Controller {
         Controller {
             quorum,
             voters,
+            transport,
             config,
             change_permit: Semaphore::new(1),
             heartbeats: RefCell::new(BTreeMap::new()),
@@ -176,13 +198,19 @@ impl Controller {
         loop {
             let reply = if self.quorum.is_leader() {
                 Some(self.execute(request.clone()).await)
-            } else if let Some(address) = self.quorum.leader().and_then(|id| self.voters.get(&id)) {
-                match rpc::call::<_, ControllerReply>(*address, &self.quorum.hello(), &request)
+            } else if let Some((leader, address)) = self
+                .quorum
+                .leader()
+                .and_then(|id| Some((id, self.voters.get(id)?)))
+            {
+                let hello = self.quorum.hello();
+                match rpc::call::<_, ControllerReply>(address, &hello, &self.transport, &request)
                     .await
                 {
                     Ok(reply) => Some(reply),
                     Err(error) => {
                         tracing::debug!(%error, "forwarding to the active controller failed");
+                        self.voters.refresh(leader);
                         None
                     }
                 }
@@ -338,14 +366,22 @@ impl Controller {
                 ControllerResponse::Reassignments(reassign::list(image, partitions.as_deref())),
                 Vec::new(),
             ),
+            ControllerRequest::CreateAcls { acls } => {
+                let (results, records) = acls::create(image, acls);
+                (ControllerResponse::Outcomes(results), records)
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                let (results, records) = acls::delete(image, &filters);
+                (ControllerResponse::DeletedAcls(results), records)
+            }
+            ControllerRequest::AlterScramCredentials { changes } => {
+                let (results, records) = credentials::alter(image, changes);
+                (ControllerResponse::Outcomes(results), records)
+            }
             ControllerRequest::DescribeQuorum => (
                 ControllerResponse::Quorum {
                     status: self.quorum.status(),
-                    voters: self
-                        .voters
-                        .iter()
-                        .map(|(id, address)| (*id, *address))
-                        .collect(),
+                    voters: self.voters.all().into_iter().collect(),
                 },
                 Vec::new(),
             ),
@@ -388,6 +424,7 @@ impl Controller {
             broker.incarnation == heartbeat.incarnation
                 && broker.host == heartbeat.host
                 && broker.port == heartbeat.port
+                && broker.endpoints == heartbeat.endpoints
         });
         if !registered {
             // A restart: what the old incarnation held in memory may be gone,
@@ -408,6 +445,7 @@ impl Controller {
                     host: heartbeat.host,
                     port: heartbeat.port,
                     rack: heartbeat.rack,
+                    endpoints: heartbeat.endpoints,
                 }],
             );
         }
@@ -522,14 +560,20 @@ impl Controller {
     async fn fence_silent_brokers(&self) {
         let timeout = Duration::from_millis(self.config.broker_session_timeout_ms);
         let image = self.quorum.image();
+        let now = Instant::now();
+        // A live broker this controller has no heartbeat time for gets a
+        // full session from now: `became_leader` starts the clock for the
+        // brokers of the image it saw, and a broker that registered while
+        // it ran (its heartbeat time cleared) is not in it. Without this, a
+        // one-node cluster whose partitions take seconds to open fenced
+        // itself just after it registered.
         let silent: Vec<i32> = image
             .live_brokers()
             .map(|broker| broker.node_id)
             .filter(|id| {
-                self.heartbeats
-                    .borrow()
-                    .get(id)
-                    .is_none_or(|last| last.elapsed() >= timeout)
+                let mut heartbeats = self.heartbeats.borrow_mut();
+                let last = *heartbeats.entry(*id).or_insert(now);
+                now.duration_since(last) >= timeout
             })
             .collect();
         for node_id in silent {
@@ -707,6 +751,12 @@ fn failed(response: ControllerResponse, error: &str) -> ControllerResponse {
         ControllerResponse::ProducerIds(_) => {
             ControllerResponse::ProducerIds(Err(error.to_string()))
         }
+        ControllerResponse::DeletedAcls(results) => ControllerResponse::DeletedAcls(
+            results
+                .into_iter()
+                .map(|r| r.and(Err(failure.clone())))
+                .collect(),
+        ),
         other => other,
     }
 }

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::records::{ConfigResource, MetadataRecord, NO_LEADER};
+use super::records::{ConfigResource, Endpoint, MetadataRecord, NO_LEADER};
+use crate::security::acl::AclBinding;
+use crate::security::scram::{ScramCredential, ScramMechanism};
 
 /// The single-node metadata file of earlier versions (migrated at start).
 pub const LEGACY_METADATA_FILE_NAME: &str = "cluster-metadata.json";
@@ -87,9 +89,27 @@ pub struct BrokerRegistration {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Per listener; empty when registered by an earlier version.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
     pub fenced: bool,
     /// The log index of its registration (Kafka's broker epoch).
     pub epoch: u64,
+}
+
+impl BrokerRegistration {
+    /// Where clients of `listener` reach this broker: Kafka answers each
+    /// client with the endpoints of the listener it came through. A broker
+    /// registered by an earlier version (no endpoints) or without that
+    /// listener answers its inter-broker address.
+    pub fn endpoint(&self, listener: &str) -> (&str, u16) {
+        self.endpoints
+            .iter()
+            .find(|endpoint| endpoint.listener == listener)
+            .map_or((self.host.as_str(), self.port), |endpoint| {
+                (endpoint.host.as_str(), endpoint.port)
+            })
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -105,6 +125,12 @@ pub struct MetadataImage {
     /// Broker configs set at runtime (AlterConfigs on the broker resource),
     /// layered over the file and flags. Cluster-wide.
     pub broker_configs: BTreeMap<String, String>,
+    /// The cluster's ACLs (every broker authorizes against its copy).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acls: BTreeSet<AclBinding>,
+    /// SCRAM credentials by user, then mechanism.
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
     /// The active controller as this node last saw it (not from the log).
     #[serde(skip)]
     pub controller_id: Option<i32>,
@@ -117,6 +143,7 @@ pub struct MetadataDelta {
     pub topics: BTreeSet<String>,
     pub brokers_changed: bool,
     pub broker_configs_changed: bool,
+    pub acls_changed: bool,
     /// The whole image is new (start-up, snapshot): reconcile everything.
     pub full: bool,
 }
@@ -133,6 +160,7 @@ impl MetadataDelta {
         self.topics.extend(other.topics);
         self.brokers_changed |= other.brokers_changed;
         self.broker_configs_changed |= other.broker_configs_changed;
+        self.acls_changed |= other.acls_changed;
         self.full |= other.full;
     }
 
@@ -204,6 +232,7 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                endpoints,
             } => {
                 self.brokers.insert(
                     *node_id,
@@ -213,6 +242,7 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        endpoints: endpoints.clone(),
                         fenced: true,
                         epoch: index,
                     },
@@ -320,6 +350,34 @@ impl MetadataImage {
             },
             MetadataRecord::ProducerIds { next } => {
                 self.next_producer_id = self.next_producer_id.max(*next);
+            }
+            MetadataRecord::CreateAcls { acls } => {
+                self.acls.extend(acls.iter().cloned());
+                delta.acls_changed = true;
+            }
+            MetadataRecord::RemoveAcls { acls } => {
+                for acl in acls {
+                    self.acls.remove(acl);
+                }
+                delta.acls_changed = true;
+            }
+            MetadataRecord::UserScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram_credentials
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { user, mechanism } => {
+                if let Some(mechanisms) = self.scram_credentials.get_mut(user) {
+                    mechanisms.remove(mechanism);
+                    if mechanisms.is_empty() {
+                        self.scram_credentials.remove(user);
+                    }
+                }
             }
         }
         delta
@@ -534,6 +592,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9092,
             rack: None,
+            endpoints: Vec::new(),
         };
         let delta = image.apply(4, &register);
         assert!(delta.brokers_changed);

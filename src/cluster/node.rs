@@ -9,8 +9,6 @@
 //! Runs on shard 0. Must not: serve Kafka clients (shards do) or decide
 //! metadata (the controller does).
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -21,8 +19,9 @@ use uuid::Uuid;
 
 use super::controller::{BrokerHeartbeat, Controller, ControllerRequest};
 use super::quorum::{Install, Quorum, QuorumConfig};
-use super::records::MetadataRecord;
+use super::records::{Endpoint, MetadataRecord};
 use super::rpc::{self, FrameKind};
+use super::voters::VoterAddresses;
 use crate::config::BrokerConfig;
 
 pub const META_PROPERTIES_FILE_NAME: &str = "meta.properties";
@@ -99,32 +98,6 @@ pub fn claim_data_dir(data_dir: &Path, node_id: i32) -> Result<MetaProperties, S
     }
 }
 
-/// Every voter's controller address; a single node without voters is its
-/// own only voter and needs no address.
-pub fn voter_addresses(config: &BrokerConfig) -> Result<BTreeMap<i32, SocketAddr>, String> {
-    if config.controller_quorum_voters.is_empty() {
-        let unused = SocketAddr::from(([127, 0, 0, 1], 0));
-        return Ok(BTreeMap::from([(config.node_id, unused)]));
-    }
-    config
-        .controller_quorum_voters
-        .iter()
-        .map(|voter| {
-            let address = (voter.host.as_str(), voter.port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut addresses| addresses.next())
-                .ok_or_else(|| {
-                    format!(
-                        "cannot resolve {}:{} (key 'controller.quorum.voters')",
-                        voter.host, voter.port
-                    )
-                })?;
-            Ok((voter.node_id, address))
-        })
-        .collect()
-}
-
 pub struct NodeStart {
     pub config: std::sync::Arc<BrokerConfig>,
     /// This run of the broker (Kafka's incarnation id): a restart registers
@@ -140,22 +113,26 @@ pub struct NodeStart {
 /// Opens the quorum and starts everything of the cluster on this shard.
 pub fn start(start: NodeStart) -> Result<Rc<Controller>, String> {
     let config = start.config;
-    let voters = voter_addresses(&config)?;
+    let voters = Rc::new(VoterAddresses::resolve(&config)?);
+    let transport = Rc::new(rpc::Transport::new(
+        config.security.controller_tls.as_ref(),
+    )?);
     let quorum_config = QuorumConfig {
         node_id: config.node_id,
-        voters: voters.clone(),
+        voters: voters.all(),
         election_timeout_ms: config.controller_quorum_election_timeout_ms,
         snapshot_bytes: config.metadata_log_max_record_bytes_between_snapshots,
         cluster_id: start.meta.cluster_id.clone(),
     };
     let dir = start.data_dir.join(METADATA_LOG_DIR_NAME);
     let (quorum, queues) = Quorum::open(&dir, quorum_config, start.install, start.fatal)?;
-    let peers = voters.iter().filter(|(id, _)| **id != config.node_id);
-    for ((peer, address), queue) in peers.zip(queues) {
+    let peers = voters.all().into_keys().filter(|id| *id != config.node_id);
+    for (peer, queue) in peers.zip(queues) {
         glommio::spawn_local(super::quorum::peer_sender(
             quorum.clone(),
-            *peer,
-            *address,
+            peer,
+            voters.clone(),
+            transport.clone(),
             queue,
         ))
         .detach();
@@ -163,6 +140,7 @@ pub fn start(start: NodeStart) -> Result<Rc<Controller>, String> {
     let controller = Rc::new(Controller::new(
         quorum.clone(),
         voters.clone(),
+        transport.clone(),
         config.clone(),
         start.bootstrap,
     ));
@@ -173,8 +151,15 @@ pub fn start(start: NodeStart) -> Result<Rc<Controller>, String> {
         let listener = crate::net::bind_exclusive(listen).map_err(|error| {
             format!("cannot listen on {listen} (key 'controller.listen'): {error}")
         })?;
-        tracing::info!(%listen, voters = voters.len(), "controller listening");
-        glommio::spawn_local(serve(listener, quorum.clone(), controller.clone())).detach();
+        let tls = config.security.controller_tls.is_some();
+        tracing::info!(%listen, voters = voters.all().len(), tls, "controller listening");
+        glommio::spawn_local(serve(
+            listener,
+            transport,
+            quorum.clone(),
+            controller.clone(),
+        ))
+        .detach();
     }
     glommio::spawn_local(quorum.clone().run()).detach();
     glommio::spawn_local(controller.clone().run_duties()).detach();
@@ -205,6 +190,16 @@ async fn heartbeat_loop(
         host: config.advertise_host.clone(),
         port: config.advertise_port,
         rack: None,
+        endpoints: config
+            .security
+            .listeners
+            .iter()
+            .map(|listener| Endpoint {
+                listener: listener.name.clone(),
+                host: listener.advertised_host.clone(),
+                port: listener.advertised_port,
+            })
+            .collect(),
     };
     loop {
         let request = ControllerRequest::BrokerHeartbeat(heartbeat.clone());
@@ -232,13 +227,28 @@ async fn heartbeat_loop(
 }
 
 /// Serves the controller listener: Raft messages from other voters, and
-/// controller requests forwarded by other nodes.
-async fn serve(listener: TcpListener, quorum: Rc<Quorum>, controller: Rc<Controller>) {
+/// controller requests forwarded by other nodes. On an SSL listener, a
+/// connection that does not complete mutual TLS is closed before any
+/// frame of it is read.
+async fn serve(
+    listener: TcpListener,
+    transport: Rc<rpc::Transport>,
+    quorum: Rc<Quorum>,
+    controller: Rc<Controller>,
+) {
     loop {
         match listener.accept().await {
-            Ok(stream) => {
+            Ok(tcp) => {
                 let (quorum, controller) = (quorum.clone(), controller.clone());
+                let transport = transport.clone();
                 glommio::spawn_local(async move {
+                    let stream = match transport.accept(tcp).await {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::warn!(%error, "controller connection refused: TLS handshake failed");
+                            return;
+                        }
+                    };
                     if let Err(error) = serve_connection(stream, quorum, controller).await {
                         tracing::debug!(%error, "controller connection closed");
                     }
@@ -254,11 +264,10 @@ async fn serve(listener: TcpListener, quorum: Rc<Quorum>, controller: Rc<Control
 }
 
 async fn serve_connection(
-    mut stream: glommio::net::TcpStream,
+    mut stream: rpc::RpcStream,
     quorum: Rc<Quorum>,
     controller: Rc<Controller>,
 ) -> std::io::Result<()> {
-    stream.set_nodelay(true).ok();
     let (kind, payload) = rpc::read_frame(&mut stream).await?;
     if kind != FrameKind::Hello {
         return Err(rpc::invalid("expected a hello"));

@@ -33,6 +33,7 @@ use super::metadata::{MetadataDelta, MetadataImage};
 use super::raft_store::RaftStore;
 use super::records::RecordBatch;
 use super::rpc::{self, FrameKind, Hello};
+use super::voters::VoterAddresses;
 
 /// One Raft tick. Elections time out after `controller.quorum.election.timeout.ms`
 /// worth of ticks; the leader heartbeats every tick.
@@ -525,19 +526,23 @@ impl Quorum {
 }
 
 /// Sends one voter's queued Raft messages over a connection of its own,
-/// reconnecting after failures; what is queued while it cannot connect is
-/// dropped.
+/// reconnecting after failures (looking the voter's name up again, see
+/// `voters.rs`); what is queued while it cannot connect is dropped.
 pub async fn peer_sender(
     quorum: Rc<Quorum>,
     peer: i32,
-    address: SocketAddr,
+    voters: Rc<VoterAddresses>,
+    transport: Rc<rpc::Transport>,
     queue: LocalReceiver<Message>,
 ) {
     loop {
         let Some(first) = queue.recv().await else {
             return;
         };
-        match rpc::connect(address, &quorum.hello()).await {
+        let Some(address) = voters.get(peer) else {
+            return;
+        };
+        match rpc::connect(address, &quorum.hello(), &transport).await {
             Ok(mut stream) => {
                 let mut next = Some(first);
                 while let Some(message) = next {
@@ -562,6 +567,7 @@ pub async fn peer_sender(
                     if let Err(error) = sent {
                         tracing::debug!(peer, %error, "raft connection lost");
                         quorum.raw.borrow_mut().report_unreachable(peer as u64);
+                        voters.refresh(peer);
                         break;
                     }
                     next = queue.recv().await;
@@ -573,6 +579,8 @@ pub async fn peer_sender(
             Err(error) => {
                 tracing::debug!(peer, %address, %error, "cannot reach controller");
                 quorum.raw.borrow_mut().report_unreachable(peer as u64);
+                // It may be back under its name with a new address.
+                voters.refresh(peer);
             }
         }
         // What was queued meanwhile is sent late or dropped when the queue

@@ -18,6 +18,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::acl::AclBinding;
+use crate::security::scram::{ScramCredential, ScramMechanism};
+
 /// "No leader" in a partition record, as in Kafka.
 pub const NO_LEADER: i32 = -1;
 
@@ -25,6 +28,14 @@ pub const NO_LEADER: i32 = -1;
 pub enum ConfigResource {
     Topic(String),
     Broker,
+}
+
+/// A broker's advertised address on one listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,6 +52,10 @@ pub enum MetadataRecord {
         host: String,
         port: u16,
         rack: Option<String>,
+        /// Every Kafka listener's advertised address (`host`/`port` are the
+        /// inter-broker listener's); empty in records of earlier versions.
+        #[serde(default)]
+        endpoints: Vec<Endpoint>,
     },
     FenceBroker {
         node_id: i32,
@@ -87,6 +102,26 @@ pub enum MetadataRecord {
     /// Producer IDs below `next` are handed out.
     ProducerIds {
         next: i64,
+    },
+    /// ACLs added (Kafka's AccessControlEntryRecord); one already present
+    /// stays once.
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// ACLs removed (Kafka's RemoveAccessControlEntryRecord).
+    RemoveAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// A user's SCRAM credential for one mechanism, added or replaced
+    /// (AlterUserScramCredentials). Never the password.
+    UserScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    RemoveUserScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
     },
 }
 

@@ -10,15 +10,22 @@
 //!   fine (Raft resends), so a broken connection drops what was queued; or
 //! - one controller request and its answer (JSON), on a short connection.
 //!
+//! When the controller listener is SSL ([`Transport`]), every connection
+//! is mutual TLS before the `Hello`: each side shows its keystore
+//! certificate and verifies the other's against the truststore.
+//!
 //! Runs on shard 0 only. Must not: decide anything; it carries bytes to
 //! [`super::quorum`] and [`super::controller`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 use serde::{Deserialize, Serialize};
+
+use crate::config::TlsFiles;
+use crate::net::tls::TlsServer;
 
 /// Larger frames are refused (a snapshot of many thousands of partitions
 /// still fits).
@@ -69,8 +76,65 @@ impl Hello {
     }
 }
 
-pub async fn write_frame(
-    stream: &mut TcpStream,
+/// A controller connection: plain TCP, or TLS over it.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin {}
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for S {}
+pub type RpcStream = Box<dyn Stream>;
+
+/// How controller connections are made and accepted: plain TCP, or mutual
+/// TLS with this node's keystore and truststore (an SSL controller listener).
+#[derive(Default)]
+pub struct Transport {
+    tls: Option<(futures_rustls::TlsConnector, TlsServer)>,
+}
+
+impl Transport {
+    /// Reads the TLS files, if any; an error names the key at fault.
+    pub fn new(files: Option<&TlsFiles>) -> Result<Transport, String> {
+        let tls = match files {
+            Some(files) => Some((
+                crate::net::tls::client_connector(files)?,
+                TlsServer::load(files)?,
+            )),
+            None => None,
+        };
+        Ok(Transport { tls })
+    }
+
+    async fn open(&self, address: SocketAddr) -> std::io::Result<RpcStream> {
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(std::io::Error::from)?;
+        tcp.set_nodelay(true).ok();
+        Ok(match &self.tls {
+            Some((connector, _)) => {
+                let name =
+                    futures_rustls::rustls::pki_types::ServerName::IpAddress(address.ip().into());
+                Box::new(connector.connect(name, tcp).await?)
+            }
+            None => Box::new(tcp),
+        })
+    }
+
+    /// The server side of a new connection: a TLS handshake that requires
+    /// a client certificate the truststore verifies, within
+    /// [`CONNECT_TIMEOUT_MS`].
+    pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<RpcStream> {
+        tcp.set_nodelay(true).ok();
+        match &self.tls {
+            Some((_, server)) => {
+                let acceptor = server.acceptor();
+                let stream =
+                    with_timeout(CONNECT_TIMEOUT_MS, async { acceptor.accept(tcp).await }).await?;
+                Ok(Box::new(stream))
+            }
+            None => Ok(Box::new(tcp)),
+        }
+    }
+}
+
+pub async fn write_frame<S: AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
     kind: FrameKind,
     payload: &[u8],
 ) -> std::io::Result<()> {
@@ -83,7 +147,9 @@ pub async fn write_frame(
     stream.flush().await
 }
 
-pub async fn read_frame(stream: &mut TcpStream) -> std::io::Result<(FrameKind, Vec<u8>)> {
+pub async fn read_frame<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
+) -> std::io::Result<(FrameKind, Vec<u8>)> {
     let mut header = [0u8; 5];
     stream.read_exact(&mut header).await?;
     let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -125,12 +191,13 @@ pub async fn with_timeout<T>(
 
 /// Connects and exchanges `Hello`s; an answer from another cluster is an
 /// error naming both.
-pub async fn connect(address: SocketAddr, hello: &Hello) -> std::io::Result<TcpStream> {
+pub async fn connect(
+    address: SocketAddr,
+    hello: &Hello,
+    transport: &Transport,
+) -> std::io::Result<RpcStream> {
     with_timeout(CONNECT_TIMEOUT_MS, async {
-        let mut stream = TcpStream::connect(address)
-            .await
-            .map_err(std::io::Error::from)?;
-        stream.set_nodelay(true).ok();
+        let mut stream = transport.open(address).await?;
         write_frame(&mut stream, FrameKind::Hello, &encode_json(hello)).await?;
         let (kind, payload) = read_frame(&mut stream).await?;
         if kind != FrameKind::Hello {
@@ -152,9 +219,10 @@ pub async fn connect(address: SocketAddr, hello: &Hello) -> std::io::Result<TcpS
 pub async fn call<Q: Serialize, A: for<'de> Deserialize<'de>>(
     address: SocketAddr,
     hello: &Hello,
+    transport: &Transport,
     request: &Q,
 ) -> std::io::Result<A> {
-    let mut stream = connect(address, hello).await?;
+    let mut stream = connect(address, hello, transport).await?;
     with_timeout(REQUEST_TIMEOUT_MS, async {
         write_frame(&mut stream, FrameKind::Request, &encode_json(request)).await?;
         let (kind, payload) = read_frame(&mut stream).await?;

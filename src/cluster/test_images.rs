@@ -19,6 +19,7 @@ pub fn image(brokers: &[i32], fenced: &[i32], states: &[PartitionState]) -> Meta
                 host: "h".into(),
                 port: 1,
                 rack: None,
+                endpoints: Vec::new(),
             },
         );
         if !fenced.contains(id) {

@@ -1,6 +1,6 @@
 //! Building [`BrokerConfig`]: read the file, layer built-in default < file
-//! < `--set KEY=VALUE` < dedicated flags, check the rules that involve more
-//! than one key, and fill the typed fields. Also DescribeConfigs(BROKER)
+//! < environment (`env.rs`) < `--set KEY=VALUE` < dedicated flags, check
+//! the rules that involve more than one key, and fill the typed fields. Also DescribeConfigs(BROKER)
 //! and runtime (AlterConfigs) overrides over the static values.
 //!
 //! Must not: read anything but the one config file, or change a
@@ -12,20 +12,34 @@ use std::path::{Path, PathBuf};
 use super::cli::{flatten_toml, parse_cli, Cli};
 use super::cluster;
 use super::definitions::{definition, ConfigDef, Scope, DEFINITIONS};
+use super::env::{env_settings, EnvSetting};
+use super::listeners;
 use super::topic::resolve_topic;
-use super::validate::{parse_host_port, parse_listen, validate};
+use super::validate::{parse_listen, validate};
 use super::values::{Setting, Values};
 use super::{
-    BrokerConfig, ConfigEntry, ConfigError, ConfigSource, TopicConfig, DEFAULT_CONFIG_FILE,
+    BrokerConfig, ConfigEntry, ConfigError, ConfigSource, ConfigType, TopicConfig,
+    DEFAULT_CONFIG_FILE,
 };
 
 impl BrokerConfig {
     /// Parse `args` (including argv[0]), read the config file (`--config`,
-    /// else [`DEFAULT_CONFIG_FILE`] if present), apply the flags, validate.
+    /// else [`DEFAULT_CONFIG_FILE`] if present), apply the process's
+    /// `SLUICE_SET_*` / `SLUICE_<FLAG>` variables and the flags, validate.
     /// `--help` and `--version` come back as errors of kind Help/Version;
     /// call [`ConfigError::exit`] on any error.
     pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<BrokerConfig, ConfigError> {
+        Self::from_args_and_env(args, std::env::vars_os())
+    }
+
+    /// [`BrokerConfig::from_args`] with the environment given as `env`.
+    pub fn from_args_and_env<I, E>(args: I, env: E) -> Result<BrokerConfig, ConfigError>
+    where
+        I: IntoIterator<Item = String>,
+        E: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    {
         let cli = parse_cli(args)?;
+        let env = env_settings(env)?;
         let default_file = Path::new(DEFAULT_CONFIG_FILE);
         let file = match &cli.config {
             Some(path) => Some(path.clone()),
@@ -43,6 +57,7 @@ impl BrokerConfig {
             &cli,
             file.as_ref()
                 .map(|(path, text)| (path.as_path(), text.as_str())),
+            &env,
         )
     }
 
@@ -50,16 +65,23 @@ impl BrokerConfig {
     /// tools. No flags.
     pub fn from_toml_str(text: &str) -> Result<BrokerConfig, ConfigError> {
         let cli = parse_cli(["sluice".to_string()])?;
-        Self::build(&cli, Some((Path::new("<toml>"), text)))
+        Self::build(&cli, Some((Path::new("<toml>"), text)), &[])
     }
 
-    fn build(cli: &Cli, file: Option<(&Path, &str)>) -> Result<BrokerConfig, ConfigError> {
+    fn build(
+        cli: &Cli,
+        file: Option<(&Path, &str)>,
+        env: &[EnvSetting],
+    ) -> Result<BrokerConfig, ConfigError> {
         let mut values = Values::default();
         if let Some((path, text)) = file {
             let origin = path.display().to_string();
             for (key, value) in flatten_toml(text, &origin)? {
                 values.set(&key, &value, &origin, false)?;
             }
+        }
+        for (key, value, origin) in env {
+            values.set(key, value, origin, true)?;
         }
         for assignment in &cli.set {
             let Some((key, value)) = assignment.split_once('=') else {
@@ -82,12 +104,18 @@ impl BrokerConfig {
         config_file: Option<PathBuf>,
     ) -> Result<BrokerConfig, ConfigError> {
         check_cross_key_rules(&values)?;
-        let listen = parse_listen(values.text("listen")).expect("validated listen address");
-        let (advertise_host, advertise_port) = match parse_host_port(values.text("advertise")) {
-            Some(host_port) => host_port,
-            // Listening on port 0: the port is known only after bind.
-            None => (listen.ip().to_string(), listen.port()),
-        };
+        let security = listeners::security_config(&values)?;
+        let inter_broker = security.inter_broker();
+        let listen = inter_broker.address;
+        let (advertise_host, advertise_port) = (
+            inter_broker.advertised_host.clone(),
+            inter_broker.advertised_port,
+        );
+        let controller_listen = match values.source("controller.listen") {
+            ConfigSource::DefaultConfig => security.controller_listener,
+            _ => None,
+        }
+        .or_else(|| values.get("controller.listen").and_then(parse_listen));
         let log = resolve_topic(&values, &BTreeMap::new()).typed(&values);
         let size = |name| usize::try_from(values.unsigned(name)).unwrap_or(usize::MAX);
         let int = |name| i32::try_from(values.integer(name)).expect("validated as Int");
@@ -103,6 +131,8 @@ impl BrokerConfig {
             io_memory_bytes: size("io.memory.bytes"),
             ring_depth: size("ring.depth"),
             cache_bytes: size("cache.bytes"),
+            fetch_sendfile: values.text("fetch.cold.read") == "sendfile",
+            read_ahead_bytes: values.unsigned("fetch.read.ahead.bytes"),
             mesh_channel_capacity: size("mesh.channel.capacity"),
             socket_request_max_bytes: size("socket.request.max.bytes"),
             num_partitions: int("num.partitions"),
@@ -132,7 +162,7 @@ impl BrokerConfig {
                 .split(',')
                 .map(str::to_string)
                 .collect(),
-            controller_listen: values.get("controller.listen").and_then(parse_listen),
+            controller_listen,
             controller_quorum_voters: cluster::voters(&values),
             broker_session_timeout_ms: values.unsigned("broker.session.timeout.ms"),
             broker_heartbeat_interval_ms: values.unsigned("broker.heartbeat.interval.ms"),
@@ -152,6 +182,16 @@ impl BrokerConfig {
             min_incremental_fetch_session_eviction_ms: values
                 .unsigned("min.incremental.fetch.session.eviction.ms"),
             unclean_leader_election_enable: values.boolean("unclean.leader.election.enable"),
+            quota_producer_default: values.unsigned("quota.producer.default"),
+            quota_consumer_default: values.unsigned("quota.consumer.default"),
+            authorizer: crate::security::authorizer::AuthorizerConfig {
+                enabled: !values.text("authorizer.class.name").is_empty(),
+                super_users: crate::security::authorizer::parse_super_users(
+                    values.text("super.users"),
+                )
+                .expect("validated super.users"),
+                allow_everyone_if_no_acl_found: values.boolean("allow.everyone.if.no.acl.found"),
+            },
             auto_leader_rebalance_enable: values.boolean("auto.leader.rebalance.enable"),
             leader_imbalance_check_interval_seconds: values
                 .unsigned("leader.imbalance.check.interval.seconds"),
@@ -160,6 +200,8 @@ impl BrokerConfig {
             )
             .expect("validated as 0 to 100"),
             log_level: values.text("log.level").to_string(),
+            security,
+            shutdown_timeout_ms: values.unsigned("shutdown.timeout.ms"),
             log,
             config_file,
             values,
@@ -181,13 +223,16 @@ impl BrokerConfig {
     fn describe_broker_key(&self, def: &'static ConfigDef) -> ConfigEntry {
         let source = self.values.source(def.name);
         let synonyms = self.values.synonyms(def.name);
+        let sensitive = def.config_type == ConfigType::Password;
         ConfigEntry {
             name: def.name.to_string(),
-            value: self.values.get(def.name).map(str::to_string),
+            value: (!sensitive)
+                .then(|| self.values.get(def.name).map(str::to_string))
+                .flatten(),
             source,
             read_only: def.read_only,
             is_default: source == ConfigSource::DefaultConfig,
-            sensitive: false,
+            sensitive,
             config_type: def.config_type,
             documentation: def.documentation.to_string(),
             synonyms,
@@ -269,6 +314,7 @@ impl BrokerConfig {
                 next.advertise_host = self.advertise_host.clone();
                 next.advertise_port = self.advertise_port;
                 next.metrics = self.metrics;
+                next.security = self.security.clone();
                 next
             }
             Err(_) => self.clone(),
@@ -285,7 +331,7 @@ impl Default for BrokerConfig {
     /// Built-in defaults: no file, no flags.
     fn default() -> BrokerConfig {
         let cli = parse_cli(["sluice".to_string()]).expect("no arguments parse");
-        BrokerConfig::build(&cli, None).expect("built-in defaults are valid")
+        BrokerConfig::build(&cli, None, &[]).expect("built-in defaults are valid")
     }
 }
 
@@ -307,19 +353,6 @@ fn check_cross_key_rules(values: &Values) -> Result<(), ConfigError> {
             "{consumer_interval} is not below group.consumer.session.timeout.ms {consumer_session}"
         );
         return Err(ConfigError::invalid(key, values.origin_of(key), message));
-    }
-    let advertise = values.text("advertise");
-    let unroutable = parse_listen(advertise).is_some_and(|address| address.ip().is_unspecified());
-    if unroutable {
-        let message = format!(
-            "{advertise} is not an address clients can connect to; set advertise (--advertise) \
-             to a routable HOST:PORT"
-        );
-        return Err(ConfigError::invalid(
-            "advertise",
-            values.origin_of("advertise"),
-            message,
-        ));
     }
     cluster::check_rules(values)
 }

@@ -16,7 +16,9 @@ use super::{ConfigError, ConfigErrorKind};
     about = "Sluice: a Kafka-compatible message broker, thread-per-core on io_uring.",
     allow_negative_numbers = true,
     after_help = "Without --config, config/sluice.toml is read if it exists; otherwise built-in \
-        defaults apply.\nPrecedence: default < file < --set < the flags above.\n\
+        defaults apply.\nPrecedence: default < file < environment < --set < the flags above.\n\
+        Environment: SLUICE_SET_<KEY> sets any key (upper-cased, '.' as '_': SLUICE_SET_NODE_ID), \
+        and SLUICE_<FLAG> each flag above (SLUICE_NODE_ID, SLUICE_CONTROLLER_QUORUM_VOTERS).\n\
         Config keys use Kafka's names (log.retention.ms, num.partitions, ...); see config/README.md.\n\n\
         With no subcommand, sluice runs the broker. Tools for any Kafka-compatible broker \
         (each with --help):\n  sluice topics list|create|describe|alter|delete\n  \
@@ -59,30 +61,36 @@ pub(super) struct Cli {
     pub(super) set: Vec<String>,
 }
 
+/// The dedicated flags and the key each sets, in the order of the fields
+/// `Cli::flags` reads. `env.rs` derives the `SLUICE_<FLAG>` variables from it.
+pub(super) const FLAG_KEYS: [(&str, &str); 8] = [
+    ("data.dir", "--data-dir"),
+    ("listen", "--listen"),
+    ("advertise", "--advertise"),
+    ("shards", "--shards"),
+    ("node.id", "--node-id"),
+    ("metrics", "--metrics"),
+    ("controller.listen", "--controller-listen"),
+    ("controller.quorum.voters", "--controller-quorum-voters"),
+];
+
 impl Cli {
     /// The dedicated flags that were given, as (key, value, flag).
     pub(super) fn flags(&self) -> Vec<(&'static str, &str, &'static str)> {
-        let flags = [
-            ("data.dir", &self.data_dir, "--data-dir"),
-            ("listen", &self.listen, "--listen"),
-            ("advertise", &self.advertise, "--advertise"),
-            ("shards", &self.shards, "--shards"),
-            ("node.id", &self.node_id, "--node-id"),
-            ("metrics", &self.metrics, "--metrics"),
-            (
-                "controller.listen",
-                &self.controller_listen,
-                "--controller-listen",
-            ),
-            (
-                "controller.quorum.voters",
-                &self.controller_quorum_voters,
-                "--controller-quorum-voters",
-            ),
+        let values = [
+            &self.data_dir,
+            &self.listen,
+            &self.advertise,
+            &self.shards,
+            &self.node_id,
+            &self.metrics,
+            &self.controller_listen,
+            &self.controller_quorum_voters,
         ];
-        flags
+        FLAG_KEYS
             .into_iter()
-            .filter_map(|(key, value, flag)| Some((key, value.as_deref()?, flag)))
+            .zip(values)
+            .filter_map(|((key, flag), value)| Some((key, value.as_deref()?, flag)))
             .collect()
     }
 }

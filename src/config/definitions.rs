@@ -64,6 +64,9 @@ pub(super) enum Validator {
     LogLevel,
     /// Kafka's `ID@HOST:PORT,...`, or empty.
     QuorumVoters,
+    /// Any text; a key whose structure `listeners.rs` checks with the keys
+    /// it depends on.
+    Text,
     /// An integer in `min..=max`, or the one value `or` (Kafka's gzip level:
     /// 1 to 9, or -1 for the codec's default).
     RangeOr {
@@ -80,6 +83,8 @@ pub(super) enum Validator {
     /// A boolean that must be false: the feature is not in Sluice, and Kafka
     /// refuses `true` too while it is off on the broker. The text says why.
     FalseOnly(&'static str),
+    /// Kafka's `super.users`: `User:a;User:b`, or empty.
+    SuperUsers,
 }
 
 #[derive(Debug)]
@@ -198,12 +203,61 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
     broker("listen", T::String, V("127.0.0.1:9092"), Validator::ListenAddress, true,
         "IP:PORT the Kafka listener binds (Kafka: listeners). Port 0 picks a free port. Flag: --listen."),
     broker("metrics", T::String, V(""), Validator::OptionalListenAddress, true,
-        "IP:PORT of the Prometheus metrics endpoint (HTTP GET /metrics), served by shard 0; \
-         empty turns it off. Flag: --metrics."),
+        "IP:PORT of the Prometheus metrics endpoint (HTTP GET /metrics), served by shard 0, \
+         with the probes GET /health (200 while the process answers) and GET /ready (200 once \
+         this broker joined the quorum, is registered and unfenced and opened its partitions; \
+         503 with the reason otherwise); empty turns it off. Flag: --metrics."),
     broker("advertise", T::String, ListenAddress, Validator::HostPort, true,
         "HOST:PORT that Metadata tells clients to connect to (Kafka: advertised.listeners). \
         Default: the listen address; required when listening on an unspecified address such as 0.0.0.0. \
         Flag: --advertise."),
+    // Kafka's listener and security keys (src/config/listeners.rs).
+    broker("listeners", T::List, V(""), Validator::Text, true,
+        "Kafka's NAME://IP:PORT,... listeners, e.g. PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9094; \
+        every shard accepts on every listener. Empty: one PLAINTEXT listener on listen."),
+    broker("advertised.listeners", T::List, V(""), Validator::Text, true,
+        "NAME://HOST:PORT that Metadata tells clients who connected through listener NAME. \
+        Default: each listener's own address (required for one on 0.0.0.0)."),
+    broker("listener.security.protocol.map", T::List,
+        V("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), Validator::Text, true,
+        "NAME:PROTOCOL pairs: the security protocol of each listener name."),
+    broker("inter.broker.listener.name", T::String, V(""), Validator::Text, true,
+        "The listener other brokers replicate through; registered with the controller. \
+        Default: the first PLAINTEXT listener, else the first listener. Over TLS brokers verify each \
+        other against ssl.truststore.location; over SASL they use inter.broker.sasl.username."),
+    broker("inter.broker.sasl.username", T::String, V(""), Validator::Text, true,
+        "Sluice's key: the user this broker authenticates as (SASL/PLAIN) on a SASL inter-broker \
+        listener (Kafka: the listener's JAAS config). The user is a SCRAM user like any other."),
+    broker("inter.broker.sasl.password", T::Password, V(""), Validator::Text, true,
+        "Sluice's key: the password of inter.broker.sasl.username. Never shown by DescribeConfigs."),
+    broker("controller.listener.names", T::List, V(""), Validator::Text, true,
+        "Listener names of the controller (Raft) listener. A listener so named in listeners is \
+        not a Kafka listener: its address is controller.listen. PLAINTEXT, or SSL: then controllers \
+        talk mutual TLS (ssl.keystore.location shown, peers verified against \
+        ssl.truststore.location, client certificates required)."),
+    broker("ssl.keystore.location", T::String, V(""), Validator::Text, true,
+        "PEM file with this broker's certificate chain (and its private key, unless \
+        ssl.key.location names another file). Re-read when its modification time changes."),
+    broker("ssl.key.location", T::String, V(""), Validator::Text, true,
+        "Sluice's key: a PEM file with the private key of ssl.keystore.location (PKCS#8, PKCS#1 or SEC1). \
+        Empty: the key is in the keystore file."),
+    broker("ssl.truststore.location", T::String, V(""), Validator::Text, true,
+        "PEM file of the CA certificates that client certificates must chain to."),
+    broker("ssl.client.auth", T::String, V("none"), Validator::OneOf(&["required", "requested", "none"]), true,
+        "Client certificates on SSL listeners (not SASL_SSL, as Kafka): required, requested (verified when sent) or none."),
+    broker("sasl.enabled.mechanisms", T::List, V("SCRAM-SHA-256,SCRAM-SHA-512"),
+        Validator::ListOf(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]), true,
+        "SASL mechanisms served on SASL listeners. PLAIN checks the password against the user's \
+        SCRAM credential (SCRAM-SHA-512, else SCRAM-SHA-256)."),
+    broker("connections.max.reauth.ms", T::Long, V("0"), at_least(0), true,
+        "KIP-368: a SASL session lasts this long; the connection is closed after it unless the \
+        client authenticates again. 0: sessions never expire."),
+    broker("max.connections", T::Int, V("2147483647"), at_least(1), true,
+        "Connections this broker accepts at once, over all listeners; more are closed at once."),
+    broker("max.connections.per.ip", T::Int, V("2147483647"), at_least(1), true,
+        "Connections this broker accepts at once from one IP address."),
+    broker("connections.max.idle.ms", T::Long, V("600000"), at_least(1), true,
+        "A connection with no request for this long is closed."),
     broker("data.dir", T::String, V("./data"), Validator::Path, true,
         "Directory holding all partition logs and metadata (Kafka: log.dirs). Flag: --data-dir."),
     broker("shards", T::Int, Cores, range(1, SHARDS_MAX), true,
@@ -216,8 +270,20 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
     broker("cache.bytes", T::Long, V("67108864"), at_least(0), true,
         "Read cache per shard, in bytes. Direct I/O bypasses the page cache, so this is what serves \
         tailing consumers from memory."),
+    broker("fetch.cold.read", T::String, V("read"), Validator::OneOf(&["read", "sendfile"]), true,
+        "How fetches get data the read cache does not hold. read: io_uring direct-I/O reads into \
+        the cache, with read-ahead, so the shard never waits on the disk. sendfile: zero-copy from \
+        the kernel's page cache, which reads the disk on the shard's thread when the data is cold."),
+    broker("fetch.read.ahead.bytes", T::Long, V("4194304"), at_least(0), true,
+        "With fetch.cold.read=read: bytes read ahead of a consumer (and of a follower catching up) \
+        per chunk, from the disk into the read cache. 0 disables read-ahead."),
     broker("mesh.channel.capacity", T::Int, V("1024"), range(1, INT_MAX), true,
         "Bound of each shard-to-shard channel. A full channel is backpressure, never a blocked reactor."),
+    broker("shutdown.timeout.ms", T::Long, V("25000"), range(1, LONG_MAX), true,
+        "The longest a stop on SIGTERM or SIGINT may take (closing listeners, checkpoints, closing \
+        partitions); past it the process logs what it was doing and exits with status 1, as a \
+        crash would, which recovery handles. Below the runtime's grace period (Kubernetes: 30 s \
+        by default; docker stop: 10 s unless --stop-timeout), so Sluice stops itself first."),
     broker("log.level", T::String, V("info"), Validator::LogLevel, true,
         "Log filter: a level (trace, debug, info, warn, error, off) or comma-separated \
         target=level directives, e.g. sluice=debug,glommio=warn."),
@@ -339,6 +405,23 @@ pub(super) static DEFINITIONS: &[ConfigDef] = &[
         ignored!("Default local.retention.bytes of tiered storage; -2: retention.bytes.")),
     broker("unclean.leader.election.enable", T::Boolean, V("false"), Validator::Bool, false,
         "Default unclean.leader.election.enable: allow an out-of-sync replica to become leader, losing data."),
+    // Authorization (ACLs; src/security/authorizer.rs).
+    broker("authorizer.class.name", T::Class, V(""), Validator::OneOf(crate::security::authorizer::AUTHORIZER_CLASS_NAMES), true,
+        "Turns ACL authorization on: org.apache.kafka.metadata.authorizer.StandardAuthorizer (or \
+        kafka.security.authorizer.AclAuthorizer; both mean Sluice's built-in authorizer). Empty \
+        (the default): off, every request is allowed."),
+    broker("super.users", T::String, V(""), Validator::SuperUsers, true,
+        "Principals that may do everything when the authorizer is on, separated by semicolons: \
+        User:admin;User:broker. On a PLAINTEXT listener every client is User:ANONYMOUS."),
+    broker("allow.everyone.if.no.acl.found", T::Boolean, V("false"), Validator::Bool, true,
+        "With the authorizer on: allow a request on a resource that no ACL covers."),
+    // Client quotas (src/security/quota.rs).
+    broker("quota.producer.default", T::Long, V("9223372036854775807"), at_least(1), true,
+        "Produce bytes per second each client id may send to a broker (per shard it connects to); \
+        a client over it is throttled (throttle_time_ms, and its connection muted). Default: no quota."),
+    broker("quota.consumer.default", T::Long, V("9223372036854775807"), at_least(1), true,
+        "Fetch bytes per second each client id may receive from a broker (per shard it connects to); \
+        followers' fetches are not counted. Default: no quota."),
     // Kafka's cluster keys: the Raft metadata quorum (KRaft) and replication.
     broker("process.roles", T::List, V("broker,controller"), Validator::ListOf(PROCESS_ROLES), true,
         "The roles of this node: broker, controller, or both. Only the combined broker,controller \

@@ -21,8 +21,12 @@
 //! read that table, so they cannot disagree.
 //!
 //! Decisions, with the reason next to each:
-//! - Precedence is built-in default < file < `--set KEY=VALUE` < dedicated
-//!   flag (`--shards` ...), so a script can override one key of a shared file.
+//! - Precedence is built-in default < file < environment < `--set
+//!   KEY=VALUE` < dedicated flag (`--shards` ...), so a script can override
+//!   one key of a shared file, and a container's environment one key of a
+//!   mounted file while its command line still wins.
+//! - The environment (`env.rs`): `SLUICE_SET_<KEY>` for any broker key
+//!   (upper-cased, `.` as `_`) and `SLUICE_<FLAG>` for each dedicated flag.
 //! - An unknown key, a key set twice in one file, or a bad value stops
 //!   start-up with a message naming the key: a typo in a retention setting must
 //!   not silently keep data forever (or delete it early).
@@ -54,6 +58,7 @@
 //! - `values.rs`: the layered broker values (explicit settings over
 //!   defaults) and what a topic key inherits from them.
 //! - `cli.rs`: flag parsing and TOML flattening into `(key, text)` pairs.
+//! - `env.rs`: `SLUICE_SET_*` / `SLUICE_<FLAG>` variables into the same.
 //! - `broker.rs`: building [`BrokerConfig`] (default < file < `--set` <
 //!   flags), cross-key rules, DescribeConfigs(BROKER), runtime overrides.
 //! - `cluster.rs`: the cluster keys (`process.roles`, the quorum voters,
@@ -64,6 +69,8 @@ mod broker;
 mod cli;
 mod cluster;
 mod definitions;
+mod env;
+mod listeners;
 #[cfg(test)]
 mod tests;
 mod topic;
@@ -75,6 +82,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use definitions::{broker_config_names, is_topic_config, topic_config_names};
+pub use listeners::{ClientAuth, ListenerConfig, SecurityConfig, SecurityProtocol, TlsFiles};
 pub use topic::describe_topic;
 pub use validate::{validate_dynamic_broker_config, validate_topic_config};
 
@@ -318,6 +326,11 @@ pub struct BrokerConfig {
     pub ring_depth: usize,
     /// Per-shard read cache.
     pub cache_bytes: usize,
+    /// `fetch.cold.read=sendfile`: cold fetch data by `sendfile` rather than
+    /// io_uring reads into the cache.
+    pub fetch_sendfile: bool,
+    /// `fetch.read.ahead.bytes`.
+    pub read_ahead_bytes: u64,
     /// Bound of each cross-shard channel in the mesh.
     pub mesh_channel_capacity: usize,
     pub socket_request_max_bytes: usize,
@@ -375,10 +388,21 @@ pub struct BrokerConfig {
     pub auto_leader_rebalance_enable: bool,
     pub leader_imbalance_check_interval_seconds: u64,
     pub leader_imbalance_per_broker_percentage: u32,
+    /// `authorizer.class.name`, `super.users`,
+    /// `allow.everyone.if.no.acl.found`.
+    pub authorizer: crate::security::authorizer::AuthorizerConfig,
+    /// `quota.producer.default`, `quota.consumer.default`: bytes per
+    /// second per client id; `i64::MAX` is no quota.
+    pub quota_producer_default: u64,
+    pub quota_consumer_default: u64,
     /// A tracing filter: a level (`info`) or directives (`sluice=debug,warn`).
     pub log_level: String,
+    /// The bound on a stop after SIGTERM (`shutdown.timeout.ms`).
+    pub shutdown_timeout_ms: u64,
     /// The broker-wide defaults topics inherit (`log.*` keys and friends).
     pub log: TopicDefaults,
+    /// Listeners, TLS, SASL and connection limits.
+    pub security: SecurityConfig,
     /// The file that was read, if any.
     pub config_file: Option<PathBuf>,
     values: Values,

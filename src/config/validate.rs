@@ -90,8 +90,12 @@ pub(super) fn validate(def: &ConfigDef, value: &str) -> Result<String, String> {
             .map(|(host, port)| format_host_port(&host, port))
             .ok_or_else(|| format!("expected HOST:PORT such as broker1:9092, {}", got())),
         Validator::QuorumVoters => parse_voters(value).map(|voters| format_voters(&voters)),
+        Validator::Text => Ok(value.trim().to_string()),
         Validator::Path if value.trim().is_empty() => Err("expected a directory path".to_string()),
         Validator::Path => Ok(value.to_string()),
+        Validator::SuperUsers => crate::security::authorizer::parse_super_users(value)
+            .map(|users| users.join(";"))
+            .map_err(|error| format!("expected principals separated by ';', {error}")),
         Validator::LogLevel => validate_log_level(value)
             .map(|()| value.trim().to_string())
             .ok_or_else(|| {

@@ -15,6 +15,20 @@ pub async fn handle(
     context: &RequestContext,
     request: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
+    if let Some(code) = context
+        .transactional_id_refusal(
+            crate::security::acl::Operation::Write,
+            request.transactional_id.as_str(),
+        )
+        .or_else(|| {
+            context.group_refusal(
+                crate::security::acl::Operation::Read,
+                request.group_id.as_str(),
+            )
+        })
+    {
+        return AddOffsetsToTxnResponse::default().with_error_code(code);
+    }
     if ensure_offsets_topic(&context.shard).await.is_err() {
         return AddOffsetsToTxnResponse::default()
             .with_error_code(errors::COORDINATOR_NOT_AVAILABLE);

@@ -11,6 +11,8 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey};
 
 use super::{ApiSupport, RequestContext};
+use crate::security::acl::Operation;
+use crate::security::authorizer::Resource;
 use crate::txn::{errors, submit_to_txn_coordinator};
 
 pub const API: ApiSupport = super::api(ApiKey::AddPartitionsToTxn, 0, 3);
@@ -25,9 +27,18 @@ pub async fn handle(
     let epoch = request.v3_and_below_producer_epoch;
     let mut partitions = Vec::new();
     let mut unknown = Vec::new();
+    // Kafka: WRITE on the transactional id (all partitions refused), then
+    // WRITE on each topic (TOPIC_AUTHORIZATION_FAILED, the rest
+    // OPERATION_NOT_ATTEMPTED).
+    let id_refused = context.transactional_id_refusal(Operation::Write, &id);
+    let mut denied = Vec::new();
     for topic in &request.v3_and_below_topics {
         for &index in &topic.partitions {
             let pair = (topic.name.to_string(), index);
+            if !context.authorized(Operation::Write, Resource::topic(&topic.name)) {
+                denied.push(pair);
+                continue;
+            }
             let known = image
                 .topic(&topic.name)
                 .is_some_and(|t| (0..t.partitions).contains(&index));
@@ -38,7 +49,9 @@ pub async fn handle(
             }
         }
     }
-    let outcome = if !unknown.is_empty() {
+    let outcome = if let Some(code) = id_refused {
+        Err(code)
+    } else if !denied.is_empty() || !unknown.is_empty() {
         Err(errors::OPERATION_NOT_ATTEMPTED)
     } else {
         let asked = partitions.clone();
@@ -50,6 +63,8 @@ pub async fn handle(
         .map_err(|code| crate::txn::fenced_for_version(code, context.api_version, 2))
     };
     let code_of = |pair: &(String, i32)| match &outcome {
+        Err(code) if id_refused.is_some() => *code,
+        _ if denied.contains(pair) => crate::protocol::error_codes::TOPIC_AUTHORIZATION_FAILED,
         _ if unknown.contains(pair) => errors::UNKNOWN_TOPIC_OR_PARTITION,
         Ok(()) => errors::NONE,
         Err(code) => *code,

@@ -13,6 +13,7 @@ use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::cluster::controller::{ConfigChange, ConfigOp, ConfigTarget, TopicError};
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
 use crate::shard::{self, CONTROLLER_SHARD};
 
 pub const API: ApiSupport = super::api(ApiKey::AlterConfigs, 0, 2);
@@ -29,6 +30,8 @@ fn target(
     resource_type: i8,
     name: &str,
 ) -> Result<ConfigTarget, TopicError> {
+    super::describe_configs::config_refusal(context, Operation::AlterConfigs, resource_type, name)
+        .map_err(|(code, message)| TopicError::new(code, message))?;
     match resource_type {
         RESOURCE_TOPIC => Ok(ConfigTarget::Topic(name.to_string())),
         RESOURCE_BROKER if name.is_empty() || name == context.shard.config.node_id.to_string() => {

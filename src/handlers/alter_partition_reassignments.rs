@@ -21,6 +21,9 @@ pub async fn handle(
     context: &RequestContext,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    if let Some(code) = context.cluster_refusal(crate::security::acl::Operation::Alter) {
+        return AlterPartitionReassignmentsResponse::default().with_error_code(code);
+    }
     let allow_replication_factor_change =
         context.api_version < 1 || request.allow_replication_factor_change;
     let reassignments: Vec<Reassignment> = request

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::coordinator::manager::DescribedPartitions;
 use crate::coordinator::submit_to_coordinator;
+use crate::security::acl::Operation;
 
 pub const API: ApiSupport = super::api(ApiKey::ConsumerGroupDescribe, 0, 1);
 
@@ -31,11 +32,15 @@ pub async fn handle(
     for group_id in &request.group_ids {
         let id = group_id.to_string();
         let target = id.clone();
-        let described =
-            submit_to_coordinator(&context.shard, &target, move |coordinator| async move {
-                coordinator.consumer_describe(&id).await
-            })
-            .await;
+        let described = match context.group_refusal(Operation::Describe, &id) {
+            Some(code) => Err(code),
+            None => {
+                submit_to_coordinator(&context.shard, &target, move |coordinator| async move {
+                    coordinator.consumer_describe(&id).await
+                })
+                .await
+            }
+        };
         let entry = DescribedGroup::default()
             .with_group_id(group_id.clone())
             .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);

@@ -24,6 +24,12 @@ pub async fn handle(
     context: &RequestContext,
     request: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    if let Some(code) = context.group_refusal(
+        crate::security::acl::Operation::Read,
+        request.group_id.as_str(),
+    ) {
+        return ConsumerGroupHeartbeatResponse::default().with_error_code(code);
+    }
     let owned = request.topic_partitions.as_ref().map(|topics| {
         let mut owned = Partitions::new();
         for topic in topics {

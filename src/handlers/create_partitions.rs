@@ -5,9 +5,11 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 
-use super::{str_bytes, ApiSupport, RequestContext};
+use super::{no_answer, str_bytes, topic_refused, ApiSupport, RequestContext};
 use crate::cluster::controller::TopicError;
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
+use crate::security::authorizer::Resource;
 use crate::shard::{self, CONTROLLER_SHARD};
 
 pub const API: ApiSupport = super::api(ApiKey::CreatePartitions, 0, 3);
@@ -21,7 +23,18 @@ pub async fn handle(
         .iter()
         .map(|topic| (topic.name.0.to_string(), topic.count))
         .collect();
-    let to_send = changes.clone();
+    // ALTER on each topic (Kafka's rule).
+    let allowed: Vec<bool> = changes
+        .iter()
+        .map(|(name, _)| context.authorized(Operation::Alter, Resource::topic(name)))
+        .collect();
+    let to_send: Vec<(String, i32)> = changes
+        .iter()
+        .zip(&allowed)
+        .filter(|(_, allowed)| **allowed)
+        .map(|(change, _)| change.clone())
+        .collect();
+    let sent = to_send.len();
     let validate_only = request.validate_only;
     let outcome = context
         .shard
@@ -34,8 +47,9 @@ pub async fn handle(
         .await;
     let results = outcome.unwrap_or_else(|error| {
         let failure = TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, error.to_string());
-        vec![Err(failure); changes.len()]
+        vec![Err(failure); sent]
     });
+    let results = super::with_refused(&allowed, results, topic_refused, no_answer);
     let results = request
         .topics
         .into_iter()

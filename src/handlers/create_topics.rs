@@ -61,7 +61,7 @@ pub async fn handle(
     // A name given twice is refused whole, as Kafka does: neither is sent.
     let to_send: Vec<NewTopic> = new_topics
         .iter()
-        .filter(|topic| seen[&topic.name] == 1)
+        .filter(|topic| seen[&topic.name] == 1 && context.may_create_topic(&topic.name))
         .cloned()
         .collect();
     let outcome = context
@@ -91,6 +91,11 @@ pub async fn handle(
                         "Create topics request from client contains duplicate topic '{}'",
                         topic.name
                     ),
+                ))
+            } else if !context.may_create_topic(&topic.name) {
+                Err(TopicError::new(
+                    error_codes::TOPIC_AUTHORIZATION_FAILED,
+                    "Authorization failed.",
                 ))
             } else {
                 results.next().unwrap_or_else(|| {

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse
 
 use super::{ApiSupport, RequestContext};
 use crate::coordinator::{errors, submit_to_coordinator};
+use crate::security::acl::Operation;
 
 pub const API: ApiSupport = super::api(ApiKey::DeleteGroups, 0, 2);
 
@@ -19,6 +20,8 @@ pub async fn handle(
         let id = group_id.to_string();
         let code = if id.is_empty() {
             errors::INVALID_GROUP_ID
+        } else if let Some(code) = context.group_refusal(Operation::Delete, &id) {
+            code
         } else {
             let target = id.clone();
             submit_to_coordinator(&context.shard, &target, move |coordinator| async move {

@@ -11,6 +11,7 @@ use sluice_shards::ShardId;
 
 use super::{owners, ApiSupport, RequestContext};
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
 use crate::shard;
 use crate::storage::Offset;
 
@@ -27,10 +28,9 @@ pub async fn handle(
     let mut jobs: BTreeMap<ShardId, Vec<(String, i32, i64)>> = BTreeMap::new();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
-        let node_id = context.shard.config.node_id;
         for partition in topic.partitions.iter().filter(|p| {
-            image
-                .leader_check(&name, p.partition_index, node_id)
+            context
+                .topic_leader_check(&image, Operation::Delete, &name, p.partition_index)
                 .is_ok()
         }) {
             let owner = context
@@ -64,9 +64,13 @@ pub async fn handle(
                         .get(&(name.clone(), partition.partition_index))
                         .copied()
                         .unwrap_or_else(|| {
-                            let node_id = context.shard.config.node_id;
-                            let refused = image
-                                .leader_check(&name, partition.partition_index, node_id)
+                            let refused = context
+                                .topic_leader_check(
+                                    &image,
+                                    Operation::Delete,
+                                    &name,
+                                    partition.partition_index,
+                                )
                                 .err()
                                 .unwrap_or(error_codes::UNKNOWN_TOPIC_OR_PARTITION);
                             (refused, -1)

@@ -6,9 +6,11 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use uuid::Uuid;
 
-use super::{str_bytes, ApiSupport, RequestContext};
+use super::{no_answer, str_bytes, topic_refused, ApiSupport, RequestContext};
 use crate::cluster::controller::{TopicError, TopicRef};
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
+use crate::security::authorizer::Resource;
 use crate::shard::{self, CONTROLLER_SHARD};
 
 pub const API: ApiSupport = super::api(ApiKey::DeleteTopics, 1, 6);
@@ -33,7 +35,25 @@ pub async fn handle(
             .map(|name| TopicRef::Name(name.0.to_string()))
             .collect()
     };
-    let to_send = refs.clone();
+    // DELETE on each topic (Kafka's rule); an id names the topic it has.
+    let image = context.shard.image();
+    let allowed: Vec<bool> = refs
+        .iter()
+        .map(|topic_ref| {
+            let name = match topic_ref {
+                TopicRef::Name(name) => Some(name.as_str()),
+                TopicRef::Id(id) => image.topic_by_id(*id).map(|topic| topic.name.as_str()),
+            };
+            name.is_none_or(|name| context.authorized(Operation::Delete, Resource::topic(name)))
+        })
+        .collect();
+    let to_send: Vec<TopicRef> = refs
+        .iter()
+        .zip(&allowed)
+        .filter(|(_, allowed)| **allowed)
+        .map(|(topic_ref, _)| topic_ref.clone())
+        .collect();
+    let sent = to_send.len();
     let outcome = context
         .shard
         .mesh
@@ -43,10 +63,11 @@ pub async fn handle(
             controller.delete_topics(to_send).await
         })
         .await;
-    let results = outcome.unwrap_or_else(|error| {
+    let sent_results = outcome.unwrap_or_else(|error| {
         let failure = TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, error.to_string());
-        vec![Err(failure); refs.len()]
+        vec![Err(failure); sent]
     });
+    let results = super::with_refused(&allowed, sent_results, topic_refused, no_answer);
     let responses = refs
         .into_iter()
         .zip(results)

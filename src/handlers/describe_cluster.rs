@@ -14,7 +14,11 @@ pub fn handle(
     context: &RequestContext,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
+    if let Some(code) = context.cluster_refusal(crate::security::acl::Operation::Describe) {
+        return DescribeClusterResponse::default().with_error_code(code);
+    }
     let image = context.shard.image();
+    let listener = context.session.listener();
     let include_fenced = context.api_version >= 2 && request.include_fenced_brokers;
     let brokers = image
         .brokers
@@ -23,8 +27,8 @@ pub fn handle(
         .map(|broker| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(broker.node_id))
-                .with_host(str_bytes(broker.host.clone()))
-                .with_port(i32::from(broker.port))
+                .with_host(str_bytes(broker.endpoint(&listener).0.to_string()))
+                .with_port(i32::from(broker.endpoint(&listener).1))
                 .with_rack(broker.rack.clone().map(str_bytes))
                 .with_is_fenced(broker.fenced)
         })

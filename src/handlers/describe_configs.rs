@@ -10,6 +10,8 @@ use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsRe
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::config::ConfigEntry;
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
+use crate::security::authorizer::Resource;
 
 pub const API: ApiSupport = super::api(ApiKey::DescribeConfigs, 1, 4);
 
@@ -57,11 +59,38 @@ pub fn handle(
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// Kafka's check for `operation` (DESCRIBE_CONFIGS, ALTER_CONFIGS) on a
+/// config resource: the topic (TOPIC_AUTHORIZATION_FAILED) or, for a
+/// broker, the cluster (CLUSTER_AUTHORIZATION_FAILED).
+pub(super) fn config_refusal(
+    context: &RequestContext,
+    operation: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), (i16, String)> {
+    let (allowed, code) = match resource_type {
+        RESOURCE_TOPIC => (
+            context.authorized(operation, Resource::topic(name)),
+            error_codes::TOPIC_AUTHORIZATION_FAILED,
+        ),
+        RESOURCE_BROKER => (
+            context.authorized_on_cluster(operation),
+            error_codes::CLUSTER_AUTHORIZATION_FAILED,
+        ),
+        _ => (true, error_codes::NONE),
+    };
+    match allowed {
+        true => Ok(()),
+        false => Err((code, "Authorization failed.".to_string())),
+    }
+}
+
 fn entries(
     context: &RequestContext,
     resource_type: i8,
     name: &str,
 ) -> Result<Vec<ConfigEntry>, (i16, String)> {
+    config_refusal(context, Operation::DescribeConfigs, resource_type, name)?;
     let config = &context.shard.effective_config();
     match resource_type {
         RESOURCE_TOPIC => {

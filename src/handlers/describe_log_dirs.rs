@@ -19,6 +19,9 @@ pub async fn handle(
     context: &RequestContext,
     request: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    if let Some(code) = context.cluster_refusal(crate::security::acl::Operation::Describe) {
+        return DescribeLogDirsResponse::default().with_error_code(code);
+    }
     let wanted: Option<BTreeMap<String, Vec<i32>>> = request.topics.map(|topics| {
         topics
             .into_iter()

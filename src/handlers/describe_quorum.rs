@@ -29,6 +29,9 @@ pub async fn handle(
     context: &RequestContext,
     request: DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {
+    if let Some(code) = context.cluster_refusal(crate::security::acl::Operation::Describe) {
+        return DescribeQuorumResponse::default().with_error_code(code);
+    }
     let asks_metadata_log = request.topics.len() == 1
         && request.topics[0].topic_name.0.as_str() == METADATA_TOPIC
         && request.topics[0].partitions.len() == 1

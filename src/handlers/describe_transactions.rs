@@ -10,6 +10,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, ApiSupport, RequestContext};
+use crate::security::acl::Operation;
 use crate::txn::state::TxnMetadata;
 use crate::txn::{errors, submit_to_txn_coordinator};
 
@@ -22,6 +23,14 @@ pub async fn handle(
     let mut states = Vec::with_capacity(request.transactional_ids.len());
     for id in request.transactional_ids {
         let key = id.to_string();
+        if let Some(code) = context.transactional_id_refusal(Operation::Describe, &key) {
+            states.push(
+                TransactionState::default()
+                    .with_error_code(code)
+                    .with_transactional_id(id),
+            );
+            continue;
+        }
         let found =
             submit_to_txn_coordinator(&context.shard, &key.clone(), move |txn| async move {
                 txn.describe(&key)

@@ -19,6 +19,9 @@ pub async fn handle(
     context: &RequestContext,
     request: ElectLeadersRequest,
 ) -> ElectLeadersResponse {
+    if let Some(code) = context.cluster_refusal(crate::security::acl::Operation::Alter) {
+        return ElectLeadersResponse::default().with_error_code(code);
+    }
     let election_type = if context.api_version == 0 {
         PREFERRED
     } else {

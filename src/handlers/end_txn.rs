@@ -11,6 +11,12 @@ use crate::txn::{errors, submit_to_txn_coordinator};
 pub const API: ApiSupport = super::api(ApiKey::EndTxn, 0, 4);
 
 pub async fn handle(context: &RequestContext, request: EndTxnRequest) -> EndTxnResponse {
+    if let Some(code) = context.transactional_id_refusal(
+        crate::security::acl::Operation::Write,
+        request.transactional_id.as_str(),
+    ) {
+        return EndTxnResponse::default().with_error_code(code);
+    }
     let id = request.transactional_id.to_string();
     let producer_id = request.producer_id.0;
     let epoch = request.producer_epoch;

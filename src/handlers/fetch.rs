@@ -14,6 +14,10 @@
 //! session) or incremental (the session's partitions are read, and only
 //! those with news answered); `session.rs` converts to and from it,
 //! `response.rs` builds the response.
+//!
+//! Authorization (Kafka's): a consumer needs READ on each topic, a follower
+//! (replica_id >= 0) CLUSTER_ACTION on the cluster; else its partitions
+//! answer TOPIC_AUTHORIZATION_FAILED.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,6 +37,8 @@ use crate::partition::replica::DataWait;
 use crate::partition::txn_index::AbortedTxn;
 use crate::partition::TopicPartition;
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
+use crate::security::authorizer::Resource;
 use crate::shard;
 use crate::storage::{Offset, ReadData, ReadOptions};
 
@@ -127,6 +133,14 @@ pub async fn handle(context: &RequestContext, request: FetchRequest) -> Answer {
         }
         FetchContext::Sessionless | FetchContext::Error(_) => {}
     }
+    // Consumers' bytes count against `quota.consumer.default`; followers'
+    // do not (Kafka has separate replication quotas).
+    if !privileged {
+        // Zero-copy regions stand in the records as placeholders of their
+        // size, so the records' length is every byte sent.
+        let fetched = records_bytes(response);
+        response.throttle_time_ms = context.throttle(&context.shard.fetch_quota, fetched);
+    }
     answer
 }
 
@@ -147,8 +161,22 @@ async fn serve(
     let mut targets: BTreeMap<ShardId, Vec<Target>> = BTreeMap::new();
     let mut known: BTreeMap<(String, i32), PartitionRead> = BTreeMap::new();
     let node_id = context.shard.config.node_id;
+    let cluster_action =
+        request.replica_id.0 >= 0 && context.authorized_on_cluster(Operation::ClusterAction);
+    let mut readable: BTreeMap<&str, bool> = BTreeMap::new();
     for (key, params) in partitions {
-        if let Err(code) = image.leader_check(&key.topic, key.partition, node_id) {
+        let authorized =
+            *readable
+                .entry(&key.topic)
+                .or_insert_with(|| match request.replica_id.0 {
+                    replica if replica >= 0 => cluster_action,
+                    _ => context.authorized(Operation::Read, Resource::topic(&key.topic)),
+                });
+        let checked = match authorized {
+            true => image.leader_check(&key.topic, key.partition, node_id),
+            false => Err(error_codes::TOPIC_AUTHORIZATION_FAILED),
+        };
+        if let Err(code) = checked {
             known.insert(
                 (key.topic.clone(), key.partition),
                 PartitionRead::error(code),
@@ -192,17 +220,22 @@ async fn serve(
     let ResponseKind::Fetch(response) = &answer.body else {
         unreachable!("built above")
     };
-    let records_bytes: u64 = response
+    context
+        .shard
+        .metrics
+        .add_memory_bytes(records_bytes(response) - region_bytes);
+    answer
+}
+
+/// The length of every partition's records in `response`, placeholders of
+/// zero-copy regions included.
+fn records_bytes(response: &FetchResponse) -> u64 {
+    response
         .responses
         .iter()
         .flat_map(|topic| &topic.partitions)
         .map(|partition| partition.records.as_ref().map_or(0, |r| r.len() as u64))
-        .sum();
-    context
-        .shard
-        .metrics
-        .add_memory_bytes(records_bytes - region_bytes);
-    answer
+        .sum()
 }
 
 /// One round: every target read on its owner.
@@ -287,7 +320,7 @@ async fn read_on_owner(targets: Vec<Target>) -> Vec<PartitionRead> {
                 max_bytes: target.max_bytes.min(left),
                 min_one_batch: true,
                 upper_offset: Some(Offset(readable_end)),
-                zero_copy: true,
+                zero_copy: shard.config.fetch_sendfile,
             };
             match partition
                 .log

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoo
 
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::coordinator::errors;
+use crate::security::acl::Operation;
 
 pub const API: ApiSupport = super::api(ApiKey::FindCoordinator, 0, 4);
 
@@ -55,6 +56,7 @@ pub async fn handle(
         Err(message) => Some((errors::COORDINATOR_NOT_AVAILABLE, message)),
     };
     let image = context.shard.image();
+    let listener = context.session.listener();
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
         .map(|key| {
@@ -64,7 +66,14 @@ pub async fn handle(
                 .map(|topic| crate::coordinator::partition_for_group(&key, topic.partitions))
                 .and_then(|partition| image.leader_of(topic_name, partition))
                 .and_then(|leader| image.brokers.get(&leader).filter(|broker| !broker.fenced));
-            let error = error.clone().or_else(|| {
+            // Kafka: DESCRIBE on the group or transactional id, checked first.
+            let refused = match request.key_type {
+                KEY_TYPE_GROUP => context.group_refusal(Operation::Describe, &key),
+                KEY_TYPE_TRANSACTION => context.transactional_id_refusal(Operation::Describe, &key),
+                _ => None,
+            };
+            let refused = refused.map(|code| (code, "Authorization failed.".to_string()));
+            let error = refused.or_else(|| error.clone()).or_else(|| {
                 leader.is_none().then(|| {
                     let why = format!("The coordinator's {topic_name} partition has no leader");
                     (errors::COORDINATOR_NOT_AVAILABLE, why)
@@ -74,8 +83,8 @@ pub async fn handle(
                 (None, Some(broker)) => Coordinator::default()
                     .with_key(str_bytes(key))
                     .with_node_id(BrokerId(broker.node_id))
-                    .with_host(str_bytes(broker.host.clone()))
-                    .with_port(i32::from(broker.port)),
+                    .with_host(str_bytes(broker.endpoint(&listener).0.to_string()))
+                    .with_port(i32::from(broker.endpoint(&listener).1)),
                 (error, _) => {
                     let (code, message) = error.unwrap_or_default();
                     Coordinator::default()

@@ -9,6 +9,12 @@ use crate::coordinator::submit_to_coordinator;
 pub const API: ApiSupport = super::api(ApiKey::Heartbeat, 0, 4);
 
 pub async fn handle(context: &RequestContext, request: HeartbeatRequest) -> HeartbeatResponse {
+    if let Some(code) = context.group_refusal(
+        crate::security::acl::Operation::Read,
+        request.group_id.as_str(),
+    ) {
+        return HeartbeatResponse::default().with_error_code(code);
+    }
     let group_id = request.group_id.to_string();
     let member_id = request.member_id.to_string();
     let instance = request.group_instance_id.as_ref().map(|i| i.to_string());

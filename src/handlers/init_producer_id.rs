@@ -15,6 +15,7 @@ use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResp
 
 use super::{ApiSupport, RequestContext};
 use crate::protocol::error_codes;
+use crate::security::acl::{Operation, ResourceType};
 use crate::shard::{self, Shard, CONTROLLER_SHARD};
 
 pub const API: ApiSupport = super::api(ApiKey::InitProducerId, 0, 4);
@@ -27,6 +28,13 @@ thread_local! {
     static BLOCK: Cell<(i64, i64)> = const { Cell::new((0, 0)) };
 }
 
+fn refused(code: i16) -> InitProducerIdResponse {
+    InitProducerIdResponse::default()
+        .with_error_code(code)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+}
+
 pub async fn handle(
     context: &RequestContext,
     request: InitProducerIdRequest,
@@ -36,7 +44,16 @@ pub async fn handle(
         .as_ref()
         .filter(|id| !id.is_empty())
     {
+        if let Some(code) = context.transactional_id_refusal(Operation::Write, id.as_str()) {
+            return refused(code);
+        }
         return transactional(context, id.to_string(), &request).await;
+    }
+    // Kafka (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on any topic.
+    if !context.authorized_on_cluster(Operation::IdempotentWrite)
+        && !context.authorized_on_any(Operation::Write, ResourceType::Topic)
+    {
+        return refused(error_codes::CLUSTER_AUTHORIZATION_FAILED);
     }
     let current = request.producer_id.0;
     if current >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {

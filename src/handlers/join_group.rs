@@ -15,6 +15,12 @@ use crate::coordinator::submit_to_coordinator;
 pub const API: ApiSupport = super::api(ApiKey::JoinGroup, 0, 9);
 
 pub async fn handle(context: &RequestContext, request: JoinGroupRequest) -> JoinGroupResponse {
+    if let Some(code) = context.group_refusal(
+        crate::security::acl::Operation::Read,
+        request.group_id.as_str(),
+    ) {
+        return JoinGroupResponse::default().with_error_code(code);
+    }
     let version = context.api_version;
     let join = JoinRequest {
         group_id: request.group_id.to_string(),

@@ -11,6 +11,12 @@ use crate::coordinator::{errors, submit_to_coordinator};
 pub const API: ApiSupport = super::api(ApiKey::LeaveGroup, 0, 5);
 
 pub async fn handle(context: &RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse {
+    if let Some(code) = context.group_refusal(
+        crate::security::acl::Operation::Read,
+        request.group_id.as_str(),
+    ) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     let batched = context.api_version >= 3;
     let leaving: Vec<LeavingMember> = if batched {
         request

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsRes
 
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::coordinator::{errors, runtime};
+use crate::security::acl::Operation;
 
 pub const API: ApiSupport = super::api(ApiKey::ListGroups, 0, 5);
 
@@ -43,9 +44,18 @@ pub async fn handle(context: &RequestContext, request: ListGroupsRequest) -> Lis
             Err(code) => return ListGroupsResponse::default().with_error_code(code),
         }
     }
+    let every_group = context.authorized_on_cluster(Operation::Describe);
     let groups = listed
         .into_iter()
         .filter(|group| type_wanted(group.group_type))
+        // Kafka: DESCRIBE on the cluster lists every group, else those the
+        // principal may DESCRIBE.
+        .filter(|group| {
+            every_group
+                || context
+                    .group_refusal(Operation::Describe, &group.group_id)
+                    .is_none()
+        })
         .map(|group| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(group.group_id)))

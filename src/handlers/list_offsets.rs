@@ -13,6 +13,7 @@ use sluice_shards::ShardId;
 
 use super::{owners, str_bytes, ApiSupport, RequestContext};
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
 use crate::shard;
 use crate::storage::Offset;
 
@@ -46,9 +47,8 @@ fn refusal(
     topic: &str,
     partition: i32,
 ) -> i16 {
-    let node_id = context.shard.config.node_id;
-    image
-        .leader_check(topic, partition, node_id)
+    context
+        .topic_leader_check(image, Operation::Describe, topic, partition)
         .err()
         .unwrap_or(error_codes::UNKNOWN_TOPIC_OR_PARTITION)
 }
@@ -62,9 +62,13 @@ pub async fn handle(context: &RequestContext, request: ListOffsetsRequest) -> Li
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         for partition in &topic.partitions {
-            let node_id = context.shard.config.node_id;
-            if image
-                .leader_check(&name, partition.partition_index, node_id)
+            if context
+                .topic_leader_check(
+                    &image,
+                    Operation::Describe,
+                    &name,
+                    partition.partition_index,
+                )
                 .is_ok()
             {
                 let owner = context

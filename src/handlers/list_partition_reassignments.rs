@@ -22,6 +22,9 @@ pub async fn handle(
     context: &RequestContext,
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if let Some(code) = context.cluster_refusal(crate::security::acl::Operation::Describe) {
+        return ListPartitionReassignmentsResponse::default().with_error_code(code);
+    }
     let partitions = request.topics.map(|topics| {
         partition_pairs(
             topics

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, ApiSupport, RequestContext};
+use crate::security::acl::Operation;
 use crate::txn::state::{TxnMetadata, TxnState};
 use crate::txn::{errors, runtime};
 
@@ -69,6 +70,12 @@ pub async fn handle(
         .flatten()
         .flatten()
         .filter(|metadata| wanted(metadata))
+        // Kafka lists the ids the principal may DESCRIBE.
+        .filter(|metadata| {
+            context
+                .transactional_id_refusal(Operation::Describe, &metadata.transactional_id)
+                .is_none()
+        })
         .map(|metadata| {
             TransactionState::default()
                 .with_transactional_id(TransactionalId(str_bytes(metadata.transactional_id)))

@@ -7,6 +7,10 @@
 //! to the controller shard. Partitions that failed to open (see
 //! `partition::PartitionTable::offline`) are asked of every shard and shown
 //! with KAFKA_STORAGE_ERROR, no leader and this node as an offline replica.
+//!
+//! Authorization (Kafka's): a request for every topic lists only those the
+//! principal may DESCRIBE; a named one it may not is TOPIC_AUTHORIZATION_FAILED;
+//! auto-creation also needs CREATE (on the cluster or the topic).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +23,8 @@ use uuid::Uuid;
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::cluster::metadata::{MetadataImage, TopicMetadata};
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
+use crate::security::authorizer::Resource;
 
 pub const API: ApiSupport = super::api(ApiKey::Metadata, 0, 12);
 
@@ -41,24 +47,45 @@ pub async fn handle(context: &RequestContext, request: MetadataRequest) -> Metad
                 .collect(),
         ),
     };
+    let describable = |name: &str| context.authorized(Operation::Describe, Resource::topic(name));
     let allow_auto_create = config.auto_create_topics_enable
         && (context.api_version < 4 || request.allow_auto_topic_creation);
     let mut creation_errors = BTreeMap::new();
     if let (Wanted::Some(topics), true) = (&wanted, allow_auto_create) {
-        let names = topics.iter().filter_map(|(name, _)| name.clone());
-        creation_errors = super::auto_create_topics(context, names).await;
+        let image = context.shard.image();
+        let (names, refused): (Vec<String>, Vec<String>) = topics
+            .iter()
+            .filter_map(|(name, _)| name.clone())
+            .filter(|name| describable(name) && image.topic(name).is_none())
+            .partition(|name| context.may_create_topic(name));
+        creation_errors = super::auto_create_topics(context, names.into_iter()).await;
+        // Kafka: a topic to auto-create without CREATE is refused so.
+        for name in refused {
+            creation_errors.insert(name, error_codes::TOPIC_AUTHORIZATION_FAILED);
+        }
     }
     let image = context.shard.image();
+    let listener = context.session.listener();
     let offline = offline_partitions(context).await;
     let topics = match wanted {
         Wanted::All => image
             .topics
             .values()
+            .filter(|topic| describable(&topic.name))
             .map(|topic| topic_metadata(&image, topic, &offline, context.shard.config.node_id))
             .collect(),
         Wanted::Some(topics) => topics
             .into_iter()
             .map(|(name, topic_id)| {
+                let named = name
+                    .as_deref()
+                    .or_else(|| image.topic_by_id(topic_id).map(|topic| topic.name.as_str()));
+                if !named.is_some_and(describable) && (name.is_some() || named.is_some()) {
+                    return MetadataResponseTopic::default()
+                        .with_error_code(error_codes::TOPIC_AUTHORIZATION_FAILED)
+                        .with_name(name.map(|name| TopicName(str_bytes(name))))
+                        .with_topic_id(Uuid::nil());
+                }
                 describe_one(
                     &image,
                     name,
@@ -75,8 +102,8 @@ pub async fn handle(context: &RequestContext, request: MetadataRequest) -> Metad
         .map(|broker| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(broker.node_id))
-                .with_host(str_bytes(broker.host.clone()))
-                .with_port(i32::from(broker.port))
+                .with_host(str_bytes(broker.endpoint(&listener).0.to_string()))
+                .with_port(i32::from(broker.endpoint(&listener).1))
                 .with_rack(broker.rack.clone().map(str_bytes))
         })
         .collect();

@@ -10,7 +10,7 @@
 //! ApiVersions advertises and of the versions the decoder accepts, so the
 //! broker never advertises a version it does not serve.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -22,6 +22,10 @@ use crate::cluster::controller::{
     validate_topic_name, ControllerRequest, ControllerResponse, NewTopic, TopicError,
 };
 use crate::protocol::error_codes;
+use crate::security::acl::{AclBinding, Operation, ResourceType};
+use crate::security::authorizer::{
+    authorize, authorize_any, AuthorizerConfig, Requester, Resource,
+};
 use crate::shard::{self, Shard, CONTROLLER_SHARD};
 use crate::storage::FileRegion;
 
@@ -29,20 +33,25 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
@@ -62,6 +71,8 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod owners;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
@@ -123,6 +134,13 @@ pub const SUPPORTED: &[ApiSupport] = &[
     describe_transactions::API,
     list_transactions::API,
     write_txn_markers::API,
+    describe_acls::API,
+    create_acls::API,
+    delete_acls::API,
+    sasl_handshake::API,
+    sasl_authenticate::API,
+    describe_user_scram_credentials::API,
+    alter_user_scram_credentials::API,
 ];
 
 pub fn supported_range(api_key: ApiKey) -> Option<VersionRange> {
@@ -139,6 +157,117 @@ pub struct RequestContext {
     pub header: RequestHeader,
     /// The client's address, when the socket knows it.
     pub client_address: Option<std::net::SocketAddr>,
+    /// The connection's principal (`User:ANONYMOUS` until authenticated).
+    pub session: Rc<crate::security::Session>,
+}
+
+impl RequestContext {
+    /// Whether the connection's principal, from its address, may do
+    /// `operation` on `resource`: always with the authorizer off, else as
+    /// the ACLs of this shard's image say (`security::authorizer`).
+    pub fn authorized(&self, operation: Operation, resource: Resource<'_>) -> bool {
+        let allowed = self.ask_authorizer(|config, acls, requester| {
+            authorize(config, acls, requester, operation, resource)
+        });
+        if !allowed {
+            let principal = self.session.principal();
+            tracing::debug!(%principal, ?operation, ?resource, "denied");
+        }
+        allowed
+    }
+
+    /// Kafka's `authorizeByResourceType`: `operation` on some resource of
+    /// `resource_type` (`security::authorizer::authorize_any`).
+    pub fn authorized_on_any(&self, operation: Operation, resource_type: ResourceType) -> bool {
+        self.ask_authorizer(|config, acls, requester| {
+            authorize_any(config, acls, requester, operation, resource_type)
+        })
+    }
+
+    /// Runs `decide` with the authorizer's config, this shard's ACLs and the
+    /// connection's principal and host; yes at once when the authorizer is off.
+    fn ask_authorizer(
+        &self,
+        decide: impl FnOnce(&AuthorizerConfig, &BTreeSet<AclBinding>, Requester<'_>) -> bool,
+    ) -> bool {
+        let config = &self.shard.config.authorizer;
+        if !config.enabled {
+            return true;
+        }
+        let principal = self.session.principal();
+        let requester = Requester {
+            principal: &principal,
+            host: self.client_address.map(|address| address.ip()),
+        };
+        decide(config, &self.shard.image().acls, requester)
+    }
+
+    /// Whether the principal may create topic `name`: CREATE on the
+    /// cluster or on the topic, as Kafka asks.
+    pub fn may_create_topic(&self, name: &str) -> bool {
+        self.authorized_on_cluster(Operation::Create)
+            || self.authorized(Operation::Create, Resource::topic(name))
+    }
+
+    /// Whether this broker leads `partition` of `topic` for a principal
+    /// allowed `operation` on the topic: TOPIC_AUTHORIZATION_FAILED first,
+    /// then [`MetadataImage::leader_check`](crate::cluster::metadata::MetadataImage::leader_check)'s errors.
+    pub fn topic_leader_check(
+        &self,
+        image: &crate::cluster::metadata::MetadataImage,
+        operation: Operation,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), i16> {
+        if !self.authorized(operation, Resource::topic(topic)) {
+            return Err(error_codes::TOPIC_AUTHORIZATION_FAILED);
+        }
+        image.leader_check(topic, partition, self.shard.config.node_id)
+    }
+
+    /// GROUP_AUTHORIZATION_FAILED unless the principal may do `operation`
+    /// on the group.
+    pub fn group_refusal(&self, operation: Operation, group: &str) -> Option<i16> {
+        (!self.authorized(operation, Resource::group(group)))
+            .then_some(error_codes::GROUP_AUTHORIZATION_FAILED)
+    }
+
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED unless the principal may do
+    /// `operation` on the transactional id.
+    pub fn transactional_id_refusal(&self, operation: Operation, id: &str) -> Option<i16> {
+        (!self.authorized(operation, Resource::transactional_id(id)))
+            .then_some(error_codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    }
+
+    /// CLUSTER_AUTHORIZATION_FAILED unless the principal may do `operation`
+    /// on the cluster.
+    pub fn cluster_refusal(&self, operation: Operation) -> Option<i16> {
+        (!self.authorized_on_cluster(operation))
+            .then_some(error_codes::CLUSTER_AUTHORIZATION_FAILED)
+    }
+
+    /// Counts `bytes` against this client id's quota in `tracker` (one of
+    /// the shard's) and mutes the connection for the throttle time it
+    /// earns; returns that time for the response's `throttle_time_ms`.
+    pub fn throttle(
+        &self,
+        tracker: &std::cell::RefCell<crate::security::quota::QuotaTracker>,
+        bytes: u64,
+    ) -> i32 {
+        if tracker.borrow().is_unlimited() {
+            return 0;
+        }
+        let client_id = self.header.client_id.as_deref().unwrap_or("");
+        let now_ms = u64::try_from(crate::storage::now_ms()).unwrap_or(0);
+        let throttle_ms = tracker.borrow_mut().record(client_id, bytes, now_ms);
+        self.session.throttle(throttle_ms);
+        i32::try_from(throttle_ms).unwrap_or(i32::MAX)
+    }
+
+    /// [`RequestContext::authorized`] on the cluster resource.
+    pub fn authorized_on_cluster(&self, operation: Operation) -> bool {
+        self.authorized(operation, Resource::cluster())
+    }
 }
 
 /// A handler's answer: the response body, and the file regions its
@@ -171,6 +300,15 @@ pub async fn start(context: RequestContext, body: RequestKind) -> Remainder {
         RequestKind::Fetch(request) => {
             Box::pin(async move { Some(fetch::handle(&context, request).await) })
         }
+        // The SASL exchange moves on before the next request is read.
+        RequestKind::SaslHandshake(request) => {
+            let body = ResponseKind::SaslHandshake(sasl_handshake::handle(&context, request));
+            Box::pin(async move { Some(body.into()) })
+        }
+        RequestKind::SaslAuthenticate(request) => {
+            let body = ResponseKind::SaslAuthenticate(sasl_authenticate::handle(&context, request));
+            Box::pin(async move { Some(body.into()) })
+        }
         body => Box::pin(async move { Some(dispatch(&context, body).await.into()) }),
     }
 }
@@ -182,6 +320,14 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         RequestKind::ApiVersions(request) => {
             ResponseKind::ApiVersions(api_versions::handle(context, request))
         }
+        RequestKind::DescribeUserScramCredentials(request) => {
+            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(
+                context, request,
+            ))
+        }
+        RequestKind::AlterUserScramCredentials(request) => ResponseKind::AlterUserScramCredentials(
+            alter_user_scram_credentials::handle(context, request).await,
+        ),
         RequestKind::Metadata(request) => {
             ResponseKind::Metadata(metadata::handle(context, request).await)
         }
@@ -297,6 +443,15 @@ pub async fn dispatch(context: &RequestContext, body: RequestKind) -> ResponseKi
         RequestKind::WriteTxnMarkers(request) => {
             ResponseKind::WriteTxnMarkers(write_txn_markers::handle(context, request).await)
         }
+        RequestKind::DescribeAcls(request) => {
+            ResponseKind::DescribeAcls(describe_acls::handle(context, request))
+        }
+        RequestKind::CreateAcls(request) => {
+            ResponseKind::CreateAcls(create_acls::handle(context, request).await)
+        }
+        RequestKind::DeleteAcls(request) => {
+            ResponseKind::DeleteAcls(delete_acls::handle(context, request).await)
+        }
         other => unreachable!("decoder admitted an API without a handler: {other:?}"),
     }
 }
@@ -386,6 +541,41 @@ pub(crate) async fn call_controller(
                 error.to_string(),
             ))
         })
+}
+
+/// The results of a request's items in order, where only the `allowed`
+/// ones were sent and `sent` holds their results: each refused item gets
+/// `refused()`, a sent one missing from `sent` gets `missing()`.
+pub(crate) fn with_refused<R>(
+    allowed: &[bool],
+    sent: Vec<R>,
+    refused: impl Fn() -> R,
+    missing: impl Fn() -> R,
+) -> Vec<R> {
+    let mut sent = sent.into_iter();
+    allowed
+        .iter()
+        .map(|allowed| match allowed {
+            true => sent.next().unwrap_or_else(&missing),
+            false => refused(),
+        })
+        .collect()
+}
+
+/// TOPIC_AUTHORIZATION_FAILED as a controller outcome.
+pub(crate) fn topic_refused<T>() -> Result<T, TopicError> {
+    Err(TopicError::new(
+        error_codes::TOPIC_AUTHORIZATION_FAILED,
+        "Authorization failed.",
+    ))
+}
+
+/// UNKNOWN_SERVER_ERROR for an outcome that never came.
+pub(crate) fn no_answer<T>() -> Result<T, TopicError> {
+    Err(TopicError::new(
+        error_codes::UNKNOWN_SERVER_ERROR,
+        "no answer",
+    ))
 }
 
 /// A request's partitions, named by topic and indexes, as `(topic, index)`.

@@ -3,6 +3,8 @@
 //! then forwards the rest to the group's coordinator shard, which appends
 //! them to the group's `__consumer_offsets` partition before answering.
 //! v2 to v4 carry a retention time; v7+ a group instance id.
+//! Authorization (Kafka's): READ on the group (else GROUP_AUTHORIZATION_FAILED
+//! for all), READ on each topic (else TOPIC_AUTHORIZATION_FAILED).
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -12,6 +14,9 @@ use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse
 use super::{ApiSupport, RequestContext};
 use crate::coordinator::manager::{CommitRequest, PartitionCommit};
 use crate::coordinator::{errors, submit_to_coordinator};
+use crate::protocol::error_codes;
+use crate::security::acl::Operation;
+use crate::security::authorizer::Resource;
 
 pub const API: ApiSupport = super::api(ApiKey::OffsetCommit, 2, 9);
 
@@ -19,8 +24,10 @@ pub async fn handle(
     context: &RequestContext,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
+    let whole = commit_refusal(context, request.group_id.as_str(), None);
     let refused = refuse_unknown(
         context,
+        whole,
         request.topics.iter().map(|topic| {
             let indexes = topic.partitions.iter().map(|p| p.partition_index);
             (topic.name.as_str(), indexes.collect())
@@ -51,7 +58,9 @@ pub async fn handle(
         ),
     };
     let group_id = commit.group_id.clone();
-    let codes = if group_id.is_empty() {
+    let codes = if let Some(code) = whole {
+        Err(code)
+    } else if group_id.is_empty() {
         Err(errors::INVALID_GROUP_ID)
     } else {
         submit_to_coordinator(&context.shard, &group_id, move |coordinator| async move {
@@ -83,22 +92,47 @@ pub async fn handle(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// Per topic, per partition of a commit: UNKNOWN_TOPIC_OR_PARTITION for a
-/// partition this broker's image does not have, as Kafka's request layer
-/// answers; `None` for the others.
+/// Kafka's checks of a commit as a whole: WRITE on the transactional id
+/// (TxnOffsetCommit), then READ on the group; the code every partition
+/// gets when one fails.
+pub(super) fn commit_refusal(
+    context: &RequestContext,
+    group_id: &str,
+    transactional_id: Option<&str>,
+) -> Option<i16> {
+    if let Some(id) = transactional_id {
+        if !context.authorized(Operation::Write, Resource::transactional_id(id)) {
+            return Some(error_codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        }
+    }
+    (!context.authorized(Operation::Read, Resource::group(group_id)))
+        .then_some(error_codes::GROUP_AUTHORIZATION_FAILED)
+}
+
+/// Per topic, per partition of a commit: `whole` (a [`commit_refusal`])
+/// for all; else TOPIC_AUTHORIZATION_FAILED without READ on the topic,
+/// UNKNOWN_TOPIC_OR_PARTITION for a partition this broker's image does not
+/// have, as Kafka's request layer answers; `None` for the others.
 pub(super) fn refuse_unknown<'a>(
     context: &RequestContext,
+    whole: Option<i16>,
     topics: impl Iterator<Item = (&'a str, Vec<i32>)>,
 ) -> Vec<Vec<Option<i16>>> {
     let image = context.shard.image();
     topics
         .map(|(name, indexes)| {
             let topic = image.topic(name);
+            let readable =
+                whole.is_none() && context.authorized(Operation::Read, Resource::topic(name));
             indexes
                 .into_iter()
                 .map(|index| {
                     let known = topic.is_some_and(|t| (0..t.partitions).contains(&index));
-                    (!known).then_some(errors::UNKNOWN_TOPIC_OR_PARTITION)
+                    match (whole, readable) {
+                        (Some(code), _) => Some(code),
+                        (None, false) => Some(error_codes::TOPIC_AUTHORIZATION_FAILED),
+                        (None, true) => (!known).then_some(errors::UNKNOWN_TOPIC_OR_PARTITION),
+                    }
                 })
                 .collect()
         })

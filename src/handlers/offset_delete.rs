@@ -15,6 +15,12 @@ pub async fn handle(
     context: &RequestContext,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
+    if let Some(code) = context.group_refusal(
+        crate::security::acl::Operation::Delete,
+        request.group_id.as_str(),
+    ) {
+        return OffsetDeleteResponse::default().with_error_code(code);
+    }
     let group_id = request.group_id.to_string();
     let wanted: Vec<(String, Vec<i32>)> = request
         .topics

@@ -7,8 +7,10 @@
 //! without a commit answers offset -1 with empty metadata, as Kafka does.
 //! With `require_stable` (v7+), a partition with transactional offsets
 //! pending answers UNSTABLE_OFFSET_COMMIT (the client retries).
+//! Authorization: DESCRIBE on the group (GROUP_AUTHORIZATION_FAILED) and on
+//! each topic (see `fetch_group`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -21,10 +23,18 @@ use kafka_protocol::messages::{
 use super::{str_bytes, ApiSupport, RequestContext};
 use crate::coordinator::manager::FetchedOffsets;
 use crate::coordinator::{errors, submit_to_coordinator};
+use crate::protocol::error_codes;
+use crate::security::acl::Operation;
+use crate::security::authorizer::Resource;
 
 pub const API: ApiSupport = super::api(ApiKey::OffsetFetch, 1, 9);
 
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
+
+/// The partitions answered with an error instead of their offset:
+/// UNSTABLE_OFFSET_COMMIT (transactional offsets pending),
+/// TOPIC_AUTHORIZATION_FAILED (no DESCRIBE on the topic).
+type Refusals = BTreeMap<(String, i32), i16>;
 
 pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
     if context.api_version >= 8 {
@@ -40,7 +50,7 @@ pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> Of
                 group.member_id.as_ref().map(|m| m.to_string()),
                 group.member_epoch,
             );
-            let (code, fetched, unstable) = fetch_group(
+            let (code, fetched, refusals) = fetch_group(
                 context,
                 group.group_id.to_string(),
                 wanted,
@@ -54,14 +64,15 @@ pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> Of
                     let partitions = partitions
                         .into_iter()
                         .map(|(partition, offset)| {
-                            let pending = unstable.contains(&(topic.clone(), partition));
-                            let (offset, epoch, metadata) = split(offset.filter(|_| !pending));
+                            let refused = refusals.get(&(topic.clone(), partition)).copied();
+                            let (offset, epoch, metadata) =
+                                split(offset.filter(|_| refused.is_none()));
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(partition)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(Some(str_bytes(metadata)))
-                                .with_error_code(unstable_code(pending))
+                                .with_error_code(refused.unwrap_or(errors::NONE))
                         })
                         .collect();
                     OffsetFetchResponseTopics::default()
@@ -85,7 +96,7 @@ pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> Of
             .collect()
     });
     let require_stable = context.api_version >= 7 && request.require_stable;
-    let (code, fetched, unstable) = fetch_group(
+    let (code, fetched, refusals) = fetch_group(
         context,
         request.group_id.to_string(),
         wanted,
@@ -99,13 +110,13 @@ pub async fn handle(context: &RequestContext, request: OffsetFetchRequest) -> Of
             let partitions = partitions
                 .into_iter()
                 .map(|(partition, offset)| {
-                    let pending = unstable.contains(&(topic.clone(), partition));
-                    let (offset, epoch, metadata) = split(offset.filter(|_| !pending));
+                    let refused = refusals.get(&(topic.clone(), partition)).copied();
+                    let (offset, epoch, metadata) = split(offset.filter(|_| refused.is_none()));
                     // v1 has no top-level error: it goes on each partition.
                     let code = if context.api_version < 2 {
                         code
                     } else {
-                        unstable_code(pending)
+                        refused.unwrap_or(errors::NONE)
                     };
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(partition)
@@ -132,14 +143,6 @@ fn split(offset: Option<crate::coordinator::group::CommittedOffset>) -> (i64, i3
     }
 }
 
-fn unstable_code(pending: bool) -> i16 {
-    if pending {
-        crate::txn::errors::UNSTABLE_OFFSET_COMMIT
-    } else {
-        errors::NONE
-    }
-}
-
 /// The offsets of one group, from its coordinator shard, and (when
 /// `require_stable`) the partitions with transactional offsets pending; on
 /// failure, the error and the requested partitions with no offsets.
@@ -149,7 +152,7 @@ async fn fetch_group(
     wanted: Wanted,
     member: (Option<String>, i32),
     require_stable: bool,
-) -> (i16, FetchedOffsets, BTreeSet<(String, i32)>) {
+) -> (i16, FetchedOffsets, Refusals) {
     let empty = |wanted: &Wanted| -> FetchedOffsets {
         wanted
             .iter()
@@ -162,6 +165,9 @@ async fn fetch_group(
             })
             .collect()
     };
+    if let Some(code) = context.group_refusal(Operation::Describe, &group_id) {
+        return (code, empty(&wanted), Refusals::new());
+    }
     let target = group_id.clone();
     let asked = wanted.clone();
     let outcome = submit_to_coordinator(&context.shard, &target, move |coordinator| async move {
@@ -177,8 +183,30 @@ async fn fetch_group(
             .map(|fetched| (fetched, unstable))
     })
     .await;
+    // Topics without DESCRIBE: left out of "every topic", refused with
+    // TOPIC_AUTHORIZATION_FAILED when named (Kafka's rule).
+    let describable = |topic: &str| context.authorized(Operation::Describe, Resource::topic(topic));
     match outcome {
-        Ok(Ok((fetched, unstable))) => (errors::NONE, fetched, unstable),
-        Ok(Err(code)) | Err(code) => (code, empty(&wanted), BTreeSet::new()),
+        Ok(Ok((mut fetched, unstable))) => {
+            let mut refusals: Refusals = unstable
+                .into_iter()
+                .map(|key| (key, crate::txn::errors::UNSTABLE_OFFSET_COMMIT))
+                .collect();
+            match wanted {
+                None => fetched.retain(|(topic, _)| describable(topic)),
+                Some(_) => {
+                    for (topic, partitions) in &fetched {
+                        if !describable(topic) {
+                            for (partition, _) in partitions {
+                                let code = error_codes::TOPIC_AUTHORIZATION_FAILED;
+                                refusals.insert((topic.clone(), *partition), code);
+                            }
+                        }
+                    }
+                }
+            }
+            (errors::NONE, fetched, refusals)
+        }
+        Ok(Err(code)) | Err(code) => (code, empty(&wanted), Refusals::new()),
     }
 }

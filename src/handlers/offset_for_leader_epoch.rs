@@ -13,6 +13,7 @@ use sluice_shards::ShardId;
 
 use super::{owners, ApiSupport, RequestContext};
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
 use crate::shard;
 
 pub const API: ApiSupport = super::api(ApiKey::OffsetForLeaderEpoch, 2, 4);
@@ -47,14 +48,22 @@ pub async fn handle(
 ) -> OffsetForLeaderEpochResponse {
     let image = context.shard.image();
     let node_id = context.shard.config.node_id;
+    // A follower (replica_id >= 0) needs CLUSTER_ACTION; a client DESCRIBE
+    // on the topic (Kafka's rule).
+    let follower_allowed =
+        request.replica_id.0 >= 0 && context.authorized_on_cluster(Operation::ClusterAction);
+    let check = |name: &str, partition: i32| match request.replica_id.0 {
+        replica if replica >= 0 && !follower_allowed => {
+            Err(error_codes::TOPIC_AUTHORIZATION_FAILED)
+        }
+        replica if replica >= 0 => image.leader_check(name, partition, node_id),
+        _ => context.topic_leader_check(&image, Operation::Describe, name, partition),
+    };
     let mut jobs: BTreeMap<ShardId, Vec<Query>> = BTreeMap::new();
     for topic in &request.topics {
         let name = topic.topic.0.to_string();
         for partition in &topic.partitions {
-            if image
-                .leader_check(&name, partition.partition, node_id)
-                .is_ok()
-            {
+            if check(&name, partition.partition).is_ok() {
                 let owner = context.shard.partition_owner(&name, partition.partition);
                 jobs.entry(owner).or_default().push((
                     name.clone(),
@@ -88,8 +97,7 @@ pub async fn handle(
                             .get(&(name.clone(), index))
                             .copied()
                             .unwrap_or_else(|| {
-                                let refused = image
-                                    .leader_check(&name, index, node_id)
+                                let refused = check(&name, index)
                                     .err()
                                     .unwrap_or(error_codes::UNKNOWN_TOPIC_OR_PARTITION);
                                 Answer::error(refused)

@@ -7,6 +7,14 @@
 //! reach each partition in the order they were sent, which idempotent
 //! producers rely on. The rest awaits the jobs and builds the response.
 //! Per-partition errors never fail the other partitions.
+//!
+//! Authorization (Kafka's): WRITE on the transactional id for a
+//! transactional request (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED for
+//! all), WRITE on each topic (else TOPIC_AUTHORIZATION_FAILED for its
+//! partitions); auto-creation also needs CREATE.
+//!
+//! Quota: the request's record bytes count against the client id's
+//! `quota.producer.default` (`throttle_time_ms`, the connection muted).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -23,6 +31,8 @@ use sluice_shards::{Reply, ShardId};
 use super::{str_bytes, ApiSupport, Remainder, RequestContext};
 use crate::partition::replica::AppendError;
 use crate::protocol::error_codes;
+use crate::security::acl::Operation;
+use crate::security::authorizer::Resource;
 use crate::shard;
 use crate::stages::{JobTiming, Stage};
 use crate::storage::{ErrorKind, RecordError};
@@ -81,22 +91,47 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
         let response = respond_all(&request, error_codes::INVALID_REQUIRED_ACKS);
         return Box::pin(async move { Some(ResponseKind::Produce(response).into()) });
     }
+    if let Some(id) = &request.transactional_id {
+        if !context.authorized(Operation::Write, Resource::transactional_id(id)) {
+            let code = error_codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+            let response = respond_all(&request, code);
+            return Box::pin(async move { Some(ResponseKind::Produce(response).into()) });
+        }
+    }
+    let writable = |name: &str| context.authorized(Operation::Write, Resource::topic(name));
     if context.shard.config.auto_create_topics_enable {
         let names = request
             .topic_data
             .iter()
-            .map(|topic| topic.name.0.to_string());
-        super::auto_create_topics(&context, names).await;
+            .map(|topic| topic.name.0.to_string())
+            .filter(|name| writable(name) && context.may_create_topic(name))
+            .collect::<Vec<_>>();
+        super::auto_create_topics(&context, names.into_iter()).await;
     }
     let refused = verify_transaction(&context, &request).await;
+    let produced_bytes: u64 = request
+        .topic_data
+        .iter()
+        .flat_map(|topic| &topic.partition_data)
+        .map(|data| {
+            data.records
+                .as_ref()
+                .map_or(0, |records| records.len() as u64)
+        })
+        .sum();
+    let throttle_time_ms = context.throttle(&context.shard.produce_quota, produced_bytes);
     let image = context.shard.image();
     let mut slots: Vec<(String, Vec<(i32, Slot)>)> = Vec::new();
     let mut jobs: BTreeMap<ShardId, Vec<PartitionAppend>> = BTreeMap::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let mut topic_slots = Vec::with_capacity(topic.partition_data.len());
+        let authorized = writable(&name);
         for data in topic.partition_data {
-            let routed = image.leader_check(&name, data.index, context.shard.config.node_id);
+            let routed = match authorized {
+                true => image.leader_check(&name, data.index, context.shard.config.node_id),
+                false => Err(error_codes::TOPIC_AUTHORIZATION_FAILED),
+            };
             let slot = match (routed, data.records) {
                 (Ok(()), Some(_)) if refused.is_some() => {
                     let code = refused.unwrap_or_default();
@@ -179,7 +214,10 @@ pub async fn start(context: RequestContext, request: ProduceRequest) -> Remainde
                     .with_partition_responses(partitions)
             })
             .collect();
-        Some(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)).into())
+        let response = ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle_time_ms);
+        Some(ResponseKind::Produce(response).into())
     })
 }
 

@@ -11,6 +11,12 @@ use crate::coordinator::submit_to_coordinator;
 pub const API: ApiSupport = super::api(ApiKey::SyncGroup, 0, 5);
 
 pub async fn handle(context: &RequestContext, request: SyncGroupRequest) -> SyncGroupResponse {
+    if let Some(code) = context.group_refusal(
+        crate::security::acl::Operation::Read,
+        request.group_id.as_str(),
+    ) {
+        return SyncGroupResponse::default().with_error_code(code);
+    }
     let sync = SyncRequest {
         group_id: request.group_id.to_string(),
         generation_id: request.generation_id,

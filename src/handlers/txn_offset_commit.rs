@@ -9,7 +9,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use super::offset_commit::{accepted_commits, codes_in_order, refuse_unknown};
+use super::offset_commit::{accepted_commits, codes_in_order, commit_refusal, refuse_unknown};
 use super::{ApiSupport, RequestContext};
 use crate::coordinator::manager::{CommitRequest, PartitionCommit};
 use crate::coordinator::{errors, submit_to_coordinator};
@@ -20,8 +20,14 @@ pub async fn handle(
     context: &RequestContext,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
+    let whole = commit_refusal(
+        context,
+        request.group_id.as_str(),
+        Some(request.transactional_id.as_str()),
+    );
     let refused = refuse_unknown(
         context,
+        whole,
         request.topics.iter().map(|topic| {
             let indexes = topic.partitions.iter().map(|p| p.partition_index);
             (topic.name.as_str(), indexes.collect())
@@ -51,7 +57,9 @@ pub async fn handle(
     };
     let producer = (request.producer_id.0, request.producer_epoch);
     let group_id = commit.group_id.clone();
-    let codes = if group_id.is_empty() {
+    let codes = if let Some(code) = whole {
+        Err(code)
+    } else if group_id.is_empty() {
         Err(errors::INVALID_GROUP_ID)
     } else {
         submit_to_coordinator(&context.shard, &group_id, move |coordinator| async move {

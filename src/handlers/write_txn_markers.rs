@@ -22,6 +22,8 @@ pub async fn handle(
     request: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let image = context.shard.image();
+    // Only brokers write markers: CLUSTER_ACTION (Kafka's rule).
+    let refused = context.cluster_refusal(crate::security::acl::Operation::ClusterAction);
     let mut results = Vec::with_capacity(request.markers.len());
     for marker in request.markers {
         let txn_marker = TxnMarker {
@@ -41,9 +43,10 @@ pub async fn handle(
                     .map(move |p| (name.clone(), *p))
             })
             .filter(|(topic, partition)| {
-                image
-                    .topic(topic)
-                    .is_some_and(|t| (0..t.partitions).contains(partition))
+                refused.is_none()
+                    && image
+                        .topic(topic)
+                        .is_some_and(|t| (0..t.partitions).contains(partition))
             })
             .collect();
         let failed = write_local(&context.shard, partitions.clone(), txn_marker).await;
@@ -57,7 +60,9 @@ pub async fn handle(
                     .iter()
                     .map(|&index| {
                         let key = (name.clone(), index);
-                        let code = if !partitions.contains(&key) {
+                        let code = if let Some(code) = refused {
+                            code
+                        } else if !partitions.contains(&key) {
                             error_codes::UNKNOWN_TOPIC_OR_PARTITION
                         } else if failed.contains(&key) {
                             error_codes::NOT_LEADER_OR_FOLLOWER

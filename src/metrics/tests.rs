@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use super::*;
+use crate::cluster::health::Health;
+use crate::stages::Stage;
+use render::escape_label;
 
 fn stages_with(stage: Stage, took: Duration) -> StageHistograms {
     let stages = ProduceStages::default();

@@ -14,6 +14,15 @@
 //!
 //! A frame that is oversized, malformed, or names an unknown API closes this
 //! connection only, with a log line. Nothing here panics on client bytes.
+//!
+//! Listeners (Kafka's `listeners`) are named; each has a security
+//! protocol. On SSL and SASL_SSL listeners the connection is first a TLS
+//! handshake (`tls.rs`); on SASL listeners only ApiVersions, SaslHandshake
+//! and SaslAuthenticate are served until the client has authenticated, and
+//! anything else closes the connection (as Kafka does), as does any request
+//! but re-authentication once the session's lifetime has passed.
+//! `max.connections` and `max.connections.per.ip` are checked at accept
+//! (`limits.rs`), `connections.max.idle.ms` while waiting for a frame.
 
 use std::net::SocketAddr;
 use std::os::unix::io::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
@@ -29,14 +38,20 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::Task;
 use kafka_protocol::messages::ApiKey;
 
+use crate::config::SecurityProtocol;
 use crate::handlers::{self, api_versions, RequestContext};
+use crate::metrics::ShardMetrics;
 use crate::protocol::splice::Part;
 use crate::protocol::{self, DecodeError, Request};
+use crate::security::sasl::Gate;
+use crate::security::Session;
 use crate::shard::Shard;
 use crate::stages::Stage;
 use crate::storage::FileRegion;
 
+mod limits;
 mod sendfile;
+pub mod tls;
 
 /// Requests read but not yet answered, per connection.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 64;
@@ -78,12 +93,33 @@ fn bind(address: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
+/// One Kafka listener as a shard serves it.
+pub struct ServedListener {
+    pub name: Rc<str>,
+    pub protocol: SecurityProtocol,
+    /// Present on SSL and SASL_SSL listeners.
+    pub tls: Option<tls::TlsServer>,
+}
+
+/// How a connection's bytes reach the peer, which decides how a fetched
+/// file region is sent.
+#[derive(Clone, Copy)]
+enum Transport {
+    /// `sendfile` from the segment straight into this socket.
+    Plain(RawFd),
+    /// Read into memory and written through TLS. Kernel TLS (kTLS) would
+    /// let `sendfile` encrypt in the kernel: the seam is here, a third
+    /// variant once the handshake's keys are handed to the socket.
+    Tls,
+}
+
 /// Accepts connections until the task is dropped.
-pub async fn accept_loop(listener: TcpListener, shard: Rc<Shard>) {
+pub async fn accept_loop(listener: TcpListener, endpoint: Rc<ServedListener>, shard: Rc<Shard>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(serve_connection(stream, shard.clone())).detach();
+                glommio::spawn_local(serve_connection(stream, endpoint.clone(), shard.clone()))
+                    .detach();
             }
             Err(error) => {
                 // Out of descriptors or a transient failure: keep serving
@@ -132,38 +168,178 @@ enum FrameError {
     Oversized { size: usize, max: usize },
     #[error("connection failed mid-frame: {0}")]
     Io(#[from] std::io::Error),
+    #[error("no request for connections.max.idle.ms")]
+    Idle,
 }
 
-async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
+async fn serve_connection(stream: TcpStream, endpoint: Rc<ServedListener>, shard: Rc<Shard>) {
+    let peer = stream.peer_addr().ok();
+    let security = &shard.config.security;
+    let admitted = match peer.map(|peer| {
+        limits::admit(
+            peer.ip(),
+            security.max_connections,
+            security.max_connections_per_ip,
+        )
+    }) {
+        Some(Err(refused)) => {
+            ShardMetrics::count(&shard.metrics.connections_refused);
+            tracing::warn!(
+                ?peer,
+                ?refused,
+                "connection limit reached; closing the connection"
+            );
+            return;
+        }
+        Some(Ok(admitted)) => Some(admitted),
+        None => None,
+    };
     shard.metrics.connection_opened();
     let metrics_shard = shard.clone();
-    serve_frames(stream, shard).await;
+    serve_listener(stream, &endpoint, shard, peer).await;
     metrics_shard.metrics.connection_closed();
+    drop(admitted);
 }
 
-async fn serve_frames(stream: TcpStream, shard: Rc<Shard>) {
-    let peer = stream.peer_addr().ok();
+/// The TLS handshake if the listener has one, then the frames.
+async fn serve_listener(
+    stream: TcpStream,
+    endpoint: &ServedListener,
+    shard: Rc<Shard>,
+    peer: Option<SocketAddr>,
+) {
     let _ = stream.set_nodelay(true);
-    let socket = stream.as_raw_fd();
-    if let Err(error) = sendfile::set_nonblocking(socket) {
-        tracing::warn!(?peer, %error, "cannot make the socket non-blocking; closing it");
+    let session = Session::on_listener(endpoint.name.clone(), endpoint.protocol.uses_sasl());
+    let Some(tls) = &endpoint.tls else {
+        let socket = stream.as_raw_fd();
+        if let Err(error) = sendfile::set_nonblocking(socket) {
+            tracing::warn!(?peer, %error, "cannot make the socket non-blocking; closing it");
+            return;
+        }
+        serve_frames(stream, Transport::Plain(socket), session, shard, peer).await;
         return;
+    };
+    let idle = Duration::from_millis(shard.config.security.connections_max_idle_ms);
+    let handshake = async {
+        tls.acceptor()
+            .accept(stream)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let timeout = async {
+        glommio::timer::sleep(idle).await;
+        Err("no handshake within connections.max.idle.ms".to_string())
+    };
+    match handshake.or(timeout).await {
+        Ok(stream) => {
+            if endpoint.protocol == SecurityProtocol::Ssl {
+                if let Some(principal) = tls::principal_of(stream.get_ref().1) {
+                    tracing::info!(?peer, %principal, "TLS client authenticated");
+                    session.set_principal(principal);
+                }
+            }
+            serve_frames(stream, Transport::Tls, session, shard, peer).await;
+        }
+        Err(error) => {
+            ShardMetrics::count(&shard.metrics.tls_handshake_failures);
+            tracing::warn!(?peer, listener = %endpoint.name, %error, "TLS handshake failed");
+        }
     }
+}
+
+/// A bare SASL token after a version 0 SaslHandshake: the reply is a bare
+/// frame too; `None` (a failure) closes the connection, as Kafka does.
+fn raw_sasl_token(
+    shard: &Shard,
+    session: &Session,
+    peer: Option<SocketAddr>,
+    token: &[u8],
+) -> Option<Bytes> {
+    use crate::handlers::sasl_authenticate::{exchange, Exchanged};
+    let reply = match exchange(shard, session, peer, token) {
+        Exchanged::Continue(bytes) | Exchanged::Done(bytes, _) => bytes,
+        Exchanged::Failed(_) => return None,
+    };
+    let size = u32::try_from(reply.len()).ok()?;
+    let mut frame = Vec::with_capacity(4 + reply.len());
+    frame.extend_from_slice(&size.to_be_bytes());
+    frame.extend_from_slice(&reply);
+    Some(Bytes::from(frame))
+}
+
+/// Whether a SASL listener may serve `api_key` now; `false` closes the
+/// connection.
+fn sasl_allows(session: &Session, api_key: ApiKey, peer: Option<SocketAddr>) -> bool {
+    let Some(sasl) = &session.sasl else {
+        return true;
+    };
+    let exchange = matches!(
+        api_key,
+        ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+    );
+    match sasl.borrow().gate(Instant::now()) {
+        Gate::Open => true,
+        _ if exchange => true,
+        Gate::SaslOnly => {
+            tracing::warn!(
+                ?peer,
+                ?api_key,
+                "request before SASL authentication; closing the connection"
+            );
+            false
+        }
+        Gate::Expired => {
+            tracing::info!(
+                ?peer,
+                ?api_key,
+                "SASL session expired (connections.max.reauth.ms); closing the connection"
+            );
+            false
+        }
+    }
+}
+
+async fn serve_frames<S>(
+    stream: S,
+    transport: Transport,
+    session: Rc<Session>,
+    shard: Rc<Shard>,
+    peer: Option<SocketAddr>,
+) where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
     let (reader, writer) = futures_lite::io::split(stream);
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let (queue, pending) = local_channel::new_bounded(REQUESTS_IN_FLIGHT_MAX);
     let writer_task = glommio::spawn_local(write_responses(
         pending,
         writer,
-        socket,
+        transport,
         shard.clone(),
         peer,
     ));
     let request_bytes_max = shard.config.socket_request_max_bytes;
+    let idle = Duration::from_millis(shard.config.security.connections_max_idle_ms);
     loop {
-        let frame = match read_frame(&mut reader, request_bytes_max).await {
+        // A client over its quota: read nothing until its throttle passed.
+        if let Some(until) = session.muted_until() {
+            glommio::timer::sleep(until.saturating_duration_since(Instant::now())).await;
+        }
+        let idle_timeout = async {
+            glommio::timer::sleep(idle).await;
+            Err(FrameError::Idle)
+        };
+        let frame = match read_frame(&mut reader, request_bytes_max)
+            .or(idle_timeout)
+            .await
+        {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
+            Err(FrameError::Idle) => {
+                ShardMetrics::count(&shard.metrics.connections_idle_closed);
+                tracing::debug!(?peer, "closing idle connection");
+                break;
+            }
             Err(error) => {
                 tracing::warn!(?peer, %error, "closing connection");
                 shard.metrics.count_bad_frame();
@@ -171,16 +347,39 @@ async fn serve_frames(stream: TcpStream, shard: Rc<Shard>) {
             }
         };
         let Frame { body, size_read_at } = frame;
+        let raw_token = session
+            .sasl
+            .as_ref()
+            .is_some_and(|sasl| sasl.borrow().expects_raw_token());
+        if raw_token {
+            let Some(reply) = raw_sasl_token(&shard, &session, peer, &body) else {
+                break;
+            };
+            if queue.send(Pending::Ready(reply)).await.is_err() {
+                break;
+            }
+            continue;
+        }
         let frame_bytes = body.len() as u64 + 4;
         let read_at = Instant::now();
         let next = match protocol::decode_request(body, handlers::supported_range) {
             Ok(request) => {
+                if !sasl_allows(&session, request.api_key, peer) {
+                    break;
+                }
                 if request.api_key == ApiKey::Produce {
                     let stages = &shard.metrics.produce_stages;
                     stages.record_between(Stage::Read, size_read_at, read_at);
                     stages.record_between(Stage::Decode, read_at, Instant::now());
                 }
-                let started = start(shard.clone(), request, frame_bytes, peer, size_read_at);
+                let started = start(
+                    shard.clone(),
+                    request,
+                    frame_bytes,
+                    peer,
+                    session.clone(),
+                    size_read_at,
+                );
                 Pending::Running(started.await)
             }
             Err(DecodeError::UnsupportedVersion {
@@ -246,6 +445,7 @@ async fn start(
     request: Request,
     frame_bytes: u64,
     peer: Option<SocketAddr>,
+    session: Rc<Session>,
     size_read_at: Instant,
 ) -> Task<Outcome> {
     let Request {
@@ -263,6 +463,7 @@ async fn start(
         api_version,
         header,
         client_address: peer,
+        session,
     };
     let remainder = handlers::start(context, body).await;
     let finish = async move {
@@ -314,12 +515,14 @@ async fn start(
 async fn write_responses<W>(
     pending: local_channel::LocalReceiver<Pending>,
     mut writer: W,
-    socket: RawFd,
+    transport: Transport,
     shard: Rc<Shard>,
     peer: Option<SocketAddr>,
 ) where
     W: futures_lite::AsyncWrite + Unpin,
 {
+    // Regions sent through TLS pass through this one buffer.
+    let mut region_buffer = Vec::new();
     while let Some(next) = pending.recv().await {
         let (parts, regions, clock) = match next {
             Pending::Ready(bytes) => (vec![Part::Bytes(bytes)], Vec::new(), None),
@@ -330,7 +533,15 @@ async fn write_responses<W>(
             },
         };
         let writing_at = Instant::now();
-        if let Err(error) = write_parts(&mut writer, socket, &shard, parts, &regions).await {
+        let sent = write_parts(
+            &mut writer,
+            transport,
+            &mut region_buffer,
+            &shard,
+            parts,
+            &regions,
+        );
+        if let Err(error) = sent.await {
             tracing::debug!(?peer, %error, "write failed; closing connection");
             break;
         }
@@ -347,7 +558,8 @@ async fn write_responses<W>(
 
 async fn write_parts<W>(
     writer: &mut W,
-    socket: RawFd,
+    transport: Transport,
+    region_buffer: &mut Vec<u8>,
     shard: &Shard,
     parts: Vec<Part>,
     regions: &[FileRegion],
@@ -365,9 +577,17 @@ where
                     .ok_or_else(|| {
                         std::io::Error::other(format!("response hole {index} has no file region"))
                     })?;
-                writer.flush().await?;
-                sendfile::send_region(socket, region).await?;
-                shard.metrics.add_sendfile_bytes(region.len);
+                match transport {
+                    Transport::Plain(socket) => {
+                        writer.flush().await?;
+                        sendfile::send_region(socket, region).await?;
+                        shard.metrics.add_sendfile_bytes(region.len);
+                    }
+                    Transport::Tls => {
+                        sendfile::copy_region(writer, region, region_buffer).await?;
+                        shard.metrics.add_memory_bytes(region.len);
+                    }
+                }
             }
         }
     }

@@ -66,3 +66,39 @@ pub async fn send_region(socket: RawFd, region: &FileRegion) -> std::io::Result<
     }
     Ok(())
 }
+
+/// Bytes of a region read at a time when it cannot be sent zero-copy.
+const COPY_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Sends all of `region` through `writer` (TLS encrypts in user space, so
+/// the bytes must pass through memory): `pread` into `buffer`, reused
+/// across regions and responses of the connection, then write. The read
+/// is synchronous on the shard's thread, as `sendfile`'s is.
+pub async fn copy_region<W>(
+    writer: &mut W,
+    region: &FileRegion,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<()>
+where
+    W: futures_lite::AsyncWrite + Unpin,
+{
+    use futures_lite::AsyncWriteExt;
+    use std::os::unix::fs::FileExt;
+    let mut position = region.position;
+    let mut left = usize::try_from(region.len).map_err(std::io::Error::other)?;
+    buffer.resize(COPY_CHUNK_BYTES.min(left.max(1)).max(buffer.len()), 0);
+    while left > 0 {
+        let chunk = left.min(buffer.len());
+        let read = region.file.read_at(&mut buffer[..chunk], position)?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} ended inside a fetched region", region.path.display()),
+            ));
+        }
+        writer.write_all(&buffer[..read]).await?;
+        position += read as u64;
+        left -= read;
+    }
+    Ok(())
+}

@@ -51,6 +51,18 @@ pub const PARTITION_METADATA_FILE_NAME: &str = "partition.metadata";
 /// value is capped at the log end.
 pub const HIGH_WATERMARK_FILE_NAME: &str = "high-watermark";
 
+/// New partitions a shard opens at once (see [`PartitionTable::open_new`]).
+const OPEN_CONCURRENCY: usize = 64;
+
+/// A partition the image gives this shard that is not open yet.
+struct Opening {
+    key: TopicPartition,
+    topic_id: Uuid,
+    dir: PathBuf,
+    log_config: crate::storage::LogConfig,
+    state: crate::cluster::metadata::PartitionState,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
     pub topic: String,
@@ -166,6 +178,7 @@ impl PartitionTable {
             }
         }
         self.forget_deleted_offline(&wanted, &in_scope).await;
+        let mut to_open = Vec::new();
         for (key, topic_id) in wanted {
             let topic = image
                 .topic(&key.topic)
@@ -183,33 +196,68 @@ impl PartitionTable {
                 continue;
             }
             let dir = self.data_dir.join(key.dir_name());
-            let opened = open_partition(
-                key.clone(),
+            to_open.push(Opening {
+                key,
                 topic_id,
-                &dir,
+                dir,
                 log_config,
-                storage,
-                config.node_id,
-            );
-            match opened.await {
-                Ok(partition) => {
-                    let partition = Rc::new(partition);
-                    update_role(&partition, state).await;
-                    self.partitions.borrow_mut().insert(key, partition);
-                }
-                Err(error) => {
-                    tracing::error!(
-                        topic = %key.topic,
-                        partition = key.partition,
-                        dir = %dir.display(),
-                        %error,
-                        "partition offline: cannot open its directory (KAFKA_STORAGE_ERROR until restart)"
-                    );
-                    self.offline.borrow_mut().insert(key, topic_id);
+                state: state.clone(),
+            });
+        }
+        self.open_new(to_open, storage, config.node_id).await;
+        Ok(())
+    }
+
+    /// Opens new partitions [`OPEN_CONCURRENCY`] at a time: each open waits
+    /// on several syncs (its directory, its log, its leader epoch
+    /// checkpoint), so one at a time made a 10,000-partition topic take
+    /// 48 s to open on two shards, most of it waiting.
+    async fn open_new(&self, to_open: Vec<Opening>, storage: &ShardStorage, node_id: i32) {
+        let mut to_open = to_open.into_iter().peekable();
+        while to_open.peek().is_some() {
+            let wave: Vec<_> = to_open
+                .by_ref()
+                .take(OPEN_CONCURRENCY)
+                .map(|opening| {
+                    let storage = storage.clone();
+                    glommio::spawn_local(async move {
+                        let opened = open_partition(
+                            opening.key.clone(),
+                            opening.topic_id,
+                            &opening.dir,
+                            opening.log_config.clone(),
+                            &storage,
+                            node_id,
+                        )
+                        .await
+                        .map(Rc::new);
+                        if let Ok(partition) = &opened {
+                            update_role(partition, &opening.state).await;
+                        }
+                        (opening, opened)
+                    })
+                })
+                .collect();
+            for task in wave {
+                let (opening, opened) = task.await;
+                let key = opening.key;
+                match opened {
+                    Ok(partition) => {
+                        self.partitions.borrow_mut().insert(key, partition);
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            topic = %key.topic,
+                            partition = key.partition,
+                            dir = %opening.dir.display(),
+                            %error,
+                            "partition offline: cannot open its directory (KAFKA_STORAGE_ERROR until restart)"
+                        );
+                        self.offline.borrow_mut().insert(key, opening.topic_id);
+                    }
                 }
             }
         }
-        Ok(())
     }
 
     /// Drops offline partitions the image no longer gives this shard (their

@@ -10,18 +10,24 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
-use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::messages::{ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
+
+use crate::config::BrokerConfig;
 
 /// Fetch answers are bounded by `replica.fetch.response.max.bytes`; this
 /// only stops a broken peer from claiming gigabytes.
 const RESPONSE_BYTES_MAX: usize = 512 * 1024 * 1024;
 const CLIENT_ID: &str = "sluice-replica-fetcher";
 
+/// A plaintext or TLS stream to the leader.
+trait Stream: AsyncRead + AsyncWrite + Unpin {}
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for S {}
+
 pub struct LeaderConnection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     next_correlation_id: i32,
     buf: BytesMut,
 }
@@ -31,22 +37,71 @@ fn invalid(why: String) -> std::io::Error {
 }
 
 impl LeaderConnection {
+    /// Connects to the leader's inter-broker listener: TLS and SASL/PLAIN
+    /// with this broker's own credentials when that listener uses them.
     pub async fn connect(
         address: SocketAddr,
         timeout: Duration,
+        config: &BrokerConfig,
     ) -> std::io::Result<LeaderConnection> {
+        let security = &config.security;
+        let protocol = security.inter_broker().protocol;
         let stream = crate::cluster::rpc::with_timeout(timeout.as_millis() as u64, async {
-            TcpStream::connect(address)
+            let tcp = TcpStream::connect(address)
                 .await
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+            tcp.set_nodelay(true).ok();
+            let stream: Box<dyn Stream> = match (&security.tls, protocol.uses_tls()) {
+                (Some(files), true) => {
+                    let connector = crate::net::tls::client_connector(files).map_err(invalid)?;
+                    let name = futures_rustls::rustls::pki_types::ServerName::IpAddress(
+                        address.ip().into(),
+                    );
+                    Box::new(connector.connect(name, tcp).await?)
+                }
+                _ => Box::new(tcp),
+            };
+            Ok(stream)
         })
         .await?;
-        stream.set_nodelay(true).ok();
-        Ok(LeaderConnection {
+        let mut connection = LeaderConnection {
             stream,
             next_correlation_id: 0,
             buf: BytesMut::with_capacity(64 * 1024),
-        })
+        };
+        if protocol.uses_sasl() {
+            connection.authenticate(security, timeout).await?;
+        }
+        Ok(connection)
+    }
+
+    /// SASL/PLAIN as `inter.broker.sasl.username`.
+    async fn authenticate(
+        &mut self,
+        security: &crate::config::SecurityConfig,
+        timeout: Duration,
+    ) -> std::io::Result<()> {
+        let (user, password) = &security.inter_broker_credentials;
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let answer = self.call(&handshake, 1, timeout).await?;
+        if answer.error_code != 0 {
+            return Err(invalid(format!(
+                "leader refused SASL/PLAIN (error {})",
+                answer.error_code
+            )));
+        }
+        let token = format!("\0{user}\0{password}");
+        let request =
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token.into_bytes()));
+        let answer = self.call(&request, 1, timeout).await?;
+        if answer.error_code != 0 {
+            return Err(invalid(format!(
+                "leader refused this broker's credentials (inter.broker.sasl.username {user}): error {}",
+                answer.error_code
+            )));
+        }
+        Ok(())
     }
 
     /// Sends `request` at `version` and reads its answer within `timeout`.

@@ -123,7 +123,7 @@ impl Fetcher {
                 continue;
             };
             if connection.is_none() {
-                match LeaderConnection::connect(address, CONNECT_TIMEOUT).await {
+                match LeaderConnection::connect(address, CONNECT_TIMEOUT, &shard.config).await {
                     Ok(connected) => connection = Some(connected),
                     Err(error) => {
                         tracing::debug!(leader = self.leader, %address, %error, "cannot reach the leader");

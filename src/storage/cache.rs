@@ -20,6 +20,10 @@ pub struct CacheStats {
     pub bytes: usize,
     pub entries: usize,
     pub capacity_bytes: usize,
+    /// Bytes read from the disk by reads into memory (cold reads and
+    /// read-ahead), and of those, by read-ahead.
+    pub disk_read_bytes: u64,
+    pub read_ahead_bytes: u64,
 }
 
 struct Entry {
@@ -39,6 +43,11 @@ pub(crate) struct ReadCache {
     hits: u64,
     misses: u64,
     evictions: u64,
+    /// Counts invalidations: a reader that read the disk before one landed
+    /// must not insert what it read (see [`ReadCache::generation`]).
+    generation: u64,
+    disk_read_bytes: u64,
+    read_ahead_bytes: u64,
 }
 
 /// A read limit: whole batches, up to `max_bytes` (or one if
@@ -78,6 +87,9 @@ impl ReadCache {
             hits: 0,
             misses: 0,
             evictions: 0,
+            generation: 0,
+            disk_read_bytes: 0,
+            read_ahead_bytes: 0,
         }
     }
 
@@ -89,7 +101,34 @@ impl ReadCache {
             bytes: self.bytes,
             entries: self.entries.len(),
             capacity_bytes: self.capacity_bytes,
+            disk_read_bytes: self.disk_read_bytes,
+            read_ahead_bytes: self.read_ahead_bytes,
         }
+    }
+
+    /// Counts `bytes` read from the disk to serve a read or, with `ahead`,
+    /// to read ahead of one.
+    pub fn count_disk_read(&mut self, bytes: usize, ahead: bool) {
+        self.disk_read_bytes += bytes as u64;
+        if ahead {
+            self.read_ahead_bytes += bytes as u64;
+        }
+    }
+
+    /// Changes whenever batches are invalidated. Take it before reading the
+    /// disk and insert the bytes read only if it is unchanged afterwards:
+    /// a truncation, retention or compaction in between may have rewritten
+    /// what was read.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the batch holding `offset` of `log_id` is cached.
+    pub fn contains(&self, log_id: u64, offset: i64) -> bool {
+        self.entries
+            .range((log_id, i64::MIN)..=(log_id, offset))
+            .next_back()
+            .is_some_and(|(_, entry)| entry.last_offset >= offset)
     }
 
     fn tick(&mut self) -> u64 {
@@ -168,6 +207,7 @@ impl ReadCache {
 
     /// Drops cached batches of `log_id` with base offsets in `[from, to)`.
     pub fn invalidate(&mut self, log_id: u64, from: i64, to: i64) {
+        self.generation += 1;
         let keys: Vec<Key> = self
             .entries
             .range((log_id, from)..(log_id, to))

@@ -136,6 +136,9 @@ pub struct StorageConfig {
     /// `log.cleaner.io.max.bytes.per.second`: compaction pauses after each
     /// rewritten segment to stay under it.
     pub cleaner_io_bytes_per_second: f64,
+    /// Bytes a reader into memory has read ahead of it per chunk, from the
+    /// disk into the read cache (see `read_ahead.rs`); 0 disables it.
+    pub read_ahead_bytes: u64,
 }
 
 impl StorageConfig {
@@ -149,6 +152,7 @@ impl StorageConfig {
             retention_check_interval_ms: 300_000,
             cleaner_backoff_ms: 15_000,
             cleaner_io_bytes_per_second: f64::MAX,
+            read_ahead_bytes: 4 << 20,
         }
     }
 }

@@ -93,6 +93,7 @@ pub(crate) struct LogInner {
     pub force_sync: Cell<bool>,
     /// End of the closed segments at the last compaction pass.
     pub compacted_end: Cell<Offset>,
+    pub read_ahead: RefCell<super::read_ahead::ReadAhead>,
 }
 
 pub(crate) struct LogState {

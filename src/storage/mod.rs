@@ -77,6 +77,7 @@ mod index;
 mod leader_epochs;
 mod log;
 mod notify;
+mod read_ahead;
 mod reader;
 mod record_checks;
 mod recovery;

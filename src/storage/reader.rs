@@ -15,10 +15,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use glommio::io::DmaFile;
 
-use super::batch::{check_batch, BatchHeader, HEADER_BYTES};
+use super::batch::{check_batch, BatchError, BatchHeader, HEADER_BYTES};
 use super::cache::Limit;
 use super::error::{Result, StorageError};
 use super::log::{LogInner, PartitionLog};
+use super::read_ahead;
 use super::Offset;
 
 /// Bytes read per header-walk window.
@@ -123,7 +124,7 @@ pub struct ReadOptions {
 
 /// A snapshot of what a read needs of one segment.
 #[derive(Clone)]
-struct SegmentView {
+pub(super) struct SegmentView {
     base_offset: Offset,
     path: PathBuf,
     file: Rc<DmaFile>,
@@ -149,7 +150,7 @@ impl LogInner {
         Some(f(&mut state.segments[index]))
     }
 
-    fn view(&self, index: usize) -> Option<SegmentView> {
+    pub(super) fn view(&self, index: usize) -> Option<SegmentView> {
         let state = self.state.borrow();
         let segment = state.segments.get(index)?;
         Some(SegmentView {
@@ -167,35 +168,90 @@ impl LogInner {
 
     /// Reads `[position, position + len)` of a segment: the part already
     /// written from the file, the rest from the appender's memory.
-    async fn read_range(&self, view: &SegmentView, position: u64, len: usize) -> Result<Bytes> {
+    pub(super) async fn read_range(
+        &self,
+        view: &SegmentView,
+        position: u64,
+        len: usize,
+    ) -> Result<Bytes> {
         let end = position + len as u64;
-        let mut out = vec![0u8; len];
         let readable = self.readable_bytes(view);
+        // Past the written end, from the appender's memory, before the
+        // disk read awaits (the appender may write it out meanwhile).
+        let mut unwritten = Vec::new();
         if end > readable {
             let from = position.max(readable);
+            unwritten.resize((end - from) as usize, 0);
             let copied = self.with_segment(view.base_offset, |s| {
-                let slot = &mut out[(from - position) as usize..];
                 s.appender
                     .as_ref()
-                    .is_some_and(|a| a.copy_unwritten(from, slot))
+                    .is_some_and(|a| a.copy_unwritten(from, &mut unwritten))
             });
             if copied != Some(true) {
                 return Err(corrupt(view, from, "range past the written end"));
             }
         }
-        if position < readable {
-            let disk_len = (end.min(readable) - position) as usize;
-            let read = view
-                .file
-                .read_at(position, disk_len)
-                .await
-                .map_err(|e| StorageError::io(&view.path, e))?;
-            if read.len() < disk_len {
-                return Err(corrupt(view, position, "short read"));
-            }
-            out[..disk_len].copy_from_slice(&read[..disk_len]);
+        if position >= readable {
+            return Ok(Bytes::from(unwritten));
         }
+        let disk_len = (end.min(readable) - position) as usize;
+        let read = view
+            .file
+            .read_at(position, disk_len)
+            .await
+            .map_err(|e| StorageError::io(&view.path, e))?;
+        if read.len() < disk_len {
+            return Err(corrupt(view, position, "short read"));
+        }
+        // Filled by extending, not zeroed first: a cold read's bytes are
+        // copied once, from the direct-I/O buffer.
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&read[..disk_len]);
+        out.extend_from_slice(&unwritten);
         Ok(Bytes::from(out))
+    }
+}
+
+/// The whole, CRC-checked batches at the start of `bytes`, in order, and
+/// the error that ended the walk before the end of `bytes` (a batch cut by
+/// the end is one).
+pub(super) fn whole_batches(bytes: &Bytes) -> (Vec<(BatchHeader, Bytes)>, Option<BatchError>) {
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match check_batch(&bytes[at..]) {
+            Ok(header) => {
+                let len = header.total_bytes();
+                batches.push((header, bytes.slice(at..at + len)));
+                at += len;
+            }
+            Err(error) => return (batches, Some(error)),
+        }
+    }
+    (batches, None)
+}
+
+impl LogInner {
+    /// Counts a disk read of `read_bytes` (`ahead`: by read-ahead) and
+    /// caches `batches`, read from this log, unless an invalidation landed
+    /// since `generation` (see `ReadCache::generation`); whether it cached.
+    pub(super) fn cache_disk_read(
+        &self,
+        generation: u64,
+        read_bytes: usize,
+        ahead: bool,
+        batches: &[(BatchHeader, Bytes)],
+    ) -> bool {
+        let mut cache = self.shard.inner.cache.borrow_mut();
+        cache.count_disk_read(read_bytes, ahead);
+        if cache.generation() != generation {
+            return false;
+        }
+        for (header, batch) in batches {
+            let (base, last) = (header.base_offset, header.last_offset());
+            cache.insert(self.id, base, last, batch.clone());
+        }
+        true
     }
 }
 
@@ -315,15 +371,18 @@ impl PartitionLog {
         limit: Limit,
         zero_copy: bool,
     ) -> Result<ReadData> {
-        let cached = self
-            .inner
-            .shard
-            .inner
-            .cache
-            .borrow_mut()
-            .read(self.inner.id, offset.0, limit);
-        if !cached.is_empty() {
+        if let Some(cached) = self.cached(offset, limit, zero_copy) {
             return Ok(ReadData::Memory(cached));
+        }
+        if !zero_copy {
+            // Read-ahead may be reading this very offset: wait for it
+            // rather than read the same bytes again.
+            if let Some(landed) = read_ahead::in_flight_for(&self.inner, offset.0) {
+                let _ = landed.acquire(1).await;
+                if let Some(cached) = self.cached(offset, limit, zero_copy) {
+                    return Ok(ReadData::Memory(cached));
+                }
+            }
         }
         let mut segment_index = {
             let state = self.inner.state.borrow();
@@ -349,6 +408,25 @@ impl PartitionLog {
             segment_index += 1;
         }
         Ok(ReadData::Empty)
+    }
+
+    /// The cached run of batches from `offset`, if any; a reader into
+    /// memory that is past the read-ahead trigger has it read further.
+    fn cached(&self, offset: Offset, limit: Limit, zero_copy: bool) -> Option<Vec<Bytes>> {
+        let cached = self
+            .inner
+            .shard
+            .inner
+            .cache
+            .borrow_mut()
+            .read(self.inner.id, offset.0, limit);
+        let last = cached.last()?;
+        if !zero_copy {
+            if let Ok(header) = BatchHeader::parse(last) {
+                read_ahead::extend(&self.inner, header.last_offset() + 1);
+            }
+        }
+        Some(cached)
     }
 
     /// Position of the index entry at or below `offset` in a segment.
@@ -422,7 +500,9 @@ impl PartitionLog {
     }
 
     /// Reads whole batches from `position` into memory, verifying each one's
-    /// CRC, and puts them in the shard cache.
+    /// CRC, and puts every whole batch read in the shard cache (those past
+    /// the limit too: they are what a forward reader asks for next), then
+    /// has the read-ahead go on from there.
     async fn read_to_memory(
         &self,
         view: &SegmentView,
@@ -432,33 +512,30 @@ impl PartitionLog {
     ) -> Result<ReadData> {
         let want = limit.max_bytes.max(first.total_bytes()) as u64;
         let len = want.min(view.size_bytes - position) as usize;
+        let generation = self.inner.shard.inner.cache.borrow().generation();
         let bytes = self.inner.read_range(view, position, len).await?;
+        let (read, error) = whole_batches(&bytes);
+        if let (true, Some(error)) = (read.is_empty(), error) {
+            return Err(corrupt(view, position, error));
+        }
+        // What was read before an invalidation landed is served (as a read
+        // racing the invalidation would be) but not cached.
+        let cached = self
+            .inner
+            .cache_disk_read(generation, bytes.len(), false, &read);
         let mut batches = Vec::new();
-        let mut at = 0;
-        while at < bytes.len() {
-            let header = match check_batch(&bytes[at..]) {
-                Ok(header) => header,
-                Err(error) if batches.is_empty() => return Err(corrupt(view, position, error)),
-                Err(_) => break,
-            };
-            if !limit.admits(
-                batches.len(),
-                at,
-                header.total_bytes(),
-                header.last_offset(),
-            ) {
+        let mut taken = 0;
+        for (header, batch) in &read {
+            if !limit.admits(batches.len(), taken, batch.len(), header.last_offset()) {
                 break;
             }
-            let batch = bytes.slice(at..at + header.total_bytes());
-            let mut cache = self.inner.shard.inner.cache.borrow_mut();
-            cache.insert(
-                self.inner.id,
-                header.base_offset,
-                header.last_offset(),
-                batch.clone(),
-            );
-            batches.push(batch);
-            at += header.total_bytes();
+            taken += batch.len();
+            batches.push(batch.clone());
+        }
+        if let (true, Some((last, _))) = (cached, read.last()) {
+            let end = position + read.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+            let next_offset = last.last_offset() + 1;
+            read_ahead::after_disk_read(&self.inner, view.base_offset.0, end, next_offset);
         }
         Ok(ReadData::Memory(batches))
     }

@@ -394,6 +394,7 @@ async fn finish_open(
         }),
         force_sync: Cell::new(false),
         compacted_end: Cell::new(Offset(-1)),
+        read_ahead: RefCell::default(),
     });
     {
         let mut state = inner.state.borrow_mut();

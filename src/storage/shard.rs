@@ -63,6 +63,8 @@ pub(crate) struct ShardInner {
     pub write_buffers: Rc<BufferPool>,
     pub flusher: Flusher,
     logs: RefCell<Vec<Weak<LogInner>>>,
+    /// How many entries `logs` kept at its last sweep of closed logs.
+    logs_after_sweep: Cell<usize>,
     next_log_id: Cell<u64>,
 }
 
@@ -79,6 +81,7 @@ impl ShardStorage {
             config,
             flusher: Flusher::default(),
             logs: RefCell::new(Vec::new()),
+            logs_after_sweep: Cell::new(0),
             next_log_id: Cell::new(1),
         });
         glommio::spawn_local(flusher::run(Rc::downgrade(&inner))).detach();
@@ -104,7 +107,13 @@ impl ShardStorage {
 
     pub(crate) fn register(&self, log: &Rc<LogInner>) {
         let mut logs = self.inner.logs.borrow_mut();
-        logs.retain(|weak| weak.strong_count() > 0);
+        // Drop closed logs' entries when the list has doubled since the last
+        // sweep: amortised constant time per log, where a sweep on every
+        // registration made opening N partitions cost N squared.
+        if logs.len() >= 2 * self.inner.logs_after_sweep.get().max(8) {
+            logs.retain(|weak| weak.strong_count() > 0);
+            self.inner.logs_after_sweep.set(logs.len());
+        }
         logs.push(Rc::downgrade(log));
     }
 

@@ -184,7 +184,8 @@ async fn write_remote(
                     .collect(),
             )]);
     let answer = async {
-        let mut connection = LeaderConnection::connect(address, REMOTE_TIMEOUT).await?;
+        let mut connection =
+            LeaderConnection::connect(address, REMOTE_TIMEOUT, &shard.config).await?;
         connection.call(&request, 1, REMOTE_TIMEOUT).await
     };
     let response = match answer.await {

@@ -690,7 +690,7 @@ def test_acks_0_and_1(pf_broker, acks):
 
 
 # ---------------------------------------------------------------------------
-# Restart; old data by sendfile
+# Restart; old data from the disk (io_uring reads with read-ahead, or sendfile)
 
 
 def test_consumption_across_a_broker_restart(broker):
@@ -740,17 +740,23 @@ def scrape(addr):
         text = r.read().decode()
     total = {}
     for line in text.splitlines():
-        m = re.match(r"^(sluice_fetch_(?:sendfile|memory)_bytes_total)(?:\{[^}]*\})?\s+([0-9.eE+]+)", line)
+        m = re.match(r"^(sluice_(?:fetch_sendfile|fetch_memory|read_disk|read_ahead)_bytes_total)"
+                     r"(?:\{[^}]*\})?\s+([0-9.eE+]+)", line)
         if m:
             total[m.group(1)] = total.get(m.group(1), 0) + float(m.group(2))
     return total
 
 
-def test_old_data_is_sent_by_sendfile(make_broker):
+@pytest.mark.parametrize("cold_read", ["read", "sendfile"])
+def test_old_data_comes_back_from_the_disk(make_broker, cold_read):
     """With a 1 MiB read cache per shard, consuming 12 MiB written earlier comes
-    back byte-exact and (part of) it by sendfile, as the counter shows."""
+    back byte-exact: by default read from the disk into memory, partly ahead
+    of the consumer; with fetch.cold.read=sendfile, (part of) it by sendfile.
+    The counters and the shard's stop line show which."""
     binary = os.environ["SLUICE_BIN"]
     args = ["--set", "cache.bytes=1048576"]
+    if cold_read == "sendfile":
+        args += ["--set", "fetch.cold.read=sendfile"]
     metrics_addr = None
     if metrics_supported(binary):
         metrics_addr = f"127.0.0.1:{free_port()}"
@@ -778,13 +784,24 @@ def test_old_data_is_sent_by_sendfile(make_broker):
         c.close()
     if metrics_addr:
         totals = scrape(metrics_addr)
-        assert totals.get("sluice_fetch_sendfile_bytes_total", 0) > 0, f"metrics: {totals}"
+        if cold_read == "sendfile":
+            assert totals.get("sluice_fetch_sendfile_bytes_total", 0) > 0, f"metrics: {totals}"
+        else:
+            assert totals.get("sluice_fetch_sendfile_bytes_total", 0) == 0, f"metrics: {totals}"
+            assert totals.get("sluice_read_ahead_bytes_total", 0) > 0, f"metrics: {totals}"
     b.stop()
     lines = [line for line in b.log().splitlines() if "shard stopping" in line]
     assert lines, f"no 'shard stopping' lines in the broker log:\n{b.log()[-3000:]}"
-    sendfile = sum(int(m.group(1)) for line in lines
-                   for m in [re.search(r"fetch_sendfile_bytes=(\d+)", line)] if m)
-    assert sendfile > 0, "no fetch bytes went by sendfile:\n" + "\n".join(lines)
+
+    def logged(field):
+        return sum(int(m.group(1)) for line in lines for m in [re.search(rf"{field}=(\d+)", line)] if m)
+    if cold_read == "sendfile":
+        assert logged("fetch_sendfile_bytes") > 0, "no fetch bytes went by sendfile:\n" + "\n".join(lines)
+    else:
+        # Most of the 12 MiB came from the disk (the cache holds 1 MiB),
+        # and none by sendfile.
+        assert logged("fetch_sendfile_bytes") == 0, "\n".join(lines)
+        assert logged("disk_read_bytes") > 8_000_000, "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ Where and how:
 Substitutions (all in `adapt`, and only these):
 - the port: `127.0.0.1:9092` becomes `127.0.0.1:<free port>`, since other
   brokers may run on this machine; a broker command without `--listen` gets
-  `--listen 127.0.0.1:<port>`, and `sluice topics|groups|transactions <verb>` and
+  `--listen 127.0.0.1:<port>`, and `sluice topics|groups|transactions|acls <verb>` and
   `sluice produce|consume` get `--bootstrap-server 127.0.0.1:<port>` (their
   default is 127.0.0.1:9092).
 - "Common flags" (`ELSEWHERE`): `--listen 0.0.0.0:9092` becomes
@@ -172,7 +172,7 @@ class Workdir:
         command = re.sub(r"^cargo run --release(?: --)?", "sluice", command)
         command = command.replace("127.0.0.1:9092", f"127.0.0.1:{self.port}")
         bootstrap = f"--bootstrap-server 127.0.0.1:{self.port}"
-        command = re.sub(r"\bsluice (topics|groups|transactions) ([a-z-]+)",
+        command = re.sub(r"\bsluice (topics|groups|transactions|acls) ([a-z-]+)",
                          rf"sluice \1 \2 {bootstrap}", command)
         command = re.sub(r"\bsluice (produce|consume)\b", rf"sluice \1 {bootstrap}", command)
         if re.match(r"sluice( -|$)", command) and "--listen" not in command and "--help" not in command:

@@ -3,6 +3,7 @@
 use super::*;
 use bytes::BytesMut;
 use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+use sluice_client::records::BATCH_MAGIC_AT;
 
 fn record(offset: i64, key: Option<&'static str>, value: &'static str) -> Record {
     Record {

@@ -387,3 +387,60 @@ fn example_cluster_node1_loads() {
         Some("127.0.0.1:9193".parse().unwrap())
     );
 }
+
+#[test]
+fn an_ssl_controller_listener_needs_both_tls_files_and_requires_client_certificates() {
+    let listeners = "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093";
+    let base = [
+        "--set",
+        listeners,
+        "--set",
+        "controller.listener.names=CONTROLLER",
+    ];
+    let with = |protocol: &str, files: &[&'static str]| {
+        let map =
+            format!("listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:{protocol}");
+        let mut args: Vec<String> = base.iter().map(|arg| arg.to_string()).collect();
+        args.extend(["--set".to_string(), map]);
+        for file in files {
+            args.extend(["--set".to_string(), file.to_string()]);
+        }
+        args
+    };
+    let run = |args: Vec<String>| load(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let keystore = "ssl.keystore.location=/certs/server.pem";
+    let truststore = "ssl.truststore.location=/certs/ca.pem";
+
+    let plain = run(with("PLAINTEXT", &[])).unwrap();
+    assert_eq!(plain.security.controller_tls, None);
+    assert_eq!(
+        plain.controller_listen,
+        Some("127.0.0.1:9093".parse().unwrap())
+    );
+
+    let ssl = run(with("SSL", &[keystore, truststore])).unwrap();
+    let files = ssl
+        .security
+        .controller_tls
+        .expect("an SSL controller listener");
+    assert_eq!(files.client_auth, ClientAuth::Required);
+    assert_eq!(files.truststore, Some("/certs/ca.pem".into()));
+    assert_eq!(
+        ssl.controller_listen,
+        Some("127.0.0.1:9093".parse().unwrap())
+    );
+
+    for (protocol, files, key) in [
+        ("SSL", vec![truststore], "ssl.keystore.location"),
+        ("SSL", vec![keystore], "ssl.truststore.location"),
+        (
+            "SASL_SSL",
+            vec![keystore, truststore],
+            "controller.listener.names",
+        ),
+    ] {
+        let error = run(with(protocol, &files)).unwrap_err();
+        assert_eq!(error.key, key, "{error}");
+        assert!(error.to_string().contains(&format!("'{key}'")), "{error}");
+    }
+}
