@@ -13,6 +13,7 @@ SLUICE_NODE_ID overrides the node id the tests expect (default 1).
 
 import logging
 import os
+import random
 import shlex
 import signal
 import socket
@@ -32,11 +33,55 @@ DEFAULT_CMD = (
 )
 
 
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range (32768 by default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORT_LOW = 10000
+_PORT_HIGH = max(_PORT_LOW + 1000, _ephemeral_low() - 1)
+_PORTS_GIVEN = set()
+
+
+def _bindable(port):
+    """Whether `port` binds on both 127.0.0.1 and 0.0.0.0 without
+    SO_REUSEADDR (so no listener and no TIME-WAIT connection holds it)."""
+    for host in ("127.0.0.1", "0.0.0.0"):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def claim_ports(*ports):
+    """Record ports a test took by other means, so free_port never gives them.
+    False (and nothing recorded) when one of them was given out already."""
+    if _PORTS_GIVEN.intersection(ports):
+        return False
+    _PORTS_GIVEN.update(ports)
+    return True
+
+
 def free_port():
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on right now, never given out twice in a run.
+
+    It is picked at random below the kernel's ephemeral range: ports taken by
+    binding port 0 come from that range, which is also where the kernel picks
+    the source port of every outgoing connection. A broker restarted on such a
+    port (kill -9 and restart) can find it taken, in the moment between stop
+    and start, by a probe's or a peer's connection, and fail to listen."""
+    for _ in range(1000):
+        port = random.randint(_PORT_LOW, _PORT_HIGH)
+        if port not in _PORTS_GIVEN and _bindable(port):
+            _PORTS_GIVEN.add(port)
+            return port
+    raise AssertionError(f"no free port in {_PORT_LOW}..{_PORT_HIGH}")
 
 
 def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):

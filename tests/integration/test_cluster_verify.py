@@ -22,20 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 START_TIMEOUT_S = 30.0
 
 
 def free_ports(count):
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    return [free_port() for _ in range(count)]
 
 
 def listening(port):

@@ -448,19 +448,30 @@ def test_compose_environment_forms_a_cluster_with_probes_and_stops_on_sigterm(en
 
 def test_a_stop_that_outlasts_shutdown_timeout_exits_with_status_1(tmp_path):
     """shutdown.timeout.ms bounds the stop: with 1 ms, the stop (shards look
-    for the request every 50 ms) cannot finish in time."""
-    port, metrics = free_port(), free_port()
-    env = {"SLUICE_LISTEN": f"127.0.0.1:{port}", "SLUICE_METRICS": f"127.0.0.1:{metrics}",
-           "SLUICE_DATA_DIR": "data", "SLUICE_SHARDS": "1", "SLUICE_SET_SHUTDOWN_TIMEOUT_MS": "1"}
-    broker = EnvBroker("bounded", env, str(tmp_path / "bounded"))
-    broker.start()
-    try:
-        wait_until(lambda: http_get(metrics, "/ready")[0] == 200, timeout=20, what="/ready")
-        broker.proc.send_signal(signal.SIGTERM)
-        assert broker.proc.wait(timeout=GRACE_PERIOD_S) == 1
-        assert "stop did not finish within shutdown.timeout.ms" in broker.log_text()
-    finally:
-        broker.stop()
+    for the request every 50 ms) normally cannot finish in time. On a loaded
+    machine the timer's thread can sleep past the whole stop, so each attempt
+    is a fresh broker: an attempt whose stop won must have stopped cleanly
+    (status 0), and one of at most five must show the bound."""
+    outcomes = []
+    for attempt in range(5):
+        port, metrics = free_port(), free_port()
+        env = {"SLUICE_LISTEN": f"127.0.0.1:{port}", "SLUICE_METRICS": f"127.0.0.1:{metrics}",
+               "SLUICE_DATA_DIR": "data", "SLUICE_SHARDS": "1", "SLUICE_SET_SHUTDOWN_TIMEOUT_MS": "1"}
+        broker = EnvBroker(f"bounded{attempt}", env, str(tmp_path / f"bounded{attempt}"))
+        broker.start()
+        try:
+            wait_until(lambda: http_get(metrics, "/ready")[0] == 200, timeout=20, what="/ready")
+            broker.proc.send_signal(signal.SIGTERM)
+            status = broker.proc.wait(timeout=GRACE_PERIOD_S)
+        finally:
+            broker.stop()
+        log = broker.log_text()
+        outcomes.append(status)
+        if status == 1:
+            assert "stop did not finish within shutdown.timeout.ms" in log, log[-2000:]
+            return
+        assert status == 0 and "sluice stopped" in log, (status, log[-2000:])
+    raise AssertionError(f"the 1 ms bound never cut a stop short in 5 attempts: {outcomes}")
 
 
 def test_a_voter_back_on_a_new_address_is_found_again(tmp_path):
@@ -506,8 +517,19 @@ def test_a_voter_back_on_a_new_address_is_found_again(tmp_path):
         write_hosts("127.0.0.23")
         third.env["SLUICE_CONTROLLER_LISTEN"] = f"127.0.0.23:{controller_ports[2]}"
         third.start()
-        wait_until(lambda: http_get(third.metrics_port, "/ready")[0] == 200,
-                   timeout=CLUSTER_READY_S, what="/ready on broker 3 back on its new address")
+        try:
+            wait_until(lambda: http_get(third.metrics_port, "/ready")[0] == 200,
+                       timeout=CLUSTER_READY_S, what="/ready on broker 3 back on its new address")
+        except AssertionError:
+            # What each broker says, to tell a slow catch-up from a port or
+            # address problem.
+            for broker in brokers:
+                try:
+                    ready = http_get(broker.metrics_port, "/ready")
+                except OSError as exc:
+                    ready = repr(exc)
+                print(f"--- {broker.name}: /ready {ready}\n{broker.log_text()[-3000:]}")
+            raise
         changed = [b.name for b in brokers[:2] if "controller address of a voter changed" in b.log_text()]
         assert changed, "no broker logged looking voter3 up again"
     finally:
