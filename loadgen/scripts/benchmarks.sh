@@ -277,14 +277,15 @@ scale() { # how the cost grows: partitions, then connections, at a fixed aggrega
 
 tls() { # produce and consume throughput over PLAINTEXT and over TLS, one broker, alternating
     # loadgen speaks PLAINTEXT only: confluent-kafka (librdkafka, OpenSSL)
-    # drives both listeners (loadgen/scripts/tls_throughput.py).
+    # and kcat drive both listeners (loadgen/scripts/tls_throughput.py),
+    # which also reads the broker's CPU from /proc.
     local certs="$OUT/certs" tls_port=$((PORT_SLUICE + 10))
     bash "$ROOT/scripts/make-certs.sh" "$certs" >/dev/null
     start_broker sluice fresh \
         --set "listeners=PLAINTEXT://127.0.0.1:$PORT_SLUICE,SSL://127.0.0.1:$tls_port" \
         --set "ssl.keystore.location=$certs/server.pem" --set "ssl.key.location=$certs/server.key"
     "${PYTHON:-$ROOT/.venv/bin/python}" "$ROOT/loadgen/scripts/tls_throughput.py" \
-        "127.0.0.1:$PORT_SLUICE" "127.0.0.1:$tls_port" "$certs/ca.pem" "$RUNS" "${TLS_MB:-1000}" \
+        "127.0.0.1:$PORT_SLUICE" "127.0.0.1:$tls_port" "$certs/ca.pem" "$RUNS" "${TLS_MB:-1000}" "$BROKER_PID" \
         | tee "$OUT/tls.md"
 }
 

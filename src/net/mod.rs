@@ -591,5 +591,9 @@ where
             }
         }
     }
-    Ok(())
+    // A write into TLS may return with the last records still encrypted in
+    // rustls' buffer (the socket was full): flush sends them, or the client
+    // waits for the rest of its response until the next one pushes it out.
+    // On a plain socket (glommio's, unbuffered) this is a no-op.
+    writer.flush().await
 }

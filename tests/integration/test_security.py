@@ -19,7 +19,7 @@ import time
 import urllib.request
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cluster import make_cluster  # noqa: F401 - a fixture
@@ -600,6 +600,56 @@ def test_replication_over_a_sasl_ssl_inter_broker_listener(make_cluster, certs):
 
 
 # --- Certificate reload -------------------------------------------------------------
+
+
+def test_large_fetches_over_tls_arrive_whole(secure, certs):
+    """Fetch responses of megabytes over TLS, read whole by confluent-kafka
+    and by kcat, with no request timing out (socket.timeout.ms 5 s).
+
+    The bug this guards against: when the socket was full as the broker
+    wrote a response's last bytes into TLS, rustls kept them until a flush,
+    and there was none, so the client waited for the rest of its response
+    until its request timed out (60 s in librdkafka). The TLS benchmark hit
+    it in about half its runs of 200 MB to 1 GB on a release build. This
+    test did not reproduce it on the build before the fix (the timing it
+    needs is rare at this size, and rarer on a debug build): it checks large
+    TLS fetches end to end; the benchmark is what showed the fix."""
+    topic = unique_topic("tls-large-fetch")
+    config = mtls_config(secure, certs)
+    admin = AdminClient(config)
+    from confluent_kafka.admin import NewTopic
+    admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(30)
+    records, value = 24_000, b"x" * 4096  # about 100 MB
+    producer = Producer({**config, "linger.ms": 5, "batch.size": 1 << 20,
+                         "queue.buffering.max.kbytes": 1 << 20})
+    for index in range(records):
+        while True:
+            try:
+                producer.produce(topic, value, partition=index % 4)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    assert producer.flush(120) == 0
+    fetch = {"fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 10 << 20,
+             "socket.timeout.ms": 5000}
+    for round_ in range(3):
+        errors = []
+        consumer = Consumer({**config, **fetch, "group.id": f"{topic}-{round_}",
+                             "enable.auto.commit": False, "error_cb": errors.append})
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
+        seen, deadline = 0, time.time() + 120
+        while seen < records and time.time() < deadline and not errors:
+            seen += sum(1 for m in consumer.consume(1000, 1.0) if m.error() is None)
+        consumer.close()
+        assert (seen, errors) == (records, []), f"round {round_}: {seen} of {records} records"
+        done = kcat("-C", "-b", config["bootstrap.servers"], "-t", topic, "-o", "beginning", "-e",
+                    "-q", "-f", "%o\\n", "-X", "security.protocol=SSL",
+                    "-X", f"ssl.ca.location={certs}/ca.pem",
+                    "-X", f"ssl.certificate.location={certs}/alice.pem",
+                    "-X", f"ssl.key.location={certs}/alice.key",
+                    *[arg for key, v in fetch.items() for arg in ("-X", f"{key}={v}")])
+        assert done.returncode == 0, f"round {round_}: kcat: {done.stderr[-2000:]}"
+        assert done.stdout.count("\n") == records, f"round {round_}: kcat read {done.stdout.count(chr(10))}"
 
 
 def peer_common_name(port, certs):
