@@ -76,48 +76,39 @@ apt_get() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get "$@"
 }
 
-install_kcat() {
-    if command -v kcat >/dev/null 2>&1; then
-        echo "kcat present: $(command -v kcat)"
+# install_command COMMAND PACKAGE: Debian's PACKAGE, unless COMMAND is on
+# the PATH already.
+install_command() {
+    local command=$1 package=$2
+    if command -v "$command" >/dev/null 2>&1; then
+        echo "$command present: $(command -v "$command")"
         return
     fi
-    # A fresh image has empty package lists: update only when apt knows no kcat.
-    if ! apt-cache show kcat >/dev/null 2>&1; then
+    # A fresh image has empty package lists: update only when apt knows no
+    # such package.
+    if ! apt-cache show "$package" >/dev/null 2>&1; then
         apt_get update -q
     fi
-    if ! apt_get install -y -q --no-install-recommends kcat; then
+    if ! apt_get install -y -q --no-install-recommends "$package"; then
         apt_get update -q # stale package lists
-        apt_get install -y -q --no-install-recommends kcat
+        apt_get install -y -q --no-install-recommends "$package"
     fi
-    command -v kcat
+    command -v "$command"
+}
+
+install_kcat() {
+    install_command kcat kcat
 }
 
 install_chromium() {
     # Debian's chromium for tests/integration/test_console.py (Playwright
     # launches it by path: its own browser download is not reachable here).
-    if command -v chromium >/dev/null 2>&1; then
-        echo "chromium present: $(command -v chromium)"
-        return
-    fi
-    if ! apt-cache show chromium >/dev/null 2>&1; then
-        apt_get update -q
-    fi
-    if ! apt_get install -y -q --no-install-recommends chromium; then
-        apt_get update -q # stale package lists
-        apt_get install -y -q --no-install-recommends chromium
-    fi
-    command -v chromium
+    install_command chromium chromium
 }
 
 install_openssl() {
     # scripts/make-certs.sh (test_security.py, the README) uses the openssl CLI.
-    if command -v openssl >/dev/null 2>&1; then
-        echo "openssl present: $(openssl version)"
-        return
-    fi
-    apt_get update -q
-    apt_get install -y -q --no-install-recommends openssl
-    openssl version
+    install_command openssl openssl
 }
 
 GO_PACKAGES="golang-go golang-github-shopify-sarama-dev golang-github-segmentio-kafka-go-dev"
