@@ -47,7 +47,7 @@ _PORT_HIGH = max(_PORT_LOW + 1000, _ephemeral_low() - 1)
 _PORTS_GIVEN = set()
 
 
-def _bindable(port):
+def bindable(port):
     """Whether `port` binds on both 127.0.0.1 and 0.0.0.0 without
     SO_REUSEADDR (so no listener and no TIME-WAIT connection holds it)."""
     for host in ("127.0.0.1", "0.0.0.0"):
@@ -78,7 +78,7 @@ def free_port():
     and start, by a probe's or a peer's connection, and fail to listen."""
     for _ in range(1000):
         port = random.randint(_PORT_LOW, _PORT_HIGH)
-        if port not in _PORTS_GIVEN and _bindable(port):
+        if port not in _PORTS_GIVEN and bindable(port):
             _PORTS_GIVEN.add(port)
             return port
     raise AssertionError(f"no free port in {_PORT_LOW}..{_PORT_HIGH}")

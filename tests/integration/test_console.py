@@ -207,14 +207,20 @@ def test_every_page_opens_and_is_shot(shared_broker, console, page):
     assert page.dialogs == [] and page.errors == []
 
 
-def test_create_topic_with_the_form(console, page):
-    topic = unique_topic("made-by-form")
+def create_with_form(console, page, topic, partitions, configs=None):
+    """Creates `topic` through the Topics page's form."""
     page.goto(console.url + "/topics")
     page.fill("#create-topic input[name=name]", topic)
-    page.fill("#create-topic input[name=partitions]", "4")
-    page.fill("#create-topic textarea[name=configs]", "cleanup.policy=compact")
+    page.fill("#create-topic input[name=partitions]", str(partitions))
+    if configs is not None:
+        page.fill("#create-topic textarea[name=configs]", configs)
     with page.expect_navigation():
         page.click("#create-topic button")
+
+
+def test_create_topic_with_the_form(console, page):
+    topic = unique_topic("made-by-form")
+    create_with_form(console, page, topic, 4, "cleanup.policy=compact")
     assert f"Created topic '{topic}'." in page.locator(".notice").inner_text()
     row = page.locator("#topics tr", has_text=topic)
     assert row.count() == 1
@@ -224,11 +230,7 @@ def test_create_topic_with_the_form(console, page):
 
 def test_produce_with_the_form_and_find_it(console, page):
     topic = unique_topic("produced")
-    page.goto(console.url + "/topics")
-    page.fill("#create-topic input[name=name]", topic)
-    page.fill("#create-topic input[name=partitions]", "2")
-    with page.expect_navigation():
-        page.click("#create-topic button")
+    create_with_form(console, page, topic, 2)
     page.goto(f"{console.url}/messages?topic={topic}")
     page.fill("#produce input[name=partition]", "1")
     page.fill("#produce input[name=key]", "the-key")
@@ -448,11 +450,7 @@ def test_throughput_from_metrics_url(make_broker):
 
 def test_topic_changes_with_the_forms(console, page):
     topic = unique_topic("changed")
-    page.goto(console.url + "/topics")
-    page.fill("#create-topic input[name=name]", topic)
-    page.fill("#create-topic input[name=partitions]", "1")
-    with page.expect_navigation():
-        page.click("#create-topic button")
+    create_with_form(console, page, topic, 1)
     page.goto(f"{console.url}/topic?name={topic}")
     page.fill("#set-config input[name=key]", "retention.ms")
     page.fill("#set-config input[name=value]", "3600000")

@@ -71,7 +71,7 @@ import time
 
 import pytest
 
-from conftest import claim_ports, free_port, wait_until
+from conftest import bindable, claim_ports, free_port, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMMAND_TIMEOUT_S = 60
@@ -310,18 +310,7 @@ def free_port_base():
     for _ in range(200):
         base = random.randrange(20000, 32000)
         block = [base + i for i in range(3)] + [base + 100 + i for i in range(3)]
-        socks = []
-        try:
-            for port in block:
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        if claim_ports(*block):
+        if all(bindable(port) for port in block) and claim_ports(*block):
             return base
     raise AssertionError("no free block of ports")
 
